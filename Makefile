@@ -1,0 +1,37 @@
+# The two commands a new user runs: `make demo` and `make test`. Both set up .venv first.
+SHELL := /bin/bash
+VENV ?= .venv
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.spineassist-setup
+DEMO_OUT ?= demo-output
+export YOLO_OFFLINE := 1
+export MPLCONFIGDIR := $(CURDIR)/.cache/matplotlib
+
+.PHONY: setup demo test test-slow benchmark clean
+
+setup: $(STAMP) ## idempotent: a second run only checks the stamp
+
+$(STAMP): requirements-dev.txt Resources/requirements.txt Resources/constraints.txt pyproject.toml Makefile
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt -c Resources/constraints.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	@bash .ci/system-packages.sh
+	@touch $(STAMP)
+	@echo "SpineAssist is set up in $(VENV) (spineassist $$($(VENV)/bin/spineassist --version | cut -d' ' -f2))."
+
+demo: setup ## make a synthetic study, assess it, write every output
+	$(PY) -m SpineAssistLib.demo --out $(DEMO_OUT)
+
+test: setup ## the whole default suite (slow tests excluded; see test-slow)
+	$(PY) -m pytest -m "not slow" Testing
+
+test-slow: setup ## the slow tests too (training, many studies)
+	$(PY) -m pytest Testing
+
+benchmark: setup
+	$(PY) -m benchmarks.run
+
+clean:
+	rm -rf $(DEMO_OUT) .pytest_cache .hypothesis .cache

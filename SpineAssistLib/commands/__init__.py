@@ -1,0 +1,1 @@
+"""One module per ``spineassist`` subcommand; see ``SpineAssistLib.cli.COMMANDS``."""

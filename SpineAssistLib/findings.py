@@ -1,0 +1,677 @@
+"""The findings data model: one assessment of a study, its disc levels, and each level's findings.
+
+Every part of SpineAssist reads and writes these classes (pipeline, Slicer panel, exports,
+evaluation); there is no parallel dict form. Each finding keeps the model's value and the reader's
+value side by side: the value in force is the reader's when there is one. A correction never
+overwrites the model's value and is recorded in the finding's history.
+
+Usage::
+
+    from SpineAssistLib.findings import Assessment, Level, PfirrmannGrade
+    level = Level("L4-L5")
+    level.pfirrmann.model = PfirrmannGrade(3)
+    level.pfirrmann.correct(PfirrmannGrade(4), reader="dr.lee", note="dark nucleus")
+    level.pfirrmann.value        # PfirrmannGrade(grade=4)
+    level.pfirrmann.model        # PfirrmannGrade(grade=3), kept
+    Assessment(study_instance_uid="1.2.3", levels=[level]).to_json()
+
+Coordinates are patient LPS millimetres, as in DICOM (+x patient left, +y posterior, +z head).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Generic, Iterable, Mapping, TypeVar
+
+from .version import __version__
+
+SCHEMA = "spineassist.findings/1"
+
+# Disc levels SpineAssist names, cranial to caudal. L5-L6 and L6-S1 exist with six lumbar
+# vertebrae, L4-S1 with four (transitional anatomy); T11-T12 and T12-L1 when the field of view shows them.
+LEVEL_NAMES: tuple[str, ...] = (
+    "T11-T12", "T12-L1", "L1-L2", "L2-L3", "L3-L4", "L4-L5", "L4-S1", "L5-L6", "L5-S1", "L6-S1",
+)
+STANDARD_LUMBAR_LEVELS: tuple[str, ...] = ("L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1")
+
+PFIRRMANN_GRADES = (1, 2, 3, 4, 5)
+MSU_SIZES = (0, 1, 2, 3)
+MSU_ZONES = ("A", "AB", "B", "BC", "C")
+SIDES = ("left", "right", "bilateral")
+MEYERDING_GRADES = (0, 1, 2, 3, 4, 5)
+LISTHESIS_DIRECTIONS = ("antero", "retro")
+FINDING_KINDS = ("pfirrmann", "ldh", "listhesis")
+STATUSES = ("assessed", "not_assessed")
+
+_ROMAN = {1: "I", 2: "II", 3: "III", 4: "IV", 5: "V"}
+
+
+def _allowed(field_name: str, value: Any, allowed: Iterable[Any]) -> None:
+    allowed = tuple(allowed)
+    if value not in allowed or isinstance(value, bool) and not any(a is value for a in allowed):
+        shown = ", ".join("null" if a is None else repr(a) if isinstance(a, str) else str(a) for a in allowed)
+        raise ValueError(f"{field_name} must be one of {shown}; got {value!r}")
+
+
+def _finite(field_name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{field_name} must be a number; got {type(value).__name__} {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{field_name} must be a finite number; got {value!r}")
+    return value
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def validate_level_name(name: str) -> str:
+    """Return ``name`` if it is a disc level SpineAssist knows (e.g. ``"L4-L5"``), else raise ValueError."""
+    _allowed("level", name, LEVEL_NAMES)
+    return name
+
+
+# --------------------------------------------------------------------------------------------
+# Values: what a grade is. Immutable, validated on construction.
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PfirrmannGrade:
+    """Pfirrmann disc degeneration grade, 1 (normal) to 5 (collapsed)."""
+
+    grade: int
+
+    def __post_init__(self) -> None:
+        _allowed("pfirrmann.grade", self.grade, PFIRRMANN_GRADES)
+
+    @property
+    def label(self) -> str:
+        return f"Pfirrmann {_ROMAN[self.grade]}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"grade": self.grade}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "PfirrmannGrade":
+        return cls(d["grade"])
+
+
+@dataclass(frozen=True)
+class MSUGrade:
+    """Michigan State University herniation grade: size 0-3, zone A/AB/B/BC/C, side.
+
+    Size 0 is no herniation; ``bulge`` then says whether the disc bulges (the published work's
+    "none/bulge" severity class). Side is in patient terms: left, right, bilateral, or None for a
+    central (zone A) herniation.
+    """
+
+    size: int
+    zone: str | None = None
+    side: str | None = None
+    bulge: bool = False
+
+    def __post_init__(self) -> None:
+        _allowed("ldh.msu_size", self.size, MSU_SIZES)
+        _allowed("ldh.msu_zone", self.zone, (None, *MSU_ZONES))
+        _allowed("ldh.side", self.side, (None, *SIDES))
+        if not isinstance(self.bulge, bool):
+            raise TypeError(f"ldh.bulge must be true or false; got {self.bulge!r}")
+        if self.size == 0 and (self.zone is not None or self.side is not None):
+            raise ValueError(f"ldh.msu_size 0 (no herniation) takes no zone or side; got zone={self.zone!r} side={self.side!r}")
+        if self.size > 0 and self.zone is None:
+            raise ValueError(f"ldh.msu_zone is required for a herniation of size {self.size}: one of {', '.join(MSU_ZONES)}")
+        if self.size > 0 and self.bulge:
+            raise ValueError("ldh.bulge applies only to msu_size 0; a herniation of size 1-3 is not a bulge")
+        if self.zone in ("B", "BC", "C") and self.side not in ("left", "right"):
+            raise ValueError(f"ldh.side must be 'left' or 'right' for zone {self.zone}; got {self.side!r}")
+
+    @property
+    def severity(self) -> int:
+        """The published work's 4-class severity: 0 none/bulge, 1, 2, 3."""
+        return self.size
+
+    @property
+    def label(self) -> str:
+        """Return the reading as a radiologist writes it, e.g. ``"2-AB right"``."""
+        if self.size == 0:
+            return "bulge" if self.bulge else "none"
+        side = f" {self.side}" if self.side else (" central" if self.zone == "A" else "")
+        return f"{self.size}-{self.zone}{side}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"msu_size": self.size, "msu_zone": self.zone, "side": self.side, "bulge": self.bulge}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "MSUGrade":
+        return cls(d["msu_size"], d.get("msu_zone"), d.get("side"), bool(d.get("bulge", False)))
+
+
+@dataclass(frozen=True)
+class MeyerdingGrade:
+    """Spondylolisthesis: Meyerding grade 0-5, signed slip % (+ antero, - retro), direction."""
+
+    grade: int
+    slip_percent: float | None = None
+    direction: str | None = None
+
+    def __post_init__(self) -> None:
+        _allowed("listhesis.meyerding", self.grade, MEYERDING_GRADES)
+        if self.slip_percent is not None:
+            object.__setattr__(self, "slip_percent", _finite("listhesis.slip_percent", self.slip_percent))
+        _allowed("listhesis.direction", self.direction, (None, *LISTHESIS_DIRECTIONS))
+        if self.grade == 0 and self.direction is not None:
+            raise ValueError(f"listhesis.direction must be null for Meyerding grade 0; got {self.direction!r}")
+        if self.grade > 0 and self.direction is None:
+            raise ValueError("listhesis.direction is required for Meyerding grade 1-5: 'antero' or 'retro'")
+        if self.grade > 0 and self.slip_percent not in (None, 0.0):
+            expected = "antero" if self.slip_percent > 0 else "retro"
+            if self.direction != expected:
+                raise ValueError(
+                    f"listhesis.direction {self.direction!r} contradicts the signed slip {self.slip_percent:+.1f} % "
+                    f"(positive is antero, negative retro)"
+                )
+
+    @property
+    def label(self) -> str:
+        if self.grade == 0:
+            return "none"
+        slip = f" ({abs(self.slip_percent):.0f} %)" if self.slip_percent is not None else ""
+        return f"{self.direction}listhesis grade {_ROMAN[self.grade]}{slip}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"meyerding": self.grade, "slip_percent": self.slip_percent, "direction": self.direction}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "MeyerdingGrade":
+        return cls(d["meyerding"], d.get("slip_percent"), d.get("direction"))
+
+
+# --------------------------------------------------------------------------------------------
+# Evidence: the numbers and geometry a grade came from.
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Measurement:
+    """One number a reader can check, with its unit (UCUM: ``mm``, ``%``, ``1`` for a ratio)."""
+
+    name: str
+    value: float
+    unit: str
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ValueError("measurement.name must be a non-empty string")
+        object.__setattr__(self, "value", _finite(f"measurement {self.name!r} value", self.value))
+        if not isinstance(self.unit, str) or not self.unit:
+            raise ValueError(f"measurement {self.name!r} needs a unit (e.g. 'mm', '%', '1'); got {self.unit!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {"name": self.name, "value": self.value, "unit": self.unit}
+        if self.description:
+            d["description"] = self.description
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Measurement":
+        return cls(d["name"], d["value"], d["unit"], d.get("description", ""))
+
+
+Point = tuple[float, float, float]
+
+
+def _point(name: str, p: Any) -> Point:
+    try:
+        coords = tuple(p)
+    except TypeError:
+        raise TypeError(f"point {name!r} must be three LPS coordinates in mm; got {p!r}") from None
+    if len(coords) != 3:
+        raise ValueError(f"point {name!r} must have 3 coordinates (LPS mm); got {len(coords)}")
+    return tuple(_finite(f"point {name!r}", float(c) if hasattr(c, "__float__") else c) for c in coords)  # type: ignore[return-value]
+
+
+@dataclass
+class Geometry:
+    """Named points and lines (patient LPS mm) that a grade was measured from.
+
+    ``source`` says which image they lie on: ``{"series_instance_uid": ..., "sop_instance_uid": ...}``.
+    """
+
+    points: dict[str, Point] = field(default_factory=dict)
+    lines: dict[str, tuple[Point, Point]] = field(default_factory=dict)
+    source: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.points = {k: _point(k, v) for k, v in self.points.items()}
+        self.lines = {k: (_point(f"{k}[0]", v[0]), _point(f"{k}[1]", v[1])) for k, v in self.lines.items()}
+
+    def __bool__(self) -> bool:
+        return bool(self.points or self.lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "points": {k: list(v) for k, v in self.points.items()},
+            "lines": {k: [list(a), list(b)] for k, (a, b) in self.lines.items()},
+            "source": dict(self.source),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None) -> "Geometry":
+        d = d or {}
+        return cls(dict(d.get("points", {})), dict(d.get("lines", {})), dict(d.get("source", {})))
+
+
+@dataclass(frozen=True)
+class Correction:
+    """One reader's change to a finding (or to a level's name): what, from, to, who, when, why."""
+
+    finding: str
+    old: Any
+    new: Any
+    reader: str
+    time: str = field(default_factory=_now)
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        _allowed("correction.finding", self.finding, (*FINDING_KINDS, "level"))
+        if not isinstance(self.reader, str) or not self.reader.strip():
+            raise ValueError("correction.reader must name who made the correction")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"finding": self.finding, "from": self.old, "to": self.new, "reader": self.reader,
+                "time": self.time, "note": self.note}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Correction":
+        return cls(d["finding"], d.get("from"), d.get("to"), d["reader"], d.get("time") or _now(), d.get("note", ""))
+
+
+# --------------------------------------------------------------------------------------------
+# Findings: model value + reader value + evidence + history.
+# --------------------------------------------------------------------------------------------
+
+V = TypeVar("V", PfirrmannGrade, MSUGrade, MeyerdingGrade)
+
+
+@dataclass
+class Finding(Generic[V]):
+    """One kind of finding at one level: the model's value, the reader's value, and their evidence.
+
+    ``status`` is ``"not_assessed"`` (with a ``reason``) when the input could not support it, e.g.
+    herniation without an axial series.
+    """
+
+    kind: ClassVar[str] = ""
+    value_type: ClassVar[type] = object
+
+    model: V | None = None
+    reader: V | None = None
+    measurements: list[Measurement] = field(default_factory=list)
+    geometry: Geometry = field(default_factory=Geometry)
+    corrections: list[Correction] = field(default_factory=list)
+    status: str = "assessed"
+    reason: str = ""
+    confidence: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("model", "reader"):
+            v = getattr(self, name)
+            if v is not None and not isinstance(v, self.value_type):
+                raise TypeError(f"{self.kind}.{name} must be a {self.value_type.__name__}; got {type(v).__name__}")
+        _allowed(f"{self.kind}.status", self.status, STATUSES)
+        if self.confidence is not None:
+            c = _finite(f"{self.kind}.confidence", self.confidence)
+            if not 0.0 <= c <= 1.0:
+                raise ValueError(f"{self.kind}.confidence must be between 0 and 1; got {c}")
+
+    @property
+    def value(self) -> V | None:
+        """The value in force: the reader's if corrected, else the model's."""
+        return self.reader if self.reader is not None else self.model
+
+    @property
+    def corrected(self) -> bool:
+        return self.reader is not None
+
+    @property
+    def disagrees(self) -> bool:
+        """True when a reader's value stands and the model says something else."""
+        return self.reader is not None and self.model is not None and self.reader != self.model
+
+    def measurement(self, name: str) -> Measurement | None:
+        return next((m for m in self.measurements if m.name == name), None)
+
+    def correct(self, new: V, reader: str, note: str = "", time: str | None = None) -> Correction:
+        """Set the reader's value (the model's is kept) and record the change; return the record."""
+        if not isinstance(new, self.value_type):
+            raise TypeError(f"a {self.kind} correction must be a {self.value_type.__name__}; got {type(new).__name__}")
+        old = self.value
+        c = Correction(self.kind, old.to_dict() if old else None, new.to_dict(), reader, time or _now(), note)
+        self.reader = new
+        self.status = "assessed"
+        self.reason = ""
+        self.corrections.append(c)
+        return c
+
+    def reset(self, reader: str, note: str = "reset to the model's value") -> Correction | None:
+        """Drop the reader's value so the model's is in force again; record it. None if nothing to reset."""
+        if self.reader is None:
+            return None
+        c = Correction(self.kind, self.reader.to_dict(), self.model.to_dict() if self.model else None, reader, _now(), note)
+        self.reader = None
+        self.corrections.append(c)
+        return c
+
+    # JSON: the value in force flattened at the top (the findings.json contract), model and reader beside it.
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = dict(self._empty_value())
+        if self.value is not None:
+            d.update(self.value.to_dict())
+        d["status"] = self.status
+        if self.reason:
+            d["reason"] = self.reason
+        d["model"] = self.model.to_dict() if self.model else None
+        d["reader"] = self.reader.to_dict() if self.reader else None
+        if self.confidence is not None:
+            d["confidence"] = self.confidence
+        d["measurements"] = [m.to_dict() for m in self.measurements]
+        d["geometry"] = self.geometry.to_dict()
+        return d
+
+    @classmethod
+    def _empty_value(cls) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None, corrections: Iterable[Correction] = ()) -> "Finding":
+        if d is None:
+            return cls(corrections=list(corrections))
+        vt = cls.value_type
+        model = vt.from_dict(d["model"]) if d.get("model") else None  # type: ignore[attr-defined]
+        reader = vt.from_dict(d["reader"]) if d.get("reader") else None  # type: ignore[attr-defined]
+        if model is None and reader is None and d.get("status", "assessed") == "assessed" and cls._has_value(d):
+            # A hand-written file (e.g. truth.json) may give only the flat value: take it as the model's.
+            model = vt.from_dict(d)  # type: ignore[attr-defined]
+        return cls(
+            model=model, reader=reader,
+            measurements=[Measurement.from_dict(m) for m in d.get("measurements", [])],
+            geometry=Geometry.from_dict(d.get("geometry")),
+            corrections=list(corrections),
+            status=d.get("status", "assessed"), reason=d.get("reason", ""),
+            confidence=d.get("confidence"),
+        )
+
+    @classmethod
+    def _has_value(cls, d: Mapping[str, Any]) -> bool:
+        return any(d.get(k) is not None for k in cls._empty_value())
+
+
+class PfirrmannFinding(Finding[PfirrmannGrade]):
+    kind = "pfirrmann"
+    value_type = PfirrmannGrade
+
+    @classmethod
+    def _empty_value(cls) -> dict[str, Any]:
+        return {"grade": None}
+
+
+class HerniationFinding(Finding[MSUGrade]):
+    kind = "ldh"
+    value_type = MSUGrade
+
+    @classmethod
+    def _empty_value(cls) -> dict[str, Any]:
+        return {"msu_size": None, "msu_zone": None, "side": None, "bulge": None}
+
+
+class ListhesisFinding(Finding[MeyerdingGrade]):
+    kind = "listhesis"
+    value_type = MeyerdingGrade
+
+    @classmethod
+    def _empty_value(cls) -> dict[str, Any]:
+        return {"meyerding": None, "slip_percent": None, "direction": None}
+
+
+_FINDING_CLASSES: dict[str, type[Finding]] = {
+    "pfirrmann": PfirrmannFinding, "ldh": HerniationFinding, "listhesis": ListhesisFinding,
+}
+
+
+@dataclass
+class Level:
+    """One disc level (e.g. ``L4-L5``) and its three findings.
+
+    ``disc_center`` is the disc's centroid (LPS mm) when known: it is what ties a level to its
+    disc when a reader relabels levels, so every finding moves with its disc.
+    """
+
+    name: str
+    pfirrmann: PfirrmannFinding = field(default_factory=PfirrmannFinding)
+    ldh: HerniationFinding = field(default_factory=HerniationFinding)
+    listhesis: ListhesisFinding = field(default_factory=ListhesisFinding)
+    disc_center: Point | None = None
+    model_name: str | None = None
+    corrections: list[Correction] = field(default_factory=list)  # relabels of the level itself
+
+    def __post_init__(self) -> None:
+        validate_level_name(self.name)
+        if self.model_name is None:
+            self.model_name = self.name
+        else:
+            validate_level_name(self.model_name)
+        if self.disc_center is not None:
+            self.disc_center = _point(f"{self.name} disc_center", self.disc_center)
+        for kind, cls in _FINDING_CLASSES.items():
+            if not isinstance(getattr(self, kind), cls):
+                raise TypeError(f"Level.{kind} must be a {cls.__name__}")
+
+    def finding(self, kind: str) -> Finding:
+        _allowed("finding kind", kind, FINDING_KINDS)
+        return getattr(self, kind)
+
+    def findings(self) -> list[Finding]:
+        return [self.pfirrmann, self.ldh, self.listhesis]
+
+    def rename(self, new_name: str, reader: str, note: str = "") -> Correction:
+        """Relabel this level (its findings stay with it); record who did it."""
+        validate_level_name(new_name)
+        c = Correction("level", self.name, new_name, reader, _now(), note)
+        self.name = new_name
+        self.corrections.append(c)
+        return c
+
+    def all_corrections(self) -> list[Correction]:
+        """Every correction at this level, findings' and relabels', oldest first."""
+        out = list(self.corrections)
+        for f in self.findings():
+            out.extend(f.corrections)
+        return sorted(out, key=lambda c: c.time)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"level": self.name}
+        if self.model_name != self.name:
+            d["model_level"] = self.model_name
+        if self.disc_center is not None:
+            d["disc_center"] = list(self.disc_center)
+        for f in self.findings():
+            d[f.kind] = f.to_dict()
+        d["corrections"] = [c.to_dict() for c in self.all_corrections()]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Level":
+        corrections = [Correction.from_dict(c) for c in d.get("corrections", [])]
+        by_kind: dict[str, list[Correction]] = {k: [] for k in (*FINDING_KINDS, "level")}
+        for c in corrections:
+            by_kind[c.finding].append(c)
+        return cls(
+            name=d["level"],
+            pfirrmann=PfirrmannFinding.from_dict(d.get("pfirrmann"), by_kind["pfirrmann"]),
+            ldh=HerniationFinding.from_dict(d.get("ldh"), by_kind["ldh"]),
+            listhesis=ListhesisFinding.from_dict(d.get("listhesis"), by_kind["listhesis"]),
+            disc_center=d.get("disc_center"),
+            model_name=d.get("model_level", d["level"]),
+            corrections=by_kind["level"],
+        )
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A model that contributed to an assessment, identified by the SHA-256 of its weights."""
+
+    name: str
+    sha256: str
+    version: str = ""
+
+    def __post_init__(self) -> None:
+        if len(self.sha256) != 64 or any(ch not in "0123456789abcdef" for ch in self.sha256):
+            raise ValueError(f"model {self.name!r} sha256 must be 64 lowercase hex digits; got {self.sha256!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {"name": self.name, "sha256": self.sha256}
+        if self.version:
+            d["version"] = self.version
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "ModelInfo":
+        return cls(d["name"], d["sha256"], d.get("version", ""))
+
+
+@dataclass
+class Assessment:
+    """One study's assessment: which series were read, by which software and models, and its levels."""
+
+    study_instance_uid: str
+    levels: list[Level] = field(default_factory=list)
+    sagittal_series_uid: str | None = None
+    axial_series_uid: str | None = None
+    software_version: str = __version__
+    models: list[ModelInfo] = field(default_factory=list)
+    created: str = field(default_factory=_now)
+    settings: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.study_instance_uid, str):
+            raise TypeError("study_instance_uid must be a string (a DICOM UID)")
+        names = [lv.name for lv in self.levels]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"levels must be unique; {', '.join(duplicates)} appears more than once")
+
+    def level(self, name: str) -> Level:
+        for lv in self.levels:
+            if lv.name == name:
+                return lv
+        raise KeyError(f"no level {name!r} in this assessment; levels are {', '.join(lv.name for lv in self.levels) or 'none'}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "study_instance_uid": self.study_instance_uid,
+            "series": {"sagittal": self.sagittal_series_uid, "axial": self.axial_series_uid},
+            "software": {"name": "SpineAssist", "version": self.software_version,
+                         "models": [m.to_dict() for m in self.models]},
+            "created": self.created,
+            "settings": dict(self.settings),
+            "warnings": list(self.warnings),
+            "levels": [lv.to_dict() for lv in self.levels],
+        }
+
+    def to_json(self, indent: int = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Assessment":
+        if d.get("schema") != SCHEMA:
+            raise ValueError(f"schema must be {SCHEMA!r}; got {d.get('schema')!r} (is this a SpineAssist findings file?)")
+        series = d.get("series", {})
+        software = d.get("software", {})
+        return cls(
+            study_instance_uid=d["study_instance_uid"],
+            levels=[Level.from_dict(lv) for lv in d.get("levels", [])],
+            sagittal_series_uid=series.get("sagittal"),
+            axial_series_uid=series.get("axial"),
+            software_version=software.get("version", ""),
+            models=[ModelInfo.from_dict(m) for m in software.get("models", [])],
+            created=d.get("created") or _now(),
+            settings=dict(d.get("settings", {})),
+            warnings=list(d.get("warnings", [])),
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> "Assessment":
+        return cls.from_dict(json.loads(text))
+
+    def save(self, path: str | Path) -> Path:
+        """Write findings.json atomically (temporary file, then rename); return the path."""
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(self.to_json() + "\n", encoding="utf-8")
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Assessment":
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path} is not valid JSON ({e}); restore it from a backup or rerun the assessment") from None
+        return cls.from_dict(data)
+
+
+def carry_reader_values(new: Assessment, previous: Assessment) -> list[str]:
+    """Copy every reader correction of ``previous`` into ``new`` (a rerun), matching levels by name.
+
+    The new model values stay; the reader's values and correction history are kept beside them.
+    Returns one line per finding where the new model value disagrees with the reader's.
+    """
+    disagreements: list[str] = []
+    by_model_name = {lv.model_name: lv for lv in new.levels}
+    for old in previous.levels:
+        target = by_model_name.get(old.model_name)
+        if target is None:
+            if old.all_corrections():
+                new.warnings.append(f"level {old.name}: reader corrections kept in the previous findings only; "
+                                    f"this run found no disc {old.model_name}")
+            continue
+        if old.name != target.name:
+            target.name = old.name
+        target.corrections = list(old.corrections)
+        for kind in FINDING_KINDS:
+            src, dst = old.finding(kind), target.finding(kind)
+            dst.corrections = list(src.corrections)
+            if src.reader is not None:
+                dst.reader = src.reader
+                if dst.disagrees:
+                    disagreements.append(
+                        f"{target.name} {kind}: reader {src.reader.label}, new model {dst.model.label}")  # type: ignore[union-attr]
+    return disagreements
+
+
+def findings_schema() -> dict[str, Any]:
+    """Return the JSON Schema (draft 2020-12) of findings.json, shipped in Resources/."""
+    from .resources import resource_path
+
+    return json.loads(resource_path("findings.schema.json").read_text(encoding="utf-8"))
+
+
+def validate_findings_json(data: Mapping[str, Any]) -> None:
+    """Raise ``ValueError`` naming the first place ``data`` breaks the findings.json schema."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(findings_schema())
+    errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+    if errors:
+        e = errors[0]
+        where = "/".join(str(p) for p in e.absolute_path) or "(top level)"
+        raise ValueError(f"findings.json is invalid at {where}: {e.message}")
+
