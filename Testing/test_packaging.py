@@ -43,3 +43,19 @@ def test_top_level_cmake_is_a_slicer_extension():
     assert re.search(r"set\(EXTENSION_DEPENDS PyTorch\)", text)
     assert "add_subdirectory(SpineAssist)" in text
     assert "slicerMacroBuildScriptedModule" in (REPO / "SpineAssist" / "CMakeLists.txt").read_text()
+
+
+def test_module_shell_is_thin_and_imports_no_heavy_package_at_top_level():
+    import ast
+
+    source = (REPO / "SpineAssist" / "SpineAssist.py").read_text()
+    tree = ast.parse(source)
+    top_imports = set()
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            top_imports |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            top_imports.add((node.module or "").split(".")[0])
+    assert not top_imports & {"torch", "ultralytics", "monai", "SimpleITK", "highdicom"}
+    assert len(source.splitlines()) < 150, "SpineAssist.py should stay a thin shell; put logic in SpineAssistLib"
+    assert "not been validated on patients" in source  # the model disclaimer in the help text
