@@ -1,0 +1,25 @@
+"""The clinical grading rules as pure functions on coordinates (LPS mm) and image values.
+
+The models only find points and masks; every grade a reader sees comes from here (GRADING.md),
+with the measurements (units included) and the geometry it was measured from, so a reader can
+check it and a teacher can show it. Each result's ``to_finding()`` fills a ``findings.Finding``.
+One file per rule: ``levels``, ``meyerding``, ``msu``, ``pfirrmann``, ``slice_mapping``.
+"""
+
+from .levels import (LabelledDisc, LabelledVertebra, LevelLabelling, SpineDetection, label_levels,
+                     recount_lumbar_levels, relabel_levels, vertebrae_cranial_to_caudal)
+from .meyerding import MeyerdingResult, meyerding_from_percent, meyerding_grade
+from .msu import MSUResult, msu_grade, msu_size, select_maximal_extrusion
+from .pfirrmann import PfirrmannResult, pfirrmann_grade, rule_based_pfirrmann
+from .slice_mapping import SliceAssignment, SliceMapping, SlicePlane, disc_point_clouds, map_axial_slices
+from .vectors import voxel_centers_lps
+
+__all__ = [
+    "LabelledDisc", "LabelledVertebra", "LevelLabelling", "SpineDetection", "label_levels",
+    "recount_lumbar_levels", "relabel_levels", "vertebrae_cranial_to_caudal",
+    "MeyerdingResult", "meyerding_from_percent", "meyerding_grade",
+    "MSUResult", "msu_grade", "msu_size", "select_maximal_extrusion",
+    "PfirrmannResult", "pfirrmann_grade", "rule_based_pfirrmann",
+    "SliceAssignment", "SliceMapping", "SlicePlane", "disc_point_clouds", "map_axial_slices",
+    "voxel_centers_lps",
+]
