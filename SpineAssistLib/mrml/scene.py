@@ -1,0 +1,86 @@
+"""A real MRML scene outside Slicer: converter rules, the logics .mrb files need, and reading them back."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+_converters_registered = False
+
+
+def register_segmentation_converters() -> None:
+    """Register the labelmap <-> closed-surface converter rules (Slicer does this at start-up; slicer-core does not)."""
+    global _converters_registered
+    if _converters_registered:
+        return
+    import slicer
+
+    factory = slicer.vtkSegmentationConverterFactory.GetInstance()
+    known = {factory.GetConverterRules()[i].GetName() for i in range(len(factory.GetConverterRules()))} \
+        if hasattr(factory, "GetConverterRules") else set()
+    for rule in (slicer.vtkBinaryLabelmapToClosedSurfaceConversionRule(),
+                 slicer.vtkClosedSurfaceToBinaryLabelmapConversionRule()):
+        if rule.GetName() not in known:
+            factory.RegisterConverterRule(rule)
+    _converters_registered = True
+
+
+def new_scene() -> Any:
+    """Return a fresh MRML scene with the logics that saving and loading .mrb files need (no Qt).
+
+    The application, markups and segmentations logics are attached in that order; they are kept
+    alive on the scene object (``scene._spineassist_logics``) as long as the scene lives.
+    """
+    import slicer
+
+    register_segmentation_converters()
+    scene = slicer.vtkMRMLScene()
+    logics = []
+    for cls in (slicer.vtkMRMLApplicationLogic, slicer.vtkSlicerMarkupsLogic, slicer.vtkSlicerSegmentationsModuleLogic):
+        logic = cls()
+        logic.SetMRMLScene(scene)
+        logics.append(logic)
+    scene._spineassist_logics = logics  # noqa: SLF001 - keeps the VTK logics from being collected
+    return scene
+
+
+def segmentations_logic(scene: Any) -> Any:
+    """Return a segmentations logic for ``scene``: the one new_scene attached, Slicer's, or a new one."""
+    import slicer
+
+    for logic in getattr(scene, "_spineassist_logics", ()):
+        if logic.IsA("vtkSlicerSegmentationsModuleLogic"):
+            return logic
+    modules = getattr(slicer, "modules", None)
+    if modules is not None and hasattr(modules, "segmentations"):
+        return modules.segmentations.logic()
+    logic = slicer.vtkSlicerSegmentationsModuleLogic()
+    logic.SetMRMLScene(scene)
+    scene._spineassist_logics = [*getattr(scene, "_spineassist_logics", ()), logic]  # noqa: SLF001
+    return logic
+
+
+def read_mrb(path: str | Path, scene: Any | None = None) -> Any:
+    """Return a scene read from a Slicer bundle (``.mrb``): a new one from new_scene() unless ``scene`` is given.
+
+    Reading needs the remote-IO logic's data IO manager on the scene (slicer-core has no
+    application to set it up); its cache folder is a fresh temporary folder.
+    """
+    import slicer
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no scene bundle at {path}; expected a .mrb file written by Slicer or SpineAssist")
+    scene = scene if scene is not None else new_scene()
+    if scene.GetDataIOManager() is None:
+        remote_io = slicer.vtkMRMLRemoteIOLogic()
+        remote_io.SetMRMLScene(scene)
+        remote_io.AddDataIOToScene()
+        cache = Path(tempfile.mkdtemp(prefix="spineassist-mrb-cache-"))
+        (cache / ".slicer-cache").touch()  # the cache manager's sentinel: without it, it warns on every read
+        remote_io.GetCacheManager().SetRemoteCacheDirectory(str(cache))
+        scene._spineassist_logics = [*getattr(scene, "_spineassist_logics", ()), remote_io]  # noqa: SLF001
+    if not scene.ReadFromMRB(str(path)):
+        raise ValueError(f"{path} could not be read as a Slicer scene bundle (.mrb); is it a zip written by Slicer?")
+    return scene
