@@ -166,7 +166,7 @@ def msu_grade(
     D = lps_point(f"posterior_disc_margin ({DISC_MARGIN} at mid-line)", posterior_disc_margin)
     C = lps_point(f"posterior_canal ({CANAL} point at mid-line)", posterior_canal)
     apex = None if herniation_apex is None else lps_point(f"herniation_apex ({APEX})", herniation_apex)
-    points = None if herniation_points is None else lps_points("herniation_points (herniation mask, LPS mm)", herniation_points)
+    points = None if herniation_points is None else lps_points("herniation_points", herniation_points)
     if not isinstance(bulge, bool):
         raise TypeError(f"bulge must be true or false; got {bulge!r}")
     min_depth = float(min_depth_mm)

@@ -45,12 +45,12 @@ def lps_points(name: str, value: Any) -> FloatArray:
         arr = np.asarray(value, dtype=float)
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be an array of points (N, 3) in LPS mm; got {type(value).__name__}") from None
+    if arr.size == 0:
+        raise ValueError(f"{name} is empty: expected at least one point (N, 3) in LPS mm")
     if arr.ndim == 1 and arr.shape == (3,):
         arr = arr[None, :]
     if arr.ndim != 2 or arr.shape[1] != 3:
         raise ValueError(f"{name} must be an array of points of shape (N, 3) in LPS mm; got shape {arr.shape}")
-    if arr.shape[0] == 0:
-        raise ValueError(f"{name} is empty: expected at least one point (N, 3) in LPS mm")
     if not np.all(np.isfinite(arr)):
         bad = int(np.argwhere(~np.isfinite(arr))[0, 0])
         raise ValueError(f"{name}[{bad}] has a non-finite coordinate (NaN or infinity): {arr[bad].tolist()}")
