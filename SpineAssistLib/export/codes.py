@@ -1,0 +1,150 @@
+"""Codes SpineAssist's DICOM exports use, and the measurement names the exports look for.
+
+Standard codes come first: SNOMED CT (``SCT``) from DICOM PS3.16 context groups, checked against
+pydicom's code dictionary (CID 7604 "Intervertebral Disc" for the per-level disc structures,
+CID 1003 for disc levels, CID 244 for laterality, UCUM for units). Where DICOM has no standard
+concept (Pfirrmann grade, MSU size/zone, Meyerding grade, SIR, DHI), codes use the private coding
+scheme ``99SPINEASSIST``, which every object that uses it declares in its
+CodingSchemeIdentificationSequence (:func:`coding_scheme_identification`).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+from pydicom.dataset import Dataset
+from pydicom.sr.coding import Code
+
+from ..findings import Finding, Level, Measurement
+from ..version import __version__
+
+PRIVATE_SCHEME = "99SPINEASSIST"
+PRIVATE_SCHEME_NAME = "SpineAssist private codes"
+PRIVATE_SCHEME_RESPONSIBLE = "SpineAssist project"
+
+
+def private(value: str, meaning: str) -> Code:
+    """Return a concept in SpineAssist's private coding scheme ``99SPINEASSIST``."""
+    return Code(value, PRIVATE_SCHEME, meaning)
+
+
+def coding_scheme_identification() -> Dataset:
+    """Return the CodingSchemeIdentificationSequence item that defines ``99SPINEASSIST``."""
+    item = Dataset()
+    item.CodingSchemeDesignator = PRIVATE_SCHEME
+    item.CodingSchemeName = PRIVATE_SCHEME_NAME
+    item.CodingSchemeVersion = __version__
+    item.CodingSchemeResponsibleOrganization = PRIVATE_SCHEME_RESPONSIBLE
+    return item
+
+
+# --- anatomy (SNOMED CT) -------------------------------------------------------------------
+ANATOMICAL_STRUCTURE = Code("91723000", "SCT", "Anatomical Structure")  # CID 7150 category
+LUMBAR_SPINE = Code("122496007", "SCT", "Lumbar spine")
+
+# CID 7604 "Intervertebral Disc": the disc structures themselves, one concept per level.
+DISC_STRUCTURES: dict[str, Code] = {
+    "T11-T12": Code("1537001", "SCT", "T11/T12 disc"),
+    "T12-L1": Code("76206002", "SCT", "T12/L1 disc"),
+    "L1-L2": Code("80064006", "SCT", "L1/L2 disc"),
+    "L2-L3": Code("67459009", "SCT", "L2/L3 disc"),
+    "L3-L4": Code("62551000", "SCT", "L3/L4 disc"),
+    "L4-L5": Code("84020006", "SCT", "L4/L5 disc"),
+    "L5-S1": Code("715056000", "SCT", "L5/S1 disc"),
+}
+# Transitional anatomy has discs DICOM names no concept for (L5/L6, L6/S1, L4/S1).
+INTERVERTEBRAL_DISC_PRIVATE = private("IVD", "Intervertebral disc")
+
+
+def disc_structure(level_name: str) -> Code:
+    """Return the CID 7604 code of a level's disc, or the private disc concept where DICOM has none."""
+    return DISC_STRUCTURES.get(level_name, INTERVERTEBRAL_DISC_PRIVATE)
+
+
+LATERALITY = Code("272741003", "SCT", "Laterality")
+SIDE_CODES: dict[str, Code] = {
+    "left": Code("7771000", "SCT", "Left"),
+    "right": Code("24028007", "SCT", "Right"),
+    "bilateral": Code("51440002", "SCT", "Bilateral"),
+    "central": Code("26216008", "SCT", "Central"),
+}
+PRESENT = Code("52101004", "SCT", "Present")
+ABSENT = Code("272519000", "SCT", "Absent")
+MEASUREMENT_METHOD = Code("370129005", "SCT", "Measurement Method")
+
+# --- who a value comes from ------------------------------------------------------------------
+MODEL_VALUE = private("MODEL", "SpineAssist model output")
+READER_VALUE = private("READER", "Reader correction")
+
+# --- qualitative evaluations (private: no standard concepts exist) -----------------------------
+_ROMAN = {0: "0", 1: "I", 2: "II", 3: "III", 4: "IV", 5: "V"}
+PFIRRMANN_GRADE = private("PFIRRMANN", "Pfirrmann disc degeneration grade")
+PFIRRMANN_VALUES = {g: private(f"PFIRRMANN-{g}", f"Pfirrmann grade {_ROMAN[g]}") for g in range(1, 6)}
+MSU_SIZE = private("MSU-SIZE", "MSU herniation size")
+MSU_SIZE_VALUES = {0: private("MSU-SIZE-0", "MSU size 0 (no herniation)"),
+                   **{s: private(f"MSU-SIZE-{s}", f"MSU size {s}") for s in (1, 2, 3)}}
+MSU_ZONE = private("MSU-ZONE", "MSU herniation zone")
+MSU_ZONE_VALUES = {z: private(f"MSU-ZONE-{z}", f"MSU zone {z}") for z in ("A", "AB", "B", "BC", "C")}
+DISC_BULGE = private("BULGE", "Disc bulge")
+MEYERDING_GRADE = private("MEYERDING", "Meyerding spondylolisthesis grade")
+MEYERDING_VALUES = {0: private("MEYERDING-0", "Meyerding grade 0 (no listhesis)"),
+                    **{g: private(f"MEYERDING-{g}", f"Meyerding grade {_ROMAN[g]}") for g in range(1, 6)}}
+LISTHESIS_DIRECTION = private("LISTHESIS-DIRECTION", "Listhesis direction")
+LISTHESIS_DIRECTION_VALUES = {"antero": private("ANTEROLISTHESIS", "Anterolisthesis"),
+                              "retro": private("RETROLISTHESIS", "Retrolisthesis")}
+
+# --- numeric measurements: concept, UCUM unit -------------------------------------------------
+UCUM_PERCENT = Code("%", "UCUM", "percent")
+UCUM_MM = Code("mm", "UCUM", "millimeter")
+UCUM_NO_UNITS = Code("1", "UCUM", "no units")
+SLIP_PERCENT = private("SLIP-PERCENT", "Vertebral slip, % of endplate (+antero, -retro)")
+SLIP_MM = private("SLIP-MM", "Vertebral slip distance (+antero, -retro)")
+MSU_DEPTH_RATIO = private("MSU-DEPTH-RATIO", "MSU herniation depth ratio")
+SIGNAL_INTENSITY_RATIO = private("SIR", "Disc to CSF signal intensity ratio")
+DISC_HEIGHT_INDEX = private("DHI", "Disc height index")
+
+
+# The measurement names grading writes (first name) and the aliases also accepted, per finding kind.
+KEY_MEASUREMENTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    # key: (finding kind, accepted Measurement.name values)
+    "slip_mm": ("listhesis", ("slip_mm", "slip distance")),
+    "msu_depth_ratio": ("ldh", ("depth_ratio", "msu_depth_ratio", "herniation_depth_ratio", "r")),
+    "sir": ("pfirrmann", ("signal_intensity_ratio", "sir", "SIR")),
+    "dhi": ("pfirrmann", ("disc_height_index", "dhi", "DHI")),
+}
+
+
+def key_measurement(level: Level, key: str) -> Measurement | None:
+    """Return the level's measurement for ``key`` (``slip_mm``, ``msu_depth_ratio``, ``sir``, ``dhi``), or None."""
+    kind, names = KEY_MEASUREMENTS[key]
+    finding: Finding = level.finding(kind)
+    for name in names:
+        m = finding.measurement(name)
+        if m is not None:
+            return m
+    return None
+
+
+def slip_percent(level: Level, which: str = "value") -> float | None:
+    """Return the signed slip % (+ antero) of the level's ``value`` / ``model`` / ``reader`` Meyerding grade.
+
+    Falls back to a ``slip_percent`` measurement when the grade carries none.
+    """
+    grade = getattr(level.listhesis, which)
+    if grade is not None and grade.slip_percent is not None:
+        return grade.slip_percent
+    if which != "reader":
+        m = level.listhesis.measurement("slip_percent")
+        if m is not None:
+            return m.value
+    return None
+
+
+def measurements_by_key(level: Level) -> Mapping[str, Measurement]:
+    """Return the key measurements present at a level, by key."""
+    out = {}
+    for key in KEY_MEASUREMENTS:
+        m = key_measurement(level, key)
+        if m is not None:
+            out[key] = m
+    return out

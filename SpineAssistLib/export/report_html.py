@@ -1,0 +1,216 @@
+"""report.html: one self-contained file (no external CSS, scripts, fonts or images) that opens offline.
+
+It holds the study UID, software and model versions, the research-use disclaimer, a per-level table
+(MSU herniation, Pfirrmann, Meyerding with slip %) in which reader-corrected values are marked
+with the model's value beside them and not-assessed findings show their reason, the key images
+with overlays (embedded as base64 PNG data URIs), and the corrections log. No patient name or ID
+is written: the study is named by its Study Instance UID only.
+
+Usage::
+
+    from SpineAssistLib.export.report_html import write_report_html
+    from SpineAssistLib.export.key_images import KeyImage
+    write_report_html(assessment, "out/report.html",
+                      images=[KeyImage.from_volume(sag, sag_affine, k=mid, plane="sagittal", labels=discs)])
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..findings import Assessment, Finding, Level
+from .atomic import atomic_write
+from .codes import key_measurement, slip_percent
+from .key_images import KeyImage, render_key_image
+
+DISCLAIMER = ("Research use only. SpineAssist is not validated on patients; its models were trained on "
+              "synthetic data. Every finding must be checked by a qualified reader.")
+
+_CSS = """
+body{font-family:-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;margin:24px auto;max-width:1100px;color:#1b1b1b;line-height:1.4}
+h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:26px 0 8px;border-bottom:1px solid #ccc;padding-bottom:3px}
+.meta{font-size:13px;color:#444}.meta td{padding:1px 10px 1px 0}.mono{font-family:Menlo,Consolas,monospace;font-size:12px}
+.disclaimer{background:#fff4e5;border:1px solid #f0a040;border-radius:4px;padding:8px 12px;margin:12px 0;font-weight:600}
+.warn{background:#fdecea;border:1px solid #e57373;border-radius:4px;padding:6px 12px;margin:8px 0}
+table.levels{border-collapse:collapse;width:100%;font-size:14px}
+table.levels th,table.levels td{border:1px solid #bbb;padding:5px 8px;text-align:left;vertical-align:top}
+table.levels th{background:#eef2f6}
+.corrected{background:#e8f1ff;color:#0b4fa8;font-size:11px;border-radius:3px;padding:0 4px;margin-left:4px;font-weight:600}
+.model{color:#666;font-size:12px;margin-left:4px}
+.na{color:#8a5a00;font-style:italic}.reason{color:#666;font-size:12px}
+.meas{font-size:12px;color:#333}
+.figs{display:flex;flex-wrap:wrap;gap:14px}
+figure{margin:0;border:1px solid #ccc;padding:6px;background:#fafafa;max-width:100%;flex:0 1 auto}
+figure img{display:block;max-width:100%;height:auto}
+figcaption{font-size:12px;color:#444;margin-top:4px;max-width:480px}
+table.log{border-collapse:collapse;font-size:12px}table.log td,table.log th{border:1px solid #ddd;padding:3px 6px;text-align:left}
+footer{margin-top:30px;font-size:11px;color:#777}
+"""
+
+_ROMAN = {1: "I", 2: "II", 3: "III", 4: "IV", 5: "V"}
+
+
+def _e(x: Any) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def _na(f: Finding) -> str:
+    reason = f' <span class="reason">({_e(f.reason)})</span>' if f.reason else ""
+    return f'<span class="na">not assessed</span>{reason}'
+
+
+def _cell(f: Finding, text_of: Any) -> str:
+    """The value in force; if a reader's value stands, marked 'corrected' with the model's value beside it."""
+    if f.status == "not_assessed" and f.value is None:
+        return _na(f)
+    if f.value is None:
+        return '<span class="na">no value</span>'
+    out = _e(text_of(f.value))
+    if f.corrected:
+        model = _e(text_of(f.model)) if f.model is not None else "none"
+        out += f'<span class="corrected">corrected</span><span class="model">model: {model}</span>'
+    if f.confidence is not None and not f.corrected:
+        out += f'<span class="model">conf. {f.confidence:.2f}</span>'
+    return out
+
+
+def _herniation_text(v: Any) -> str:
+    return v.label
+
+
+def _pfirrmann_text(v: Any) -> str:
+    return _ROMAN[v.grade]
+
+
+def _meyerding_text(v: Any) -> str:
+    if v.grade == 0:
+        text = "0 (none)"
+    else:
+        text = f"{_ROMAN[v.grade]} {v.direction}"
+    if v.slip_percent is not None:
+        text += f", slip {abs(v.slip_percent):.1f} %"
+    return text
+
+
+def _change(value: Any) -> str:
+    """A correction's from/to value as text: ``grade 3``, ``msu_size 2, msu_zone AB``, or ``none``."""
+    if value is None:
+        return "none"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {v}" for k, v in value.items() if v not in (None, False)) or "none"
+    return str(value)
+
+
+def _measurements(level: Level) -> str:
+    parts = []
+    sp = slip_percent(level, "value")
+    if sp is not None and (level.listhesis.value is None or level.listhesis.value.slip_percent is None):
+        parts.append(f"slip {sp:+.1f} %")
+    for key, label, fmt in (("slip_mm", "slip", "{:+.1f} mm"), ("msu_depth_ratio", "depth ratio", "{:.2f}"),
+                            ("sir", "SIR", "{:.2f}"), ("dhi", "DHI", "{:.2f}")):
+        m = key_measurement(level, key)
+        if m is not None:
+            parts.append(f"{label} {fmt.format(m.value)}")
+    return '<span class="meas">' + _e(", ".join(parts)) + "</span>" if parts else ""
+
+
+def _level_row(level: Level) -> str:
+    name = _e(level.name)
+    if level.model_name != level.name:
+        name += f'<span class="corrected">relabelled</span><span class="model">model: {_e(level.model_name)}</span>'
+    return ("<tr>"
+            f"<td><b>{name}</b></td>"
+            f"<td>{_cell(level.ldh, _herniation_text)}</td>"
+            f"<td>{_cell(level.pfirrmann, _pfirrmann_text)}</td>"
+            f"<td>{_cell(level.listhesis, _meyerding_text)}</td>"
+            f"<td>{_measurements(level)}</td>"
+            "</tr>")
+
+
+def _caption(image: KeyImage, assessment: Assessment) -> str:
+    if image.plane == "axial":
+        return ("Axial slice: intra-facet line (green) with its quarter points (zone borders A | B | C), "
+                "MSU keypoints, herniation outline (red) and depth line (magenta).")
+    if image.plane == "sagittal":
+        return ("Mid-sagittal slice: disc segmentation outlines, vertebral corner keypoints, detection boxes, and "
+                "for each level the lower endplate line P-Q with the slip of R along it (Meyerding).")
+    return ""
+
+
+def render_report_html(assessment: Assessment, images: Sequence[KeyImage] = (),
+                       title: str = "SpineAssist lumbar spine MRI assessment") -> str:
+    """Return the report as one HTML string with every image embedded (base64 PNG data URIs)."""
+    a = assessment
+    models = "".join(
+        f"<tr><td>{_e(m.name)}</td><td>{_e(m.version or '-')}</td><td class=mono>{_e(m.sha256[:16])}…</td></tr>"
+        for m in a.models) or '<tr><td colspan=3 class="na">no model information</td></tr>'
+    meta = [("Study Instance UID", f'<span class="mono">{_e(a.study_instance_uid)}</span>')]
+    if a.sagittal_series_uid:
+        meta.append(("Sagittal series", f'<span class="mono">{_e(a.sagittal_series_uid)}</span>'))
+    if a.axial_series_uid:
+        meta.append(("Axial series", f'<span class="mono">{_e(a.axial_series_uid)}</span>'))
+    meta += [("Software", f"SpineAssist {_e(a.software_version)}"), ("Assessed", _e(a.created))]
+    meta_html = "".join(f"<tr><td><b>{k}</b></td><td>{v}</td></tr>" for k, v in meta)
+    warnings = "".join(f'<div class="warn">{_e(w)}</div>' for w in a.warnings)
+    rows = "".join(_level_row(lv) for lv in a.levels) or \
+        '<tr><td colspan=5 class="na">no disc levels were found</td></tr>'
+
+    figures = []
+    for img in images:
+        png = base64.b64encode(render_key_image(img, a)).decode("ascii")
+        alt = img.title or f"{img.level or ''} {img.plane} key image".strip()
+        figures.append(f'<figure><img alt="{_e(alt)}" src="data:image/png;base64,{png}">'
+                       f"<figcaption>{_e(_caption(img, a))}</figcaption></figure>")
+    figs_html = (f'<div class="figs">{"".join(figures)}</div>' if figures
+                 else '<p class="na">No key images were given for this report.</p>')
+
+    log = [(c, lv.name) for lv in a.levels for c in lv.all_corrections()]
+    if log:
+        log_rows = "".join(
+            f"<tr><td>{_e(c.time)}</td><td>{_e(name)}</td><td>{_e(c.finding)}</td><td>{_e(c.reader)}</td>"
+            f"<td>{_e(_change(c.old))} → {_e(_change(c.new))}</td><td>{_e(c.note)}</td></tr>" for c, name in sorted(log, key=lambda t: t[0].time))
+        log_html = ("<table class=log><tr><th>time</th><th>level</th><th>finding</th><th>reader</th>"
+                    f"<th>change</th><th>note</th></tr>{log_rows}</table>")
+    else:
+        log_html = "<p>No reader corrections: every value is the model's.</p>"
+
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{_e(title)}</title><style>{_CSS}</style></head>
+<body>
+<h1>{_e(title)}</h1>
+<table class="meta">{meta_html}</table>
+<div class="disclaimer">{_e(DISCLAIMER)}</div>
+{warnings}
+<h2>Findings per level</h2>
+<table class="levels">
+<tr><th>Level</th><th>Herniation (MSU)</th><th>Pfirrmann</th><th>Spondylolisthesis (Meyerding)</th><th>Measurements</th></tr>
+{rows}
+</table>
+<p class="meas">MSU: size 1-3 - zone (A central, B lateral quarter, C beyond the facet) - side. Pfirrmann I-V.
+Meyerding 0-V from the slip of the upper vertebra along the lower endplate. Values a reader corrected are marked
+<span class="corrected">corrected</span> with the model's value beside them.</p>
+<h2>Key images</h2>
+{figs_html}
+<h2>Corrections</h2>
+{log_html}
+<h2>Software and models</h2>
+<table class="log"><tr><th>model</th><th>version</th><th>SHA-256</th></tr>{models}</table>
+<footer>Generated by SpineAssist {_e(a.software_version)}. {_e(DISCLAIMER)}</footer>
+</body></html>
+"""
+
+
+def write_report_html(assessment: Assessment, path: str | os.PathLike[str], images: Sequence[KeyImage] = (),
+                      title: str = "SpineAssist lumbar spine MRI assessment") -> Path:
+    """Write report.html (self-contained, UTF-8) atomically; return its path."""
+    path = Path(path)
+    text = render_report_html(assessment, images, title)
+    with atomic_write(path, "w") as f:
+        f.write(text)
+    return path

@@ -1,0 +1,100 @@
+"""report.html: self-contained, says what a reader needs, and its key images put geometry on the right pixels."""
+
+import re
+
+import numpy as np
+import pytest
+
+from SpineAssistLib.export.key_images import Box, KeyImage, depth_line, render_key_image
+from SpineAssistLib.export.report_html import DISCLAIMER, write_report_html
+
+import test_export_support as S
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    sag = sorted(S.sagittal_series(), key=lambda d: float(d.ImagePositionPatient[0]))
+    ax = S.axial_series()
+    a = S.assessment(ax[1].SOPInstanceUID, sag[2].SOPInstanceUID)
+    images = [KeyImage.from_dicom(sag[2], "sagittal", mask=S.disc_labels()[2], boxes=[Box("L4", 32, 17, 52, 52, 0.93)]),
+              KeyImage.from_dicom(ax[1], "axial", level="L4-L5", mask=S.herniation_mask())]
+    path = write_report_html(a, tmp_path_factory.mktemp("report") / "report.html", images)
+    return path.read_text(encoding="utf-8")
+
+
+def test_report_is_self_contained(report):
+    # Nothing is fetched: no external scripts, stylesheets, fonts or images.
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//|file:)""", report)
+    assert "<script" not in report and "@import" not in report and "url(" not in report
+    assert len(re.findall(r'src="data:image/png;base64,[A-Za-z0-9+/=]{1000,}"', report)) == 2
+
+
+def test_report_states_study_versions_and_disclaimer(report):
+    assert S.STUDY_UID in report
+    assert "SpineAssist 0." in report and "sagittal_pose" in report
+    assert DISCLAIMER in report
+    assert "not validated on patients" in report and "trained on synthetic data" in report
+
+
+def test_report_table_marks_corrections_and_not_assessed(report):
+    row = re.search(r"<tr><td><b>L4-L5</b>.*?</tr>", report).group(0)
+    assert "2-AB right" in row
+    assert "IV" in row and "corrected" in row and "model: III" in row
+    assert "I antero, slip 14.3 %" in row
+    l5s1 = re.search(r"<tr><td><b>L5-S1</b>.*?</tr>", report).group(0)
+    assert "not assessed" in l5s1 and "no axial slice through this disc" in l5s1
+    assert S.PATIENT_NAME not in report and "MRN-000123" not in report
+
+
+def test_key_image_maps_lps_to_pixels_like_dicom():
+    # 3-4-5: a point 3 mm along the rows and 4 mm down the columns of a 0.5 x 2 mm grid.
+    img = KeyImage(np.zeros((10, 10)), origin=(10.0, 20.0, 30.0), row_direction=(0, 1, 0),
+                   column_direction=(0, 0, -1), spacing=(0.5, 2.0))
+    col, row = img.lps_to_pixel([(10.0, 23.0, 26.0)])[0]
+    assert (col, row) == pytest.approx((1.5, 8.0))
+    # A point 7 mm off the plane projects onto the same pixel.
+    assert img.lps_to_pixel([(17.0, 23.0, 26.0)])[0] == pytest.approx((1.5, 8.0))
+    assert img.distance_from_plane((17.0, 23.0, 26.0)) == pytest.approx(-7.0)
+
+
+def test_key_image_from_volume_uses_the_affine():
+    affine = np.array([[0, 0, 2.0, -4], [1.0, 0, 0, -48], [0, -1.0, 0, 48], [0, 0, 0, 1]])
+    vol = np.zeros((5, 96, 96))
+    img = KeyImage.from_volume(vol, affine, k=2, plane="sagittal", labels=S.disc_labels())
+    assert img.origin == pytest.approx(S.sag_lps(0, 0, 2))
+    assert img.lps_to_pixel([S.sag_lps(53, 22)])[0] == pytest.approx((22, 53))
+    assert img.mask is not None and img.mask.max() > 0
+
+
+def test_depth_line_is_perpendicular_to_the_intra_facet_line():
+    a = S.assessment()
+    foot, apex = depth_line(a.level("L4-L5").ldh.geometry)
+    # The intra-facet line runs along x; the depth is the y distance from the disc margin (row 57) to the apex (row 62).
+    assert apex[1] - foot[1] == pytest.approx(5.0) and foot[0] == pytest.approx(apex[0])
+
+
+def test_render_returns_a_png():
+    sag = S.sagittal_series()[0]
+    png = render_key_image(KeyImage.from_dicom(sag, "sagittal"), S.assessment())
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(pixels=np.zeros(5)), "2D array"),
+    (dict(mask=np.zeros((3, 3))), "mask shape"),
+    (dict(row_direction=(0, 0, 0)), "zero vector"),
+    (dict(column_direction=(0, 1, 0.5)), "perpendicular"),
+    (dict(spacing=(1.0, 0.0)), "two positive mm values"),
+    (dict(plane="oblique"), "plane must be one of"),
+])
+def test_key_image_rejects_bad_input_clearly(kwargs, message):
+    args = dict(pixels=np.zeros((4, 4)), origin=(0, 0, 0), row_direction=(0, 1, 0), column_direction=(0, 0, -1),
+                spacing=(1.0, 1.0))
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=message):
+        KeyImage(**args)
+
+
+def test_box_rejects_inverted_corners():
+    with pytest.raises(ValueError, match="row_max > row_min"):
+        Box("L4", 10, 5, 2, 8)
