@@ -195,8 +195,10 @@ def grade_from_keypoints(level: str, kind: str, points_lps: Mapping[str, Sequenc
     if kind == "ldh":
         from ..grading.msu import msu_grade
 
+        prefixed = any(name.startswith(f"{level} ") for name in points_lps)
+
         def named(n: str) -> str:
-            return f"{level} {n}" if f"{level} {n}" in points_lps else n
+            return f"{level} {n}" if prefixed else n
 
         left, right, margin, apex, canal = (named(n) for n in anatomy.MSU_KEYPOINTS)
         fl, fr, d, c = need(left, right, margin, canal)
@@ -345,10 +347,14 @@ class NodeEdits:
 
     keypoints: list[KeypointEdit] = field(default_factory=list)
     corrections: list[Correction] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # levels that could not be regraded, and why
 
 
 def corrections_from_nodes(scene: Any, nodes: NodeSet, assessment: Assessment, reader: str | None = None) -> NodeEdits:
-    """Return the keypoints moved or deleted since the model placed them; with ``reader``, regrade their levels too."""
+    """Return the keypoints moved or deleted since the model placed them; with ``reader``, regrade their levels too.
+
+    A level whose rule cannot run (e.g. a point deleted) keeps its value; ``errors`` says why.
+    """
     edits = NodeEdits()
     current = {lv.model_name: lv.name for lv in assessment.levels}
     for series, node in nodes.keypoints.items():
@@ -365,8 +371,12 @@ def corrections_from_nodes(scene: Any, nodes: NodeSet, assessment: Assessment, r
     if reader is not None:
         for level_name, kind in sorted({(e.level, e.kind) for e in edits.keypoints if e.level and e.kind}):
             level = assessment.level(level_name)
-            c = regrade_from_keypoints(assessment, level_name, kind, level_keypoints(nodes, level.model_name or level_name),
-                                       reader)
+            try:
+                c = regrade_from_keypoints(assessment, level_name, kind,
+                                           level_keypoints(nodes, level.model_name or level_name), reader)
+            except ValueError as e:
+                edits.errors.append(str(e))
+                continue
             if c is not None:
                 edits.corrections.append(c)
         if edits.corrections:
