@@ -24,7 +24,7 @@ import numpy as np
 
 from ..anatomy import DISC_LABELS
 from ..findings import validate_level_name
-from .vectors import (FloatArray, Point, PointLike, as_point, index_to_lps_affine, lps_point, lps_points,
+from .vectors import (FloatArray, Point, as_point, index_to_lps_affine, lps_point, lps_points,
                       voxel_centers_lps, voxel_half_extent)
 
 
