@@ -278,3 +278,9 @@ def test_relabel_refuses_a_fractional_shift_and_a_foreign_name():
         relabel_levels([Level("L4-L5")], shift=0.5, reader="dr.lee")
     with pytest.raises(ValueError, match="'L5-S1' is not a disc between consecutive vertebrae"):
         relabel_levels([Level("L5-S1")], shift=1, reader="dr.lee", lumbar_count=6)
+
+
+@pytest.mark.parametrize("confidence", [1.5, float("nan"), "high"])
+def test_confidence_must_be_between_0_and_1(confidence):
+    with pytest.raises(ValueError, match="confidence must be a number between 0 and 1"):
+        SpineDetection("disc", (0, 0, 0), confidence=confidence)

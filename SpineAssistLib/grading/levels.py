@@ -81,8 +81,10 @@ class SpineDetection:
             raise TypeError(f"is_sacrum must be true or false; got {self.is_sacrum!r}")
         if self.is_sacrum and self.kind != "vertebra":
             raise ValueError("is_sacrum applies to a vertebra detection (the S1 body), not a disc")
-        if self.confidence is not None and not 0.0 <= float(self.confidence) <= 1.0:
-            raise ValueError(f"detection confidence must be between 0 and 1; got {self.confidence!r}")
+        if self.confidence is not None:
+            c = self.confidence
+            if isinstance(c, bool) or not isinstance(c, (int, float, np.integer, np.floating)) or not 0.0 <= c <= 1.0:
+                raise ValueError(f"detection confidence must be a number between 0 and 1; got {c!r}")
 
     @classmethod
     def from_box(cls, kind: str, corner_a: PointLike, corner_b: PointLike, **kwargs: Any) -> "SpineDetection":
