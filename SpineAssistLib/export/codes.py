@@ -10,6 +10,7 @@ CodingSchemeIdentificationSequence (:func:`coding_scheme_identification`).
 
 from __future__ import annotations
 
+import uuid
 from typing import Mapping
 
 from pydicom.dataset import Dataset
@@ -36,6 +37,14 @@ def coding_scheme_identification() -> Dataset:
     item.CodingSchemeVersion = __version__
     item.CodingSchemeResponsibleOrganization = PRIVATE_SCHEME_RESPONSIBLE
     return item
+
+
+_UID_NAMESPACE = uuid.UUID("6f3c8a52-2d4e-5b8f-9a61-5d0c7e1b2a90")  # SpineAssist's own, fixed forever
+
+
+def stable_uid(*parts: str) -> str:
+    """Return a ``2.25`` UID (PS3.5 B.2) derived from ``parts``: the same parts always give the same UID."""
+    return f"2.25.{uuid.uuid5(_UID_NAMESPACE, chr(31).join(parts)).int}"
 
 
 # --- anatomy (SNOMED CT) -------------------------------------------------------------------
@@ -89,7 +98,7 @@ DISC_BULGE = private("BULGE", "Disc bulge")
 MEYERDING_GRADE = private("MEYERDING", "Meyerding spondylolisthesis grade")
 MEYERDING_VALUES = {0: private("MEYERDING-0", "Meyerding grade 0 (no listhesis)"),
                     **{g: private(f"MEYERDING-{g}", f"Meyerding grade {_ROMAN[g]}") for g in range(1, 6)}}
-LISTHESIS_DIRECTION = private("LISTHESIS-DIRECTION", "Listhesis direction")
+LISTHESIS_DIRECTION = private("LISTHESIS-DIR", "Listhesis direction")  # code values: SH, <= 16 chars
 LISTHESIS_DIRECTION_VALUES = {"antero": private("ANTEROLISTHESIS", "Anterolisthesis"),
                               "retro": private("RETROLISTHESIS", "Retrolisthesis")}
 

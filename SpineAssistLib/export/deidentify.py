@@ -25,9 +25,9 @@ from typing import Iterable
 
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
-from pydicom.uid import generate_uid
 
 from ..version import __version__
+from .codes import stable_uid
 
 ANONYMOUS = "ANONYMOUS"
 
@@ -100,7 +100,7 @@ class DeidentificationSettings:
 
     def uid(self, original: str) -> str:
         """Return the remapped UID of ``original`` (deterministic for the same salt)."""
-        return generate_uid(prefix=None, entropy_srcs=["spineassist-deid", self.salt, str(original)])
+        return stable_uid("deidentify", self.salt, str(original))
 
 
 def _shift_date(value: str, days: int) -> str:
@@ -167,15 +167,15 @@ def deidentify(ds: Dataset, settings: DeidentificationSettings | None = None) ->
     out.PatientName = settings.patient_name
     out.PatientID = settings.pseudonym(original_id)
     out.PatientIdentityRemoved = "YES"
-    options = ["Basic Application Confidentiality Profile"]
+    options = [f"SpineAssist {__version__}", "DICOM PS3.15 Basic Profile"]
     codes = [("113100", "Basic Application Confidentiality Profile")]
     if settings.date_shift_days is not None:
-        options.append("Retain Longitudinal Temporal Information Modified Dates Option")
+        options.append("Modified Dates Option")
         codes.append(("113107", "Retain Longitudinal Temporal Information Modified Dates Option"))
     if not settings.remap_uids:
-        options.append("Retain UIDs Option")
+        options.append("Retain UIDs Option")  # LO values: at most 64 characters each
         codes.append(("113110", "Retain UIDs Option"))
-    out.DeidentificationMethod = f"SpineAssist {__version__}: DICOM PS3.15 " + "; ".join(options)
+    out.DeidentificationMethod = options
     items = []
     for value, meaning in codes:
         item = Dataset()

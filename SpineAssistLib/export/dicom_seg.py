@@ -23,13 +23,12 @@ from typing import Sequence
 
 import numpy as np
 from pydicom.dataset import Dataset
-from pydicom.uid import generate_uid
 
 from ..anatomy import DISC_LABELS
 from ..findings import Assessment, Level
 from ..version import __version__
 from .atomic import atomic_path
-from .codes import ANATOMICAL_STRUCTURE, LUMBAR_SPINE, PRIVATE_SCHEME, coding_scheme_identification, disc_structure
+from .codes import ANATOMICAL_STRUCTURE, LUMBAR_SPINE, PRIVATE_SCHEME, coding_scheme_identification, disc_structure, stable_uid
 from .deidentify import DeidentificationSettings, deidentify, deidentify_all
 
 MANUFACTURER = "SpineAssist project"
@@ -38,7 +37,13 @@ SEG_SERIES_NUMBER = 901
 
 def disc_tracking_uid(study_instance_uid: str, level_name: str) -> str:
     """Return the tracking UID of a disc: the same for a study and level in SEG and SR (a ``2.25`` UID)."""
-    return generate_uid(prefix=None, entropy_srcs=["spineassist-disc", study_instance_uid, level_name])
+    return stable_uid("disc", study_instance_uid, level_name)
+
+
+def _person_name(name: str) -> str:
+    """A reader's name as a DICOM PN: a single name (``dr.lee``) becomes the family name (``dr.lee^``)."""
+    name = name.strip()
+    return name if "^" in name else f"{name}^"
 
 
 def sort_along_normal(datasets: Sequence[Dataset]) -> list[Dataset]:
@@ -149,7 +154,7 @@ def build_disc_seg(source_images: Sequence[Dataset], disc_labels: np.ndarray, as
         device_serial_number="0",
         content_description=f"Discs, {provenance}"[:64],
         content_label="DISCS",
-        content_creator_name=(reader if reader_edited else None),
+        content_creator_name=(_person_name(reader) if reader_edited else None),
         series_description="SpineAssist disc segmentation",
     )
     for item, (level, _) in zip(seg.SegmentSequence, segment_levels):

@@ -29,17 +29,16 @@ from typing import Any, Sequence
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
-from pydicom.uid import generate_uid
 
 from ..findings import Assessment, Finding, Level
 from ..version import __version__
 from . import codes as C
 from .atomic import atomic_path
 from .deidentify import DeidentificationSettings, deidentify, deidentify_all
-from .dicom_seg import MANUFACTURER, disc_tracking_uid
+from .dicom_seg import MANUFACTURER, _person_name, disc_tracking_uid
 
 SR_SERIES_NUMBER = 902
-DEVICE_OBSERVER_UID = generate_uid(prefix=None, entropy_srcs=["spineassist-device-observer"])
+DEVICE_OBSERVER_UID = C.stable_uid("device-observer", "SpineAssist")
 
 _NUMERIC_UNITS = {"slip_mm": ("mm", C.UCUM_MM, C.SLIP_MM), "msu_depth_ratio": ("1", C.UCUM_NO_UNITS, C.MSU_DEPTH_RATIO),
                   "sir": ("1", C.UCUM_NO_UNITS, C.SIGNAL_INTENSITY_RATIO), "dhi": ("1", C.UCUM_NO_UNITS, C.DISC_HEIGHT_INDEX)}
@@ -148,12 +147,6 @@ def _group(level: Level, study_uid: str, images_by_uid: dict[str, Dataset], algo
         qualitative_evaluations=evaluations or None,
         source_images=sources or None,
     )
-
-
-def _person_name(reader: str) -> str:
-    """A reader's name as a DICOM PN: a single name (``dr.lee``) becomes the family name (``dr.lee^``)."""
-    reader = reader.strip()
-    return reader if "^" in reader else f"{reader}^"
 
 
 def build_measurement_report(assessment: Assessment, source_images: Sequence[Dataset], *,

@@ -167,6 +167,7 @@ class KeyImage:
 
 # --- rendering -------------------------------------------------------------------------------
 
+_MEYERDING_LINES = ("lower superior endplate", "slip", "R perpendicular")  # grading.meyerding's line names
 _LEVEL_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf",
                  "#bcbd22", "#7f7f7f")
 
@@ -198,9 +199,12 @@ def meyerding_points(level: Level, points: Mapping[str, Sequence[float]]) -> tup
     """Return (P, Q, R) in LPS mm for a level's Meyerding measurement, or None if a corner is missing.
 
     P and Q are the lower vertebra's posterior- and anterior-superior corners, R the upper
-    vertebra's posterior-inferior corner (GRADING.md), looked up by keypoint name
-    (``"L5 posterior-superior"``) under the model's level name.
+    vertebra's posterior-inferior corner (GRADING.md): the listhesis geometry's points ``P``, ``Q``,
+    ``R`` when present, else the corner keypoints (``"L5 posterior-superior"``) of the model's level.
     """
+    own = level.listhesis.geometry.points
+    if all(k in own for k in ("P", "Q", "R")):  # as grading.meyerding names them
+        return tuple(np.asarray(own[k], dtype=float) for k in ("P", "Q", "R"))  # type: ignore[return-value]
     upper, lower = level.model_name.split("-")  # type: ignore[union-attr]
     names = (f"{lower} posterior-superior", f"{lower} anterior-superior", f"{upper} posterior-inferior")
     if not all(n in points for n in names):
@@ -320,7 +324,7 @@ def render_key_image(image: KeyImage, assessment: Assessment, width_px: int = 48
                 draw_segment(depth[0], depth[1], "#ff40ff", "herniation depth", lw=2.0)
             for name, (a, b) in g.lines.items():
                 low = name.lower()
-                if "facet" in low or "depth" in low:
+                if "intra-facet" in low or "intrafacet" in low or "depth" in low:
                     continue
                 draw_segment(np.asarray(a), np.asarray(b), "#40c4ff", name, lw=1.0, ls=":")
             for name, p in g.points.items():
@@ -337,9 +341,10 @@ def render_key_image(image: KeyImage, assessment: Assessment, width_px: int = 48
             ax.plot(xy[:, 0], xy[:, 1], "o", color="#00e5ff", ms=3.5, mec="black", mew=0.5, ls="")
             legend("vertebral corner keypoints", Line2D([], [], marker="o", color="#00e5ff", ls="", mec="black"))
         for lv in levels:
-            for name, (a, b) in lv.listhesis.geometry.lines.items():
-                draw_segment(np.asarray(a), np.asarray(b), "#ffab40", "Meyerding lines", lw=1.0, ls=":")
             pqr = meyerding_points(lv, points)
+            for name, (a, b) in lv.listhesis.geometry.lines.items():
+                if pqr is None or name not in _MEYERDING_LINES:  # those are redrawn from P, Q, R below
+                    draw_segment(np.asarray(a), np.asarray(b), "#ffab40", "Meyerding lines", lw=1.0, ls=":")
             if pqr is None:
                 continue
             P, Q, R = pqr
