@@ -1,0 +1,172 @@
+"""Write every output of an assessment into a folder: findings.json/.csv, report.html, seg.dcm, sr.dcm, scene.mrb.
+
+All files are first written into a staging folder inside OUT and moved into place only when every
+one of them is complete, so an interrupted run (Ctrl-C, an error, a cancelled Slicer job) never
+leaves a half-written file under a final name. A reader-corrected findings.json already in OUT is
+read first and its corrections are carried into the new findings (the reader has the last word).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+from .errors import SpineAssistError
+from .findings import Assessment, carry_reader_values
+
+if TYPE_CHECKING:
+    from .pipeline import AssessmentResult
+
+log = logging.getLogger(__name__)
+
+OUTPUT_FILES = ("findings.json", "findings.csv", "report.html", "seg.dcm", "sr.dcm", "scene.mrb")
+
+
+@dataclass
+class WrittenOutputs:
+    """Where each output went, what was skipped (with why), and where reader and new model disagree."""
+
+    out_dir: Path
+    files: dict[str, Path] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    disagreements: list[str] = field(default_factory=list)
+
+
+def previous_findings(out_dir: Path) -> Assessment | None:
+    """Return the findings.json already in ``out_dir`` (e.g. corrected by a reader), or None."""
+    path = out_dir / "findings.json"
+    if not path.is_file():
+        return None
+    try:
+        return Assessment.load(path)
+    except (ValueError, KeyError, TypeError) as e:
+        raise SpineAssistError(
+            f"{path} exists but cannot be read ({e}). It may hold a reader's corrections, so it is not "
+            f"overwritten: move it aside or choose another --out folder") from None
+
+
+def write_outputs(result: "AssessmentResult", out_dir: str | os.PathLike[str], *,
+                  keep_corrections: bool = True,
+                  check: Callable[[], None] = lambda: None) -> WrittenOutputs:
+    """Write all outputs of ``result`` into ``out_dir``; return what was written.
+
+    ``check`` is called between files (a cancel token's ``check``) so a cancelled run stops early
+    and leaves ``out_dir`` as it was.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = WrittenOutputs(out)
+    assessment = result.assessment
+    if keep_corrections:
+        previous = previous_findings(out)
+        if previous is not None:
+            if previous.study_instance_uid != assessment.study_instance_uid:
+                raise SpineAssistError(
+                    f"{out / 'findings.json'} belongs to another study ({previous.study_instance_uid}); "
+                    f"choose another --out folder for study {assessment.study_instance_uid}")
+            written.disagreements = carry_reader_values(assessment, previous)
+            for line in written.disagreements:
+                assessment.warnings.append(f"reader and new model disagree: {line}")
+
+    staging = Path(tempfile.mkdtemp(prefix=".spineassist-staging-", dir=out))
+    try:
+        for name, writer in _writers():
+            check()
+            target = staging / name
+            try:
+                made = writer(result, target)
+            except _Skip as skip:
+                written.skipped[name] = str(skip)
+                log.info("%s not written: %s", name, skip)
+                continue
+            if made:
+                written.files[name] = out / name
+        check()
+        for name in written.files:
+            os.replace(staging / name, out / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return written
+
+
+class _Skip(Exception):
+    """An output that this result cannot give (e.g. no SEG without a disc segmentation)."""
+
+
+def _findings_json(result: "AssessmentResult", path: Path) -> bool:
+    result.assessment.save(path)
+    return True
+
+
+def _findings_csv(result: "AssessmentResult", path: Path) -> bool:
+    from .export.findings_csv import write_findings_csv
+
+    write_findings_csv(result.assessment, path)
+    return True
+
+
+def _report(result: "AssessmentResult", path: Path) -> bool:
+    from .export.report_html import write_report_html
+
+    write_report_html(result.assessment, path, images=result.key_images())
+    return True
+
+
+def _seg(result: "AssessmentResult", path: Path) -> bool:
+    from .export.dicom_seg import write_disc_seg
+
+    sag = result.sagittal
+    if sag is None or sag.labels is None or not sag.datasets:
+        raise _Skip("no sagittal disc segmentation")
+    corrected = any(lv.all_corrections() for lv in result.assessment.levels)
+    write_disc_seg(sag.datasets, sag.disc_labels(), result.assessment, path, reader_edited=corrected,
+                   reader=_readers(result.assessment))
+    return True
+
+
+def _sr(result: "AssessmentResult", path: Path) -> bool:
+    from .export.dicom_sr import write_measurement_report
+
+    sources = result.source_datasets()
+    if not sources:
+        raise _Skip("no source DICOM images to reference")
+    write_measurement_report(result.assessment, sources, path)
+    return True
+
+
+def _scene(result: "AssessmentResult", path: Path) -> bool:
+    from . import mrml
+
+    scene = mrml.new_scene()
+    try:
+        nodes = mrml.show_assessment(scene, result.assessment, **result.scene_inputs())
+        mrml.save_state(scene, result.assessment, nodes)
+        if not scene.WriteToMRB(str(path)):
+            raise SpineAssistError(f"Slicer could not write the scene {path}; check free disk space")
+    finally:
+        scene.Clear(1)
+    return True
+
+
+def _writers() -> list[tuple[str, Callable[["AssessmentResult", Path], bool]]]:
+    return [("findings.json", _findings_json), ("findings.csv", _findings_csv), ("report.html", _report),
+            ("seg.dcm", _seg), ("sr.dcm", _sr), ("scene.mrb", _scene)]
+
+
+def _readers(assessment: Assessment) -> str:
+    names = sorted({c.reader for lv in assessment.levels for c in lv.all_corrections()})
+    return ", ".join(names)
+
+
+def describe(written: WrittenOutputs) -> str:
+    """Return a short human-readable list of what was written where."""
+    lines = [f"outputs in {written.out_dir}:"]
+    lines += [f"  {name:14s} {path}" for name, path in written.files.items()]
+    lines += [f"  {name:14s} not written: {why}" for name, why in written.skipped.items()]
+    return "\n".join(lines)
+

@@ -1,0 +1,521 @@
+"""``assess``: from loaded sagittal and axial T2 images to an Assessment, via the bundled models and the grading rules.
+
+Stages, in data-flow order: sagittal models (disc U-Net on every slice, vertebra pose on the
+mid-sagittal slice) → levels (counted up from the sacrum) → disc segmentation labelled by level →
+Pfirrmann (classifier + measured SIR/DHI) → listhesis (Meyerding from the corners) →
+sagittal-to-axial mapping (each axial slice's own plane against the disc segmentation) → axial
+models per disc (segmentation + MSU keypoints) → MSU grade on the slice of maximal extrusion.
+The models only find points and masks; every grade comes from ``SpineAssistLib.grading``.
+
+Usage::
+
+    from SpineAssistLib.pipeline import run_assessment
+    done = run_assessment("study_dir", "out_dir")          # load, assess, write every output
+    print(done.summary())
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from .anatomy import CORNERS, DISC_LABELS, HERNIATION_LABEL, THECAL_SAC_LABEL, corner_name
+from .errors import SpineAssistError
+from .findings import Assessment, HerniationFinding, Level, ModelInfo
+from .pipeline_types import AssessmentResult, Box, ImageStack
+from .progress import CancelToken, ProgressEvent, StageReporter
+
+log = logging.getLogger(__name__)
+
+STAGES: dict[str, float] = {
+    "loading": 2.0, "sagittal models": 3.0, "levels": 0.5, "disc segmentation": 1.0, "pfirrmann": 1.0,
+    "listhesis": 0.3, "sagittal-axial mapping": 0.5, "axial models": 3.0, "msu": 0.5, "outputs": 3.0,
+}
+
+SAGITTAL_MODELS = ("sag_disc_unet", "sag_vertebra_pose", "sag_pfirrmann_cls")
+AXIAL_MODELS = ("ax_disc_seg", "ax_msu_pose")
+
+VERTEBRA_MIN_SCORE = 0.25
+APEX_MIN_SCORE = 0.5          # the pose model scores the apex low where there is no herniation
+HERNIATION_MIN_PIXELS = 6     # smaller herniation masks are taken as noise
+CSF_BAND_MM = (3.0, 9.0)      # the thecal sac lies this far behind the posterior vertebral line (epidural space, PLL)
+DEFAULT_SETTINGS: dict[str, Any] = {"no_listhesis_percent": 5.0, "lumbar_count": 5}
+
+
+@dataclass
+class ModelSet:
+    """The loaded models, by manifest name, and their identities for the findings file."""
+
+    models: dict[str, Any]
+    infos: list[ModelInfo]
+
+    @classmethod
+    def load(cls, names: Sequence[str], device: str = "auto") -> "ModelSet":
+        """Load and verify (SHA-256) the named bundled models on ``device``."""
+        from .models import load_model, model_spec
+
+        models, infos = {}, []
+        for name in names:
+            spec = model_spec(name)
+            models[name] = load_model(name, device=device)
+            infos.append(ModelInfo(name, spec.sha256, str(spec.version)))
+        return cls(models, infos)
+
+    def __getitem__(self, name: str) -> Any:
+        return self.models[name]
+
+
+def assess(sagittal: ImageStack, axial: Sequence[ImageStack] = (), *, study_instance_uid: str,
+           models: ModelSet, settings: Mapping[str, Any] | None = None,
+           reporter: StageReporter | None = None) -> AssessmentResult:
+    """Return the assessment of one study from its loaded sagittal stack and axial stacks (possibly none)."""
+    settings = {**DEFAULT_SETTINGS, **(settings or {})}
+    reporter = reporter or StageReporter(STAGES)
+    timings: dict[str, float] = {}
+    result = AssessmentResult(Assessment(study_instance_uid, models=list(models.infos), settings=dict(settings)),
+                              sagittal=sagittal, axial=list(axial), timings=timings)
+    a = result.assessment
+    a.sagittal_series_uid = _series_uid(sagittal)
+    a.axial_series_uid = _series_uid(axial[0]) if axial else None
+
+    t = time.perf_counter()
+    reporter.stage("sagittal models", 0.0, f"disc U-Net on {sagittal.voxels.shape[0]} sagittal slices")
+    unet = models["sag_disc_unet"]
+    disc_masks = []
+    for k in range(sagittal.voxels.shape[0]):
+        reporter.stage("sagittal models", 0.7 * k / sagittal.voxels.shape[0])
+        disc_masks.append(unet.predict(sagittal.voxels[k]).mask)
+    disc_masks_arr = np.stack(disc_masks)
+    mid = _mid_sagittal_slice(disc_masks_arr)
+    result.key_slices[sagittal.name] = mid
+    reporter.stage("sagittal models", 0.8, f"vertebral bodies and corners on slice {mid + 1}")
+    pose = models["sag_vertebra_pose"].predict(sagittal.voxels[mid], conf=VERTEBRA_MIN_SCORE)
+    timings["sagittal models"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    reporter.stage("levels")
+    labelling, corners, vertebra_boxes = _label_levels(sagittal, mid, pose, disc_masks_arr[mid], settings)
+    a.levels = labelling.levels()
+    a.warnings.extend(labelling.warnings)
+    result.keypoints[sagittal.name] = corners
+    result.boxes.extend(vertebra_boxes)
+    timings["levels"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    reporter.stage("disc segmentation")
+    sagittal.labels = _disc_label_volume(sagittal, disc_masks_arr, a.levels)
+    timings["disc segmentation"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    reporter.stage("pfirrmann")
+    for i, level in enumerate(a.levels):
+        reporter.stage("pfirrmann", i / max(len(a.levels), 1), level.name)
+        _grade_pfirrmann(level, sagittal, mid, corners, models["sag_pfirrmann_cls"], a)
+    timings["pfirrmann"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    reporter.stage("listhesis")
+    source = _source(sagittal, mid)
+    for level in a.levels:
+        _grade_listhesis(level, corners, settings, source, a)
+    timings["listhesis"] = time.perf_counter() - t
+
+    if not axial:
+        for level in a.levels:
+            level.ldh = HerniationFinding(status="not_assessed", reason="no axial T2 series in the study")
+        a.warnings.append("no axial T2 series: herniation (MSU) not assessed")
+        return result
+
+    t = time.perf_counter()
+    reporter.stage("sagittal-axial mapping")
+    slices_by_level = _map_axial(sagittal, axial, a)
+    timings["sagittal-axial mapping"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    per_level = _run_axial_models(axial, slices_by_level, models, reporter, result)
+    timings["axial models"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    reporter.stage("msu")
+    for level in a.levels:
+        _grade_msu(level, per_level.get(level.name, []), result)
+    timings["msu"] = time.perf_counter() - t
+    return result
+
+
+# ---- sagittal -------------------------------------------------------------------------------
+
+def _series_uid(stack: ImageStack) -> str | None:
+    return str(stack.datasets[0].SeriesInstanceUID) if stack.datasets else None
+
+
+def _source(stack: ImageStack, k: int) -> dict[str, str]:
+    if not stack.datasets:
+        return {}
+    ds = stack.datasets[k]
+    return {"series_instance_uid": str(ds.SeriesInstanceUID), "sop_instance_uid": str(ds.SOPInstanceUID)}
+
+
+def _mid_sagittal_slice(disc_masks: np.ndarray) -> int:
+    """Return the slice with the largest disc area: discs are widest at the mid-line."""
+    areas = disc_masks.reshape(disc_masks.shape[0], -1).sum(axis=1)
+    if areas.max() == 0:
+        raise SpineAssistError("no intervertebral disc was found on any sagittal slice: the series may not show "
+                               "the lumbar spine, or it is not a T2 image. Check the series with `spineassist series`")
+    # among near-maximal slices take the central one, so a single noisy slice does not win
+    near = np.flatnonzero(areas >= 0.9 * areas.max())
+    return int(near[len(near) // 2])
+
+
+def _label_levels(stack: ImageStack, k: int, pose: Any, disc_mask: np.ndarray, settings: Mapping[str, Any]):
+    from .grading import SpineDetection, label_levels
+    from .models.unet import UNetResult
+
+    detections: list[SpineDetection] = []
+    corner_px: list[np.ndarray] = []
+    classes = list(pose.names)
+    for b, cls, score, kp in zip(pose.boxes, pose.classes, pose.scores, pose.keypoints):
+        x1, y1, x2, y2 = b
+        centre = stack.pixel_to_lps(k, np.array((y1 + y2) / 2), np.array((x1 + x2) / 2))
+        detections.append(SpineDetection("vertebra", tuple(centre), is_sacrum=classes[cls] == "sacrum",
+                                         confidence=float(min(max(score, 0.0), 1.0))))
+        corner_px.append(kp)
+    n_vertebrae = len(detections)
+    for m in UNetResult(disc_mask, disc_mask.astype(np.float32)).instances():
+        rc = np.argwhere(m).mean(axis=0)
+        detections.append(SpineDetection("disc", tuple(stack.pixel_to_lps(k, np.array(rc[0]), np.array(rc[1])))))
+    if not any(d.is_sacrum for d in detections):
+        raise SpineAssistError("the sacrum was not found on the mid-sagittal slice, so levels cannot be counted from "
+                               "S1. The field of view must include the sacrum; check the sagittal series")
+    try:
+        labelling = label_levels(detections, lumbar_count=int(settings["lumbar_count"]))
+    except ValueError as e:
+        raise SpineAssistError(f"disc levels could not be named from the detected vertebrae: {e}") from None
+
+    corners: dict[str, tuple[float, float, float]] = {}
+    boxes: list[Box] = []
+    for i in range(n_vertebrae):
+        name = labelling.name_of(i)
+        if name is None:
+            continue
+        x1, y1, x2, y2 = pose.boxes[i]
+        a = stack.pixel_to_lps(k, np.array(y1), np.array(x1))
+        b = stack.pixel_to_lps(k, np.array(y2), np.array(x2))
+        boxes.append(Box(f"{name} vertebral body", tuple(a), tuple(b), None, float(pose.scores[i]),
+                         stack.name, k, (float(y1), float(x1), float(y2), float(x2))))
+        kp = corner_px[i]
+        scores = pose.keypoint_scores[i]
+        for c, corner in enumerate(CORNERS):
+            if name == "S1" and "inferior" in corner:
+                continue
+            if scores[c] < 0.3:
+                continue
+            corners[corner_name(name, corner)] = tuple(float(v) for v in stack.pixel_to_lps(k, kp[c, 1], kp[c, 0]))
+    return labelling, corners, boxes
+
+
+def _disc_label_volume(stack: ImageStack, disc_masks: np.ndarray, levels: list[Level]) -> np.ndarray:
+    """Return a label volume: each disc region, on every slice, labelled with the nearest level's disc label."""
+    from scipy import ndimage
+
+    labels = np.zeros(disc_masks.shape, np.uint16)
+    centres = {lv.name: np.asarray(lv.disc_center) for lv in levels if lv.disc_center is not None}
+    if not centres:
+        return labels
+    names = list(centres)
+    c = np.stack([centres[n] for n in names])
+    for k in range(disc_masks.shape[0]):
+        comp, n = ndimage.label(disc_masks[k])
+        for j in range(1, n + 1):
+            rc = np.argwhere(comp == j).mean(axis=0)
+            p = stack.pixel_to_lps(k, np.array(rc[0]), np.array(rc[1]))
+            # compare within the sagittal plane (y, z): slices off the mid-line are shifted in x only
+            d = np.linalg.norm((c - p)[:, 1:], axis=1)
+            best = int(np.argmin(d))
+            if d[best] < 15.0:
+                labels[k][comp == j] = DISC_LABELS[names[best]]
+    return labels
+
+
+def _corner(corners: Mapping[str, Any], vertebra: str, corner: str) -> np.ndarray | None:
+    p = corners.get(corner_name(vertebra, corner))
+    return None if p is None else np.asarray(p, float)
+
+
+def _grade_pfirrmann(level: Level, stack: ImageStack, k: int, corners: Mapping[str, Any], classifier: Any,
+                     a: Assessment) -> None:
+    from scipy import ndimage
+
+    from .grading import pfirrmann_grade
+
+    upper, lower = level.name.split("-")
+    mask = stack.labels[k] == DISC_LABELS[level.name]
+    if mask.sum() < 10:
+        level.pfirrmann.status, level.pfirrmann.reason = "not_assessed", "disc not segmented on the mid-sagittal slice"
+        return
+    image = stack.voxels[k].astype(float)
+    nucleus = ndimage.binary_erosion(mask, iterations=2)
+    if nucleus.sum() < 4:
+        nucleus = mask
+    annulus = mask & ~nucleus
+    crop = _disc_crop(image, mask)
+    probs = classifier.predict(crop).probs
+    grade = int(np.argmax(probs)) + 1
+    confidence = float(np.max(probs))
+
+    def height(v: str, c1: str, c2: str):
+        p, q = _corner(corners, v, c1), _corner(corners, v, c2)
+        return None if p is None or q is None else (tuple(p), tuple(q))
+
+    disc_heights = [h for h in (
+        _pair(_corner(corners, upper, "anterior-inferior"), _corner(corners, lower, "anterior-superior")),
+        _pair(_corner(corners, upper, "posterior-inferior"), _corner(corners, lower, "posterior-superior"))) if h]
+    upper_h = [h for h in (height(upper, "anterior-superior", "anterior-inferior"),
+                           height(upper, "posterior-superior", "posterior-inferior")) if h] or None
+    lower_h = [h for h in (height(lower, "anterior-superior", "anterior-inferior"),
+                           height(lower, "posterior-superior", "posterior-inferior")) if h] or None
+    csf = _csf_signal(stack, k, corners, upper, lower)
+    try:
+        if not disc_heights or csf is None or (upper_h is None and lower_h is None):
+            raise ValueError("corners or CSF missing")
+        measured = pfirrmann_grade(image[nucleus], image[annulus], csf, disc_heights, upper_h, lower_h,
+                                   source=_source(stack, k))
+        level.pfirrmann = measured.to_finding(model_grade=grade, confidence=confidence)
+    except ValueError as e:
+        from .findings import PfirrmannFinding, PfirrmannGrade
+
+        level.pfirrmann = PfirrmannFinding(model=PfirrmannGrade(grade), confidence=confidence)
+        a.warnings.append(f"{level.name}: Pfirrmann measurements not available ({e}); classifier grade only")
+
+
+def _pair(p: np.ndarray | None, q: np.ndarray | None):
+    return None if p is None or q is None else (tuple(p), tuple(q))
+
+
+def _disc_crop(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Return the square crop the Pfirrmann classifier was trained on: centred on the disc, 1.8 x its width."""
+    rows, cols = np.nonzero(mask)
+    rc, cc = rows.mean(), cols.mean()
+    half = 0.9 * max(cols.max() - cols.min() + 1, rows.max() - rows.min() + 1)
+    r0, r1 = int(round(rc - half)), int(round(rc + half))
+    c0, c1 = int(round(cc - half)), int(round(cc + half))
+    padded = np.pad(image, ((max(0, -r0), max(0, r1 - image.shape[0])), (max(0, -c0), max(0, c1 - image.shape[1]))))
+    return padded[r0 + max(0, -r0): r1 + max(0, -r0), c0 + max(0, -c0): c1 + max(0, -c0)]
+
+
+def _csf_signal(stack: ImageStack, k: int, corners: Mapping[str, Any], upper: str, lower: str) -> np.ndarray | None:
+    """Return CSF voxel values behind the disc: a band parallel to the posterior vertebral line."""
+    pi, ps = _corner(corners, upper, "posterior-inferior"), _corner(corners, lower, "posterior-superior")
+    ai = _corner(corners, upper, "anterior-inferior")
+    if pi is None or ps is None or ai is None:
+        return None
+    along = ps - pi
+    along /= np.linalg.norm(along)
+    back = pi - ai
+    back -= (back @ along) * along
+    back /= np.linalg.norm(back)
+    centre = (pi + ps) / 2
+    samples = [centre + t * along + d * back for t in np.linspace(-6, 6, 13) for d in np.linspace(*CSF_BAND_MM, 13)]
+    ijk = np.rint(stack.lps_to_index(np.asarray(samples))).astype(int)
+    h, w = stack.voxels.shape[1:]
+    ok = (ijk[:, 0] >= 0) & (ijk[:, 0] < w) & (ijk[:, 1] >= 0) & (ijk[:, 1] < h)
+    if ok.sum() < 10:
+        return None
+    values = stack.voxels[k][ijk[ok, 1], ijk[ok, 0]].astype(float)
+    # the band also crosses dura and nerve roots: CSF is its bright part
+    return values[values >= np.percentile(values, 60)]
+
+
+def _grade_listhesis(level: Level, corners: Mapping[str, Any], settings: Mapping[str, Any],
+                     source: Mapping[str, str], a: Assessment) -> None:
+    from .grading import meyerding_grade
+
+    upper, lower = level.name.split("-")
+    p = _corner(corners, lower, "posterior-superior")
+    q = _corner(corners, lower, "anterior-superior")
+    r = _corner(corners, upper, "posterior-inferior")
+    if p is None or q is None or r is None:
+        level.listhesis.status = "not_assessed"
+        level.listhesis.reason = "vertebral corners not found"
+        return
+    try:
+        res = meyerding_grade(p, q, r, no_listhesis_percent=float(settings["no_listhesis_percent"]), source=source)
+    except ValueError as e:
+        level.listhesis.status, level.listhesis.reason = "not_assessed", str(e)
+        return
+    level.listhesis = res.to_finding()
+
+
+# ---- axial ----------------------------------------------------------------------------------
+
+@dataclass
+class _AxialSlice:
+    stack: ImageStack
+    k: int
+    seg: Any = None
+    pose: Any = None
+
+
+def _map_axial(sagittal: ImageStack, axial: Sequence[ImageStack], a: Assessment) -> dict[str, list[tuple[ImageStack, int]]]:
+    from .grading import SlicePlane, map_axial_slices
+
+    planes, where = [], []
+    for stack in axial:
+        for k in range(stack.voxels.shape[0]):
+            origin, normal = stack.slice_plane(k)
+            planes.append(SlicePlane(tuple(origin), tuple(normal)))
+            where.append((stack, k))
+    labels = {lv.name: DISC_LABELS[lv.name] for lv in a.levels}
+    mapping = map_axial_slices(planes, label_mask=sagittal.labels, index_to_lps=sagittal.affine, labels=labels)
+    out: dict[str, list[tuple[ImageStack, int]]] = {}
+    for s, loc in zip(mapping.slices, where):
+        if s.level is not None:
+            out.setdefault(s.level, []).append(loc)
+    if mapping.ambiguous:
+        a.warnings.append(f"{len(mapping.ambiguous)} axial slice(s) cut two discs and were not used")
+    for stack in axial:
+        levels = {lv for lv, locs in out.items() for st, _ in locs if st is stack}
+        if len(levels) == 1:
+            stack.level = next(iter(levels))
+    return out
+
+
+def _run_axial_models(axial: Sequence[ImageStack], slices_by_level: Mapping[str, list[tuple[ImageStack, int]]],
+                      models: ModelSet, reporter: StageReporter, result: AssessmentResult) -> dict[str, list[_AxialSlice]]:
+    total = sum(len(v) for v in slices_by_level.values()) or 1
+    done = 0
+    out: dict[str, list[_AxialSlice]] = {}
+    for stack in axial:
+        if stack.labels is None:
+            stack.labels = np.zeros(stack.voxels.shape, np.uint16)
+    for level, locs in slices_by_level.items():
+        for stack, k in locs:
+            reporter.stage("axial models", done / total, f"{level}: slice {k + 1} of {stack.name}")
+            done += 1
+            s = _AxialSlice(stack, k, models["ax_disc_seg"].predict(stack.voxels[k]),
+                            models["ax_msu_pose"].predict(stack.voxels[k], max_det=1))
+            _paint_axial_labels(s, level)
+            out.setdefault(level, []).append(s)
+    return out
+
+
+def _paint_axial_labels(s: _AxialSlice, level: str) -> None:
+    seg = s.seg
+    if seg.masks is None:
+        return
+    value = {"disc": DISC_LABELS[level], "herniation": HERNIATION_LABEL, "thecal sac": THECAL_SAC_LABEL}
+    for m, cls in zip(seg.masks, seg.classes):
+        name = seg.names[cls]
+        s.stack.labels[s.k][m & (s.stack.labels[s.k] == 0)] = value.get(name, 0)
+
+
+def _grade_msu(level: Level, slices: list[_AxialSlice], result: AssessmentResult) -> None:
+    from .grading import msu_grade, select_maximal_extrusion, voxel_centers_lps
+
+    if not slices:
+        level.ldh = HerniationFinding(status="not_assessed", reason="no axial slice crosses this disc")
+        return
+    graded = []
+    for s in slices:
+        pose = s.pose
+        if pose.keypoints is None or len(pose) == 0:
+            continue
+        kp, sc = pose.keypoints[0], pose.keypoint_scores[0]
+        lps = s.stack.pixel_to_lps(s.k, kp[:, 1], kp[:, 0])
+        a_, b_ = lps[0], lps[1]
+        left, right = (a_, b_) if a_[0] > b_[0] else (b_, a_)   # LPS +x is the patient's left
+        apex = lps[3] if sc[3] >= APEX_MIN_SCORE else None
+        hern_points = None
+        if s.seg.masks is not None:
+            hmask = np.zeros(s.stack.voxels.shape[1:], bool)
+            for m, cls in zip(s.seg.masks, s.seg.classes):
+                if s.seg.names[cls] == "herniation":
+                    hmask |= m
+            if hmask.sum() >= HERNIATION_MIN_PIXELS:
+                slice_affine = s.stack.affine.copy()
+                slice_affine[:3, 3] = s.stack.slice_plane(s.k)[0]
+                hern_points = voxel_centers_lps(hmask[None], slice_affine)
+        origin, normal = s.stack.slice_plane(s.k)
+        try:
+            res = msu_grade(left, right, lps[2], lps[4], apex, hern_points, bulge=False, slice_normal=tuple(normal),
+                            source=_source(s.stack, s.k))
+        except ValueError as e:
+            log.info("%s slice %d: MSU keypoints unusable (%s)", level.name, s.k, e)
+            continue
+        graded.append((res, s, float(np.mean(sc))))
+    if not graded:
+        level.ldh = HerniationFinding(status="not_assessed", reason="MSU keypoints not found on the axial slices")
+        return
+    best = select_maximal_extrusion([g[0] for g in graded])
+    res, s, conf = next(g for g in graded if g[0] is best)
+    level.ldh = res.to_finding(confidence=min(max(conf, 0.0), 1.0))
+    result.key_slices[s.stack.name] = s.k
+    names = ("left medial facet", "right medial facet", "posterior disc margin", "herniation apex", "posterior canal")
+    pts = {f"{level.name} {n}": p for n, p in res.geometry.points.items() if n in names}
+    result.keypoints.setdefault("axial", {}).update(pts)
+
+
+# ---- the whole job --------------------------------------------------------------------------
+
+@dataclass
+class Done:
+    """A finished run: the result, what was written where, and how long it took."""
+
+    result: AssessmentResult
+    written: Any
+    seconds: float
+    truth: Assessment | None = None
+    lines: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        from .outputs import describe
+
+        return "\n".join([findings_table(self.result.assessment), "", describe(self.written),
+                          f"assessed in {self.seconds:.1f} s"] + [f"warning: {w}" for w in self.result.assessment.warnings])
+
+
+def findings_table(a: Assessment, truth: Assessment | None = None) -> str:
+    """Return a plain-text per-level table (and the truth beside it when given)."""
+    def val(f: Any) -> str:
+        if f.status != "assessed" or f.value is None:
+            return "n/a"
+        return f.value.label + (" *" if f.corrected else "")
+
+    head = f"{'level':7s} {'herniation (MSU)':18s} {'Pfirrmann':13s} {'listhesis':32s}"
+    rows = [head, "-" * len(head)]
+    tl = {lv.name: lv for lv in truth.levels} if truth else {}
+    for lv in a.levels:
+        rows.append(f"{lv.name:7s} {val(lv.ldh):18s} {val(lv.pfirrmann):13s} {val(lv.listhesis):32s}")
+        if lv.name in tl:
+            t = tl[lv.name]
+            rows.append(f"{'  truth':7s} {val(t.ldh):18s} {val(t.pfirrmann):13s} {val(t.listhesis):32s}")
+    return "\n".join(rows)
+
+
+def run_assessment(study_dir: str | Path, out_dir: str | Path, *, device: str = "auto",
+                   sagittal_uid: str | None = None, axial_uid: str | None = None, use_axial: bool = True,
+                   progress: Callable[[ProgressEvent], None] | None = None, cancel: CancelToken | None = None,
+                   settings: Mapping[str, Any] | None = None) -> Done:
+    """Load the study in ``study_dir``, assess it and write every output into ``out_dir``; return what was done."""
+    from .outputs import write_outputs
+    from .study_stacks import load_stacks
+
+    t0 = time.perf_counter()
+    reporter = StageReporter(STAGES, progress, cancel)
+    reporter.stage("loading", 0.0, f"indexing {study_dir}")
+    loaded = load_stacks(Path(study_dir), sagittal_uid=sagittal_uid, axial_uid=axial_uid, use_axial=use_axial)
+    reporter.stage("loading", 0.6, "loading models")
+    names = SAGITTAL_MODELS + (AXIAL_MODELS if loaded.axial else ())
+    models = ModelSet.load(names, device=device)
+    result = assess(loaded.sagittal, loaded.axial, study_instance_uid=loaded.study_instance_uid, models=models,
+                    settings=settings, reporter=reporter)
+    result.assessment.warnings[:0] = loaded.warnings
+    reporter.stage("outputs", 0.0, f"writing {out_dir}")
+    written = write_outputs(result, out_dir, check=reporter.cancel.check)
+    reporter.done()
+    return Done(result, written, time.perf_counter() - t0)

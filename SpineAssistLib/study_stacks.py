@@ -1,0 +1,103 @@
+"""Load the study's chosen sagittal and axial T2 series as ``ImageStack``s (voxels, affine, DICOM headers).
+
+The series are found and chosen by ``SpineAssistLib.study`` when it is present; this module turns
+what it loads into the pipeline's stacks, one per set of parallel slices (angled axial blocks are
+separate stacks, each with its own plane).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import StudyError
+from .pipeline_types import ImageStack
+
+
+@dataclass
+class LoadedStacks:
+    study_instance_uid: str
+    sagittal: ImageStack
+    axial: list[ImageStack] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _affine(datasets: list[Any]) -> np.ndarray:
+    """Return the (i, j, k, 1) → LPS affine of slices sorted along their normal."""
+    first = datasets[0]
+    iop = np.asarray(first.ImageOrientationPatient, float)
+    row, col = iop[:3], iop[3:]
+    normal = np.cross(row, col)
+    dr, dc = (float(v) for v in first.PixelSpacing)  # row spacing, column spacing
+    origin = np.asarray(first.ImagePositionPatient, float)
+    if len(datasets) > 1:
+        last = np.asarray(datasets[-1].ImagePositionPatient, float)
+        step = (last - origin) / (len(datasets) - 1)
+    else:
+        step = normal * float(getattr(first, "SpacingBetweenSlices", None) or getattr(first, "SliceThickness", 1.0))
+    a = np.eye(4)
+    a[:3, 0] = row * dc
+    a[:3, 1] = col * dr
+    a[:3, 2] = step
+    a[:3, 3] = origin
+    return a
+
+
+def _stacks_of(datasets: list[Any], role: str) -> list[list[Any]]:
+    """Split a series into stacks of parallel slices, each sorted along its normal."""
+    groups: list[tuple[np.ndarray, list[Any]]] = []
+    for ds in datasets:
+        iop = np.asarray(ds.ImageOrientationPatient, float)
+        n = np.cross(iop[:3], iop[3:])
+        for normal, members in groups:
+            if abs(float(normal @ n)) > 0.9995:  # within ~1.8 degrees: the same block
+                members.append(ds)
+                break
+        else:
+            groups.append((n, [ds]))
+    stacks = []
+    for normal, members in groups:
+        members.sort(key=lambda d: float(np.asarray(d.ImagePositionPatient, float) @ normal))
+        stacks.append(members)
+    return stacks
+
+
+def _to_stack(datasets: list[Any], role: str, name: str) -> ImageStack:
+    voxels = []
+    for ds in datasets:
+        try:
+            px = ds.pixel_array.astype(np.float32)
+        except Exception as e:  # pydicom raises many kinds for broken pixel data
+            raise StudyError(f"the pixel data of {getattr(ds, 'filename', 'a file')} cannot be decoded ({e}); "
+                             f"re-export the series from the scanner or PACS") from None
+        slope = float(getattr(ds, "RescaleSlope", 1) or 1)
+        intercept = float(getattr(ds, "RescaleIntercept", 0) or 0)
+        voxels.append(px * slope + intercept)
+    shapes = {v.shape for v in voxels}
+    if len(shapes) > 1:
+        raise StudyError(f"the {role} series mixes image sizes {sorted(shapes)}; choose another series")
+    return ImageStack(role, name, np.stack(voxels), _affine(datasets), datasets)
+
+
+def load_stacks(study_dir: Path, *, sagittal_uid: str | None = None, axial_uid: str | None = None,
+                use_axial: bool = True) -> LoadedStacks:
+    """Return the chosen sagittal stack and the axial stacks of the study in ``study_dir``."""
+    from . import study
+
+    index = study.index_folder(study_dir)
+    choice = study.select_series(index, sagittal_uid=sagittal_uid, axial_uid=axial_uid)
+    warnings = list(getattr(choice, "notes", []) or [])
+    sag_ds = study.read_series_datasets(choice.sagittal)
+    sag_stacks = _stacks_of(sag_ds, "sagittal")
+    if len(sag_stacks) > 1:
+        warnings.append(f"the sagittal series has {len(sag_stacks)} orientations; the largest stack is used")
+    sagittal = _to_stack(max(sag_stacks, key=len), "sagittal", "sagittal")
+    axial: list[ImageStack] = []
+    if use_axial and choice.axial is not None:
+        ax_ds = study.read_series_datasets(choice.axial)
+        for i, members in enumerate(_stacks_of(ax_ds, "axial"), start=1):
+            axial.append(_to_stack(members, "axial", f"axial block {i}"))
+    return LoadedStacks(str(sag_ds[0].StudyInstanceUID), sagittal, axial, warnings)
