@@ -4,6 +4,9 @@ This file is the thin module shell. Everything else (study loading, models, grad
 exports) lives in SpineAssistLib, which imports no torch, ultralytics, monai or Qt at import time.
 """
 
+import logging
+import os
+
 import slicer
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
@@ -35,6 +38,16 @@ class SpineAssist(ScriptedLoadableModule):
             "Grading rules: Pfirrmann et al. (Spine 2001), the MSU classification (Mysliwiec et al., "
             "Eur Spine J 2010) and Meyerding (1932). Models built with Ultralytics YOLOv8 and MONAI."
         )
+        slicer.app.connect("startupCompleted()", _register_sample_data)
+
+
+def _register_sample_data():
+    try:
+        from SpineAssistLib import sample_data
+
+        sample_data.register(os.path.join(os.path.dirname(__file__), "Resources", "Icons", "SpineAssist.png"))
+    except Exception as e:  # noqa: BLE001 - a missing sample must never stop Slicer from starting
+        logging.warning("SpineAssist: synthetic sample study not registered: %s", e)
 
 
 class SpineAssistWidget(ScriptedLoadableModuleWidget):
@@ -43,6 +56,9 @@ class SpineAssistWidget(ScriptedLoadableModuleWidget):
         from SpineAssistLib.widget import SpineAssistPanel  # noqa: PLC0415 - the panel imports Qt
 
         self.panel = SpineAssistPanel(self.layout)
+
+    def enter(self):
+        self.panel.enter()
 
     def cleanup(self):
         panel = getattr(self, "panel", None)
@@ -57,6 +73,7 @@ class SpineAssistTest(ScriptedLoadableModuleTest):
     def runTest(self):
         self.setUp()
         self.test_library_imports_without_heavy_packages()
+        self.test_whole_flow_on_a_phantom_study()
 
     def test_library_imports_without_heavy_packages(self):
         import sys
@@ -66,3 +83,38 @@ class SpineAssistTest(ScriptedLoadableModuleTest):
         for heavy in ("torch", "ultralytics", "monai"):
             self.assertNotIn(heavy, sys.modules.get("SpineAssistLib.findings").__dict__)
         self.delayDisplay("SpineAssist library loaded")
+
+    def test_whole_flow_on_a_phantom_study(self):
+        """Phantom study -> DICOM module -> Run (background process) -> table, segments -> a correction."""
+        from SpineAssistLib import dependencies, sample_data
+        from SpineAssistLib.findings import PfirrmannGrade
+        from SpineAssistLib.mrml.nodes import TAG_STRUCTURE, segment_tag
+        from SpineAssistLib.panel import choice_index
+
+        missing = dependencies.missing_requirements()
+        if missing:
+            self.skipTest("dependencies missing: " + ", ".join(missing))
+        folder, series = sample_data.write_sample_study()
+        sample_data.load_into_slicer(folder, series)
+        panel = slicer.util.getModuleWidget("SpineAssist").panel
+        panel.enter()
+        self.assertIsNotNone(panel.sagittal.currentNode())
+        self.assertIsNotNone(panel.axial.currentNode())
+        panel.device.setCurrentText("auto")
+        panel.on_run()
+        outcome = panel.job.wait_for_done(timeout=1800)
+        self.assertTrue(outcome.ok, outcome.message)
+        logic = panel.logic
+        levels = logic.assessment.levels
+        segmentation = logic.nodes.segmentation.GetSegmentation()
+        discs = [i for i in range(segmentation.GetNumberOfSegments())
+                 if segment_tag(segmentation.GetNthSegment(i), TAG_STRUCTURE) == "disc"]
+        self.assertEqual(len(discs), len(levels))
+        self.assertEqual(panel.table.rowCount, len(levels))
+        level = levels[0]
+        model = level.pfirrmann.model
+        new = PfirrmannGrade(2 if model is None or model.grade != 2 else 3)
+        panel.on_edit(level.name, "pfirrmann", choice_index("pfirrmann", new))
+        self.assertEqual(level.pfirrmann.value, new)
+        self.assertEqual(level.pfirrmann.model, model)
+        self.delayDisplay("SpineAssist: whole flow passed")
