@@ -19,7 +19,7 @@ from .geometry import Spine, _rot
 from .tissues import TissueModel
 
 SUB_SLICES = 3              # through-plane samples per slice (box slice profile)
-OVERSAMPLE = 2              # render grid / acquired grid, in-plane
+OVERSAMPLE = 1.5            # render grid / acquired grid, in-plane
 
 
 @dataclass
@@ -181,7 +181,7 @@ class Scanner:
         its label map (uint8) at the voxel centres."""
         n_f = _even(g.columns * acq_fraction)        # read direction along rows (columns of k-space)
         n_p = _even(n_f * phase_fraction)              # phase encoding along the image's vertical
-        R, C = OVERSAMPLE * n_p, OVERSAMPLE * n_f
+        R, C = _even(OVERSAMPLE * n_p), _even(OVERSAMPLE * n_f)
         offs = [(k - (SUB_SLICES - 1) / 2) * g.thickness / SUB_SLICES for k in range(SUB_SLICES)]
         img, fine_labels = self._render_plane(g, R, C, offs)
         # the label of each voxel centre: the nearest render sample (within a quarter voxel)

@@ -19,10 +19,11 @@ MANUFACTURER = "SpineAssist phantom"
 
 
 def phantom_uid(seed: int, *parts: object) -> str:
-    """Return a deterministic 2.25 UID for the phantom of ``seed`` and what it names."""
-    from pydicom.uid import generate_uid
+    """Return a deterministic 2.25 UID (a 128-bit hash) for the phantom of ``seed`` and what it names."""
+    import hashlib
 
-    return generate_uid(prefix=None, entropy_srcs=["spineassist-phantom", str(seed), *map(str, parts)])
+    text = "/".join(["spineassist-phantom", str(int(seed)), *map(str, parts)])
+    return "2.25." + str(int.from_bytes(hashlib.sha256(text.encode()).digest()[:16], "big"))
 
 
 def _fmt(v: float) -> str:

@@ -33,7 +33,13 @@ CORNER_INSET_MM = 1.0
 CORNER_ROUND_MM = 1.2
 # Axial keypoints sit this far inside their structure (disc margin, herniation apex, sac margin).
 KEYPOINT_INSET_MM = 0.7
-SUPERELLIPSE_POWER = 2.6
+SUPERELLIPSE_POWER = 2.5
+
+
+def superellipse(u, v):
+    """Return |u|^2.5 + |v|^2.5 (a rounded-rectangle cross-section's level set; 1 on its wall),
+    with square roots instead of a power (rendering calls this on millions of points)."""
+    return u * u * np.sqrt(np.abs(u)) + v * v * np.sqrt(np.abs(v))
 
 # Standard adult lumbar dimensions (mm), L1..L5; other lumbar counts interpolate this table.
 _LUMBAR_HEIGHT = [25.5, 26.5, 27.0, 27.0, 26.0]
@@ -115,30 +121,29 @@ class Vertebra:
         return self.half_depth - self.posterior_concavity
 
     def rho(self, a, b, w=None):
-        """Return the normalised radial coordinate of the body's cross-section (1 on the wall)."""
+        """Return the cross-section's superellipse sum |a/A|^p + |b/B|^p (1 on the wall, < 1 inside)."""
         A = self.half_width
         B = self.half_depth
         if w is not None:
-            waist = 1.0 - 0.05 * np.clip(1.0 - (2.0 * w / self.height) ** 2, 0.0, 1.0)
+            waist = 1.0 - 0.03 * np.clip(1.0 - (2.0 * w / self.height) ** 2, 0.0, 1.0)
         else:
             waist = 1.0
         bb = np.where(b > 0, b + self.posterior_concavity * np.clip(1.0 - (a / A) ** 2, 0.0, 1.0), b)
-        p = SUPERELLIPSE_POWER
-        return (np.abs(a / (A * waist)) ** p + np.abs(bb / (B * waist)) ** p) ** (1.0 / p)
+        return superellipse(a / (A * waist), bb / (B * waist))
 
     def top(self, b, rho):
-        """Return w of the (concave) superior endplate surface."""
-        r2 = np.clip(rho, 0.0, 1.0) ** 2
+        """Return w of the (concave) superior endplate surface; ``rho`` from rho()."""
+        r2 = np.clip(rho, 0.0, 1.0)
         return self.height / 2 - b * math.tan(self.wedge / 2) - self.endplate_concavity * (1.0 - r2)
 
     def bottom(self, b, rho):
-        r2 = np.clip(rho, 0.0, 1.0) ** 2
+        r2 = np.clip(rho, 0.0, 1.0)
         return -self.height / 2 + b * math.tan(self.wedge / 2) + self.endplate_concavity * (1.0 - r2)
 
     def signed_distance(self, a, b, w):
         """Return an approximate signed distance (mm, negative inside) to the body's surface."""
         rho = self.rho(a, b, w)
-        sd_r = (rho - 1.0) * min(self.half_width, self.half_depth) * 0.9
+        sd_r = (rho - 1.0) * (min(self.half_width, self.half_depth) * 0.9 / SUPERELLIPSE_POWER)
         sd_w = np.maximum(w - self.top(b, rho), self.bottom(b, rho) - w)
         r = CORNER_ROUND_MM
         qx, qy = sd_r + r, sd_w + r
@@ -179,6 +184,14 @@ class Herniation:
     grade: MSUGrade
     ratio: float
     signal: float                 # T2 signal relative to CSF (extrusions can be bright)
+    peak_a: float | None = None   # lateral position of the apex (default: the centre)
+
+    def profile(self, a):
+        """Return the dome's depth fraction (1 at the apex, 0 at the lateral ends) at lateral ``a``."""
+        peak = self.center_a if self.peak_a is None else self.peak_a
+        lo, hi = self.center_a - self.half_width, self.center_a + self.half_width
+        u = np.where(a < peak, (a - peak) / max(peak - lo, 1e-3), (a - peak) / max(hi - peak, 1e-3))
+        return np.where(np.abs(u) <= 1, 1 - u * u, -1.0)
 
 
 @dataclass
@@ -203,6 +216,8 @@ class Disc:
     disc_margin_b: float = 15.0                          # b of the posterior disc margin at mid-line
     canal_offset: tuple[float, float] = (0.0, 25.0)      # canal centre (a, b) in the disc frame
     facet_angle: float = 0.7                             # joint line from the AP axis (rad)
+    canal_lr: float = 11.5                               # canal half-width, half-depth at the disc (mm)
+    canal_ap: float = 8.5
 
     def to_local(self, x, y, z):
         dx, dy, dz = x - self.center[0], y - self.center[1], z - self.center[2]
@@ -511,6 +526,7 @@ def _place_canal_landmarks(spine: Spine, disc: Disc) -> None:
     ap = float(spine.along("canal_ap", s))
     cb = float(spine.along("canal_b", s))
     disc.canal_offset = (-float(a0), cb - float(b0))       # canal centre (a, b) in the disc frame
+    disc.canal_lr, disc.canal_ap = lr, ap
     disc.facet_medial = (0.86 * lr, cb - float(b0) + 0.2 * ap)
     disc.disc_margin_b = float(_margin_b(disc, np.array([0.0]))[0])
 
@@ -558,4 +574,6 @@ def _herniation(spine: Spine, disc: Disc, rng) -> Herniation:
     half_width = 0.5 * (e1 - e0)
     signal = float(rng.uniform(0.15, 0.35)) if rng.random() < 0.8 else float(rng.uniform(0.5, 0.75))
     half_height = max(disc.mid_height * 0.5 + (2.5 if g.size == 3 else 0.8), 3.5)
-    return Herniation(center, half_width, apex_b, half_height, g, ratio, signal)
+    # a BC herniation peaks in its B part: at the facet the articular process would stop it
+    peak = center if g.zone != "BC" else sign * (e0 + 0.3 * (e1 - e0))
+    return Herniation(center, half_width, apex_b, half_height, g, ratio, signal, peak)

@@ -31,7 +31,7 @@ TISSUE_SIGNAL: dict[str, float] = {
 
 # Size r-ranges sampled for each MSU size (kept away from the 0.5 / 1.0 borders so that the
 # ratio measured on the acquired slices falls in the same size).
-MSU_RATIO_RANGE = {1: (0.22, 0.40), 2: (0.62, 0.88), 3: (1.12, 1.35)}
+MSU_RATIO_RANGE = {1: (0.22, 0.40), 2: (0.62, 0.88), 3: (1.12, 1.28)}
 
 
 @dataclass
@@ -118,8 +118,12 @@ class PhantomParams:
                 raise ValueError(f"msu: {lv!r} has no axial block; lumbar levels are {', '.join(self.lumbar_levels)}")
             if not isinstance(m, MSUGrade):
                 raise TypeError(f"msu[{lv!r}] must be a findings.MSUGrade; got {type(m).__name__}")
+            if m.size == 3 and m.zone not in ("A", "AB"):
+                raise ValueError(f"msu[{lv!r}]: the phantom draws size-3 herniations in zones A and AB only "
+                                 f"(behind the intra-facet line laterally lie the articular processes); got {m.label}")
             if m.zone == "A" and m.side == "bilateral":
-                continue
+                raise ValueError(f"msu[{lv!r}]: zone A is central (side None) or paracentral (left/right); "
+                                 f"a bilateral herniation reaches B on both sides: use zone AB")
             if m.zone in ("AB",) and m.side not in ("left", "right"):
                 raise ValueError(f"msu[{lv!r}] zone AB needs side 'left' or 'right'; got {m.side!r}")
         for lv, slip in self.slip_percent.items():
@@ -167,7 +171,7 @@ def _sample_msu(rng: np.random.Generator, level_index: int, n_levels: int, grade
     if u >= p_hern:
         return MSUGrade(0, bulge=bool(u < p_hern + p_bulge and grade >= 2))
     size = _choice(rng, {1: 0.45, 2: 0.40, 3: 0.15})
-    zone = _choice(rng, {"A": 0.35, "AB": 0.25, "B": 0.25, "BC": 0.08, "C": 0.07})
+    zone = _choice(rng, {"A": 0.35, "AB": 0.25, "B": 0.25, "BC": 0.08, "C": 0.07} if size < 3 else {"A": 0.6, "AB": 0.4})
     if zone == "A":
         side = None
     else:
@@ -228,8 +232,8 @@ def sample_params(seed: int, **overrides: Any) -> PhantomParams:
     p.sag_gap_mm = float(rng.choice([0.3, 0.4, 0.5, 0.8]))
     p.sag_fov_mm = float(rng.uniform(260, 320))
     p.sag_matrix = int(rng.choice([384, 448, 512]))
-    p.sag_acq_fraction = float(rng.uniform(0.62, 0.8))
-    p.sag_phase_fraction = float(rng.uniform(0.7, 0.9))
+    p.sag_acq_fraction = float(rng.choice([256, 288, 320, 352])) / p.sag_matrix  # acquired read matrix
+    p.sag_phase_fraction = float(rng.uniform(0.7, 0.85))
     p.sag_obliquity_deg = (float(rng.normal(0, 2.0)), float(rng.normal(0, 1.5)))
     p.sag_anterior_left = bool(rng.random() < 0.85)
     p.ax_slices_per_block = int(rng.choice([3, 4, 4, 5]))
@@ -237,8 +241,8 @@ def sample_params(seed: int, **overrides: Any) -> PhantomParams:
     p.ax_gap_mm = float(rng.choice([0.0, 0.3, 0.5, 1.0]))
     p.ax_fov_mm = float(rng.uniform(170, 220))
     p.ax_matrix = int(rng.choice([320, 384]))
-    p.ax_acq_fraction = float(rng.uniform(0.65, 0.8))
-    p.ax_phase_fraction = float(rng.uniform(0.7, 0.9))
+    p.ax_acq_fraction = float(rng.choice([224, 256, 288])) / p.ax_matrix
+    p.ax_phase_fraction = float(rng.uniform(0.7, 0.85))
     p.snr = float(rng.uniform(14, 40))
     p.bias_strength = float(rng.uniform(0.2, 0.8))
     p.bias_length_mm = float(rng.uniform(110, 220))

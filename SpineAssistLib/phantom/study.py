@@ -28,7 +28,10 @@ from .dicom import phantom_uid
 from .geometry import Spine, build_spine
 from .params import PhantomParams, sample_params
 from .tissues import TissueModel
-from .truth import axial_keypoints, build_assessment, msu_ratio, sagittal_corners
+from .truth import DISC_MARGIN, axial_keypoints, build_assessment, msu_ratio, sagittal_corners
+
+# An axial slice gets MSU keypoints when its disc margin lies within this of the mid-plane's.
+MARGIN_TOLERANCE_MM = 1.0
 
 
 @dataclass
@@ -94,11 +97,19 @@ def generate_study(seed: int, params: PhantomParams | None = None) -> PhantomStu
 
     corners = sagittal_corners(spine)
     axial_kp = []
+    margin_mid: dict[str, float] = {}
     for i, g in enumerate(ax_planes):
         d = spine.disc(g.level)
         offset = float((g.position - d.center) @ d.normal)
         pts = axial_keypoints(model, d, offset)
         if pts is None or not (axial.labels[i] == d.label).any():
+            continue
+        # MSU is read where the slice cuts the disc's posterior margin at full depth: not on slices
+        # grazing an endplate, where the rounded disc edge moves the margin forward
+        if g.level not in margin_mid:
+            mid_pts = axial_keypoints(model, d, 0.0)
+            margin_mid[g.level] = float((np.array(mid_pts[DISC_MARGIN]) - d.center) @ d.R[:, 1]) if mid_pts else 0.0
+        if abs(float((np.array(pts[DISC_MARGIN]) - d.center) @ d.R[:, 1]) - margin_mid[g.level]) > MARGIN_TOLERANCE_MM:
             continue
         depth, h, r = msu_ratio(pts)
         axial_kp.append({"slice_index": i, "instance_number": i + 1, "sop_instance_uid": sop["AX"][i],
@@ -110,7 +121,7 @@ def generate_study(seed: int, params: PhantomParams | None = None) -> PhantomStu
         "coordinate_system": "LPS",
         "units": "mm",
         "sagittal": {"series_instance_uid": uids["sagittal"], "mid_sagittal_sop_instance_uid": sop["SAG"][mid],
-                     "mid_sagittal_instance_number": mid + 1, "points": corners},
+                     "mid_sagittal_instance_number": mid + 1, "points": _in_view(corners, sagittal)},
         "axial": [{k: v for k, v in a.items() if k not in ("depth_mm", "facet_line_distance_mm", "depth_ratio")}
                   | {"series_instance_uid": uids["axial"]} for a in axial_kp],
     }
@@ -120,6 +131,18 @@ def generate_study(seed: int, params: PhantomParams | None = None) -> PhantomStu
     study.timings = {"geometry_s": t1 - t0, "sagittal_s": t2 - t1, "axial_s": t3 - t2,
                      "truth_s": time.perf_counter() - t3}
     return study
+
+
+def _in_view(points: dict[str, list[float]], series: Series) -> dict[str, list[float]]:
+    """Return the points that fall inside the series' field of view (slab included)."""
+    A = series.affine()
+    shape = series.images.shape
+    out = {}
+    for name, p in points.items():
+        idx = np.linalg.solve(A[:3, :3], np.asarray(p) - A[:3, 3])
+        if all(-0.5 <= i <= n - 0.5 for i, n in zip(idx, shape)):
+            out[name] = p
+    return out
 
 
 def _to_uint16(images: list[np.ndarray]) -> np.ndarray:

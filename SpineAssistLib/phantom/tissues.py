@@ -18,7 +18,7 @@ import math
 import numpy as np
 
 from ..anatomy import HERNIATION_LABEL, NEURAL_LABEL, POSTERIOR_ELEMENTS_LABEL, THECAL_SAC_LABEL
-from .geometry import SUPERELLIPSE_POWER, Disc, Spine, Vertebra
+from .geometry import SUPERELLIPSE_POWER, Disc, Spine, Vertebra, superellipse
 
 F = np.float32
 # Pfirrmann grade -> nucleus/annulus transition width (normalised radius) and texture amplitude:
@@ -90,6 +90,7 @@ class TissueModel:
         p = sp.params
         S = self.S
         shape = np.shape(x)
+        cols = shape[-1] if len(shape) == 2 else max(int(np.size(x)), 1)
         x, y, z = (np.asarray(v, F).ravel() for v in (x, y, z))
         if fields is None:
             fields = self.fields(x, y, z)
@@ -100,8 +101,12 @@ class TissueModel:
         sig = np.zeros(n, F)
         lab = np.zeros(n, np.uint8)
         cb, cap, clr, hd, hw = f["cb"], f["cap"], f["clr"], f["hd"], f["hw"]
-        self._order = np.argsort(s, kind="stable")
-        self._sorted_s = s[self._order]
+        # rows of the grid (one row for scattered points) and the s-range each covers: a structure
+        # is evaluated only on the rows its s-range meets, as contiguous views
+        s2 = s.reshape(-1, cols)
+        self._cols = cols
+        self._row_lo = s2.min(axis=1)
+        self._row_hi = s2.max(axis=1)
 
         # --- body wall: skin, subcutaneous fat, abdominal wall; inside: viscera in front, fat behind
         aa = np.abs(a)
@@ -111,15 +116,28 @@ class TissueModel:
         sd = np.maximum(b - b_back, (ell - F(1.0)) * F(128.0))
         inside = sd < 0
         fat_t = np.where(b > b0, F(p.fat_mm), F(p.fat_mm * 1.3))
-        viscera = inside & (b < -hd - F(6.0))
+        # posterior compartment (behind the psoas line, within the paraspinal gutters): fat
+        posterior = (b > -F(0.35) * hd) & (aa < F(95.0) + F(0.25) * (b + hd))
+        viscera = inside & ~posterior
         tex = f["tex_bowel"]
-        vis = S["viscera"] * (F(1.0) + F(0.6) * tex)
-        vis = np.where(tex > 0.75, F(0.9) * S["csf"], vis)      # fluid-filled bowel
-        vis = np.where(tex < -0.9, F(0.03), vis)                 # gas
+        vis = S["viscera"] * (F(1.0) + F(0.5) * tex)
+        vis = np.where(tex > 0.8, F(0.85) * S["csf"], vis)      # fluid-filled bowel
+        vis = np.where(np.abs(tex - F(0.8)) < F(0.08), F(0.12), vis)  # bowel walls
+        vis = np.where(tex < -0.95, F(0.03), vis)                 # gas
         sig[inside] = S["fat"]
         sig[viscera] = vis[viscera]
-        wall = inside & (sd > -fat_t - F(11.0)) & (b < b0)
+        # kidneys (T12-L3) lateral to the psoas: intermediate T2 cortex, brighter medulla
+        s_l3 = float(sp.knots_s[[v.name for v in sp.vertebrae].index(p.lumbar[min(2, len(p.lumbar) - 1)])])
+        kz = (s - F(s_l3 + 45.0)) / F(55.0)
+        kr = ((aa - hw - F(48.0)) / F(28.0)) ** 2 + ((b - F(5.0)) / F(24.0)) ** 2 + kz * kz
+        kidney = inside & (kr < 1)
+        sig[kidney] = np.where(kr[kidney] < 0.35, F(0.62), F(0.42)) * S["csf"]
+        # abdominal wall muscles (obliques, rectus) under the fat, except at the back
+        wall = inside & (sd > -fat_t - F(12.0)) & ~((b > cb) & (aa < F(62.0)))
         sig[wall] = S["muscle"]
+        # quadratus lumborum behind the kidneys, lateral to the transverse processes
+        ql = inside & (((aa - clr - F(50.0)) / F(17.0)) ** 2 + ((b - cb + F(2.0)) / F(11.0)) ** 2 < 1) & (s < s_l3 + 60)
+        sig[ql] = S["muscle"]
         sig[inside & (sd > -fat_t)] = S["fat"]
         sig[inside & (sd > -F(2.0))] = S["skin"]
 
@@ -127,11 +145,11 @@ class TissueModel:
         deep = b_back - F(p.fat_mm) - F(1.5)
         mc = F(0.5) * (cb + deep)
         mh = F(0.5) * (deep - cb) + F(4.0)
-        para = inside & (b > cb - F(10.0)) & (b < deep) & ((((aa - F(30.0)) / F(30.0)) ** 2 + ((b - mc) / mh) ** 4) < 1)
+        para = inside & (b > cb - F(10.0)) & (b < deep) & ((((aa - F(32.0)) / F(31.0)) ** 2 + ((b - mc - F(3.0)) / mh) ** 2) < 1)
         para |= inside & (aa < F(30.0)) & (b > cb + cap) & (b < deep)
-        fatty = F(min(max((p.age - 40) / 40, 0.0), 1.0) * 0.35)
+        fatty = F(min(max((p.age - 40) / 40, 0.0), 1.0) * 0.3)
         sig[para] = S["muscle"] * (F(1.0) + F(0.12) * f["tex_fine"][para])
-        streak = para & (f["tex_streak"] > F(1.25) - fatty)
+        streak = para & (f["tex_streak"] > F(1.55) - fatty)
         sig[streak] = F(0.6) * S["fat"]
         # thoracolumbar fascia between muscle and fat: a thin dark line
         fascia = inside & (np.abs(b - deep) < F(0.7)) & (aa < F(70.0))
@@ -176,12 +194,13 @@ class TissueModel:
 
     # ------------------------------------------------------------------------------------------
     def _select(self, s_lo: float, s_hi: float, condition) -> np.ndarray:
-        """Return the indices of points with s_lo < s < s_hi that meet ``condition(indices)``."""
-        i0, i1 = np.searchsorted(self._sorted_s, np.array([s_lo, s_hi], F))
-        idx = self._order[i0:i1]
-        if idx.size == 0:
-            return idx
-        return idx[condition(idx)]
+        """Return the indices of points on the rows that reach s_lo < s < s_hi and meet
+        ``condition(rows)``, where ``rows`` is the slice of those rows."""
+        hit = np.nonzero((self._row_hi > s_lo) & (self._row_lo < s_hi))[0]
+        if hit.size == 0:
+            return hit
+        start, stop = int(hit[0]) * self._cols, (int(hit[-1]) + 1) * self._cols
+        return np.nonzero(condition(slice(start, stop)))[0] + start
 
     def _bone(self, idx, x, y, z, sd, sig, lab, label):
         """Paint bone: dark cortex within 1 mm of the surface, marrow inside."""
@@ -193,7 +212,8 @@ class TissueModel:
     def _posterior_elements(self, v: Vertebra, sv, x, y, z, a, b, s, cb, cap, clr, sig, lab):
         H = v.height
         k = v.sacral_index
-        sel = self._select(sv - H * 0.5 - 16, sv + H * 0.5 + 6, lambda i: (np.abs(a[i]) < 75) & (b[i] > 0))
+        b_min = v.posterior_wall - 4
+        sel = self._select(sv - H * 0.5 - 16, sv + H * 0.5 + 6, lambda i: (np.abs(a[i]) < 75) & (b[i] > b_min))
         if sel.size == 0:
             return
         aa, bb, ss = np.abs(a[sel]), b[sel], s[sel]
@@ -208,7 +228,7 @@ class TissueModel:
             ped = (sp_ < 1) & (bb > v.posterior_wall - 3) & (bb < cbs + 0.4 * caps)
             sd = np.where(ped, (np.sqrt(sp_) - 1) * F(4.5), sd)
         # laminae: a shell behind the canal from mid-body down over the disc below
-        lam_s = (ss > sv - 0.5 * H - 9) & (ss < sv + 0.25 * H)
+        lam_s = (ss > sv - 0.5 * H - 5) & (ss < sv + 0.15 * H)
         thick = F(5.5 * scale + 1.0)
         lam = lam_s & (rc >= 1.0) & (rc < 1.0 + thick / caps) & (bb > cbs - 0.1 * caps) & (aa < clrs + 9)
         sd = np.where(lam, -np.minimum((rc - 1.0) * caps, (1.0 + thick / caps - rc) * caps), sd)
@@ -217,7 +237,7 @@ class TissueModel:
         length = F(30.0 * scale)
         t = (bb - base) / length
         s_mid = sv - 0.22 * H - 6.0 * t
-        half_h = F(7.0 * scale + 1.0) * (1.0 + 0.25 * np.clip(t, 0, 1))
+        half_h = F(5.5 * scale + 1.0) * (1.0 + 0.3 * np.clip(t, 0, 1))
         half_w = F(3.5 * scale + 0.5) * (1.0 + 0.3 * np.clip(t - 0.7, 0, 1) / 0.3)
         spn = (t > -0.15) & (t < 1.0) & (np.abs(ss - s_mid) < half_h) & (aa < half_w)
         sd = np.where(spn, -np.minimum(half_w - aa, half_h - np.abs(ss - s_mid)), sd)
@@ -257,6 +277,8 @@ class TissueModel:
         sb = cbs - F(0.3)
         rs = (aa / slr) ** 2 + ((bb - sb) / sap) ** 2
         sac = rs < 1.0
+        dura = (rs >= 1.0) & (rs < 1.0 + F(1.2) / sap)
+        val[dura] = S["ligament"] * F(2.0)
         val[sac] = S["csf"]
         lb[sac] = THECAL_SAC_LABEL
         # cord and conus medullaris, filum terminale
@@ -280,7 +302,9 @@ class TissueModel:
 
     def _facets(self, d: Disc, x, y, z, a, b, s, sig, lab):
         sd_ = self.disc_s[d.name]
-        sel = self._select(sd_ - 22, sd_ + 22, lambda i: (np.abs(a[i]) < 40) & (b[i] > 5))
+        fa = d.facet_medial[0]
+        sel = self._select(sd_ - 17, sd_ + 17, lambda i: (np.abs(a[i]) > fa - 9) & (np.abs(a[i]) < fa + 20)
+                           & (b[i] > 8) & (b[i] < 75))
         if sel.size == 0:
             return
         ad, bd, nd = d.to_local(x[sel], y[sel], z[sel])
@@ -288,7 +312,7 @@ class TissueModel:
         a_off = d.canal_offset[0]
         th = d.facet_angle
         jw = 0.7
-        length = 15.0
+        length = 12.0
         out_sd = np.full(sel.size, F(1e3))
         fluid = np.zeros(sel.size, bool)
         for side in (-1.0, 1.0):
@@ -297,15 +321,22 @@ class TissueModel:
             nx, ny = side * math.cos(th), -math.sin(th)          # towards the SAP (anterolateral)
             along = (ad - mx) * dx + (bd - my) * dy
             perp = (ad - mx) * nx + (bd - my) * ny
-            in_len = (along > -1.5) & (along < length)
-            sap = in_len & (perp > jw) & (perp < jw + 6.0) & (nd > -15) & (nd < 9)
-            iap = in_len & (perp < -jw) & (perp > -jw - 7.0) & (nd > -9) & (nd < 15)
+            # each articular process: half of a rounded capsule around the joint line
+            al_c = np.clip(along, 0.0, length)
+            dist = np.sqrt((along - al_c) ** 2 + perp * perp)
+            sap = (perp > jw) & (dist < 7.0) & (along > -2.0) & (nd > -15) & (nd < 9)
+            iap = (perp < -jw) & (dist < 8.0) & (along > -2.0) & (nd > -9) & (nd < 15)
             joint = (along >= 0) & (along < length - 1) & (np.abs(perp) <= jw) & (np.abs(nd) < 9)
-            sd_sap = -np.minimum.reduce([perp - jw, jw + 6.0 - perp, along + 1.5, length - along])
-            sd_iap = -np.minimum.reduce([-perp - jw, jw + 7.0 + perp, along + 1.5, length - along])
+            sd_sap = np.maximum(dist - 7.0, jw - perp)
+            sd_iap = np.maximum(dist - 8.0, jw + perp)
             out_sd = np.where(sap, np.minimum(out_sd, sd_sap), out_sd)
             out_sd = np.where(iap, np.minimum(out_sd, sd_iap), out_sd)
             fluid |= joint
+        # the canal stays open behind the intra-facet line: no articular process inside it there
+        cb_d = d.canal_offset[1]
+        rc = ((ad - a_off) / d.canal_lr) ** 2 + ((bd - cb_d) / d.canal_ap) ** 2
+        near_m = np.minimum(((ad - a_off) - fa) ** 2, ((ad - a_off) + fa) ** 2) + (bd - fb) ** 2 < 4.0
+        out_sd = np.where((((rc < 1.0) & (bd > fb + 1.0)) | (rc < 0.85)) & ~near_m, F(1e3), out_sd)
         bone = out_sd < 0
         if bone.any():
             self._bone(sel[bone], x, y, z, out_sd[bone], sig, lab, POSTERIOR_ELEMENTS_LABEL)
@@ -315,7 +346,8 @@ class TissueModel:
     def _disc(self, d: Disc, x, y, z, a, b, s, sig, lab):
         sp = self.spine
         lo, up = d.lower, d.upper
-        s_lo, s_up = self.vert_s[id(lo)], self.vert_s[id(up)]
+        s_lo = self.vert_s[id(lo)] + 0.5 * lo.height - 7
+        s_up = self.vert_s[id(up)] - 0.5 * up.height + 7
         reach = max(lo.half_depth, up.half_depth) + 12 + (d.herniation.apex_b if d.herniation else 0)
         wmax = max(lo.half_width, up.half_width) + 8
         sel = self._select(s_lo, s_up, lambda i: (np.abs(a[i]) < wmax) & (b[i] > -reach) & (b[i] < reach))
@@ -334,9 +366,8 @@ class TissueModel:
         B = (1 - t) * lo.half_depth + t * up.half_depth
         conc = (1 - t) * lo.posterior_concavity + t * up.posterior_concavity
         bb = np.where(bd > 0, bd + conc * np.clip(1 - (ad / A) ** 2, 0, 1), bd)
-        pw = SUPERELLIPSE_POWER
-        rho = (np.abs(ad / A) ** pw + np.abs(bb / B) ** pw) ** (1 / pw)
-        radial = (rho - 1) * np.minimum(A, B) * F(0.9)
+        rho = superellipse(ad / A, bb / B)
+        radial = (rho - 1) * np.minimum(A, B) * F(0.9 / SUPERELLIPSE_POWER)
         bump = np.sin(np.pi * t).astype(F)
         normal_out = F(0.3) * bump
         disc_in = between & (radial < normal_out)
@@ -346,7 +377,7 @@ class TissueModel:
         # nucleus: an ellipsoid a little posterior of centre; its edge blurs with degeneration
         g = d.grade
         hgt = g_l + g_u
-        nr = np.sqrt((ad / (F(0.58) * A)) ** 2 + ((bd - F(0.1) * B) / (F(0.5) * B)) ** 2 + ((t - F(0.5)) / F(0.34)) ** 2)
+        nr = np.sqrt((ad / (F(0.7) * A)) ** 2 + ((bd - F(0.08) * B) / (F(0.64) * B)) ** 2 + ((t - F(0.5)) / F(0.44)) ** 2)
         e = NUCLEUS_EDGE[g]
         m = np.clip((1 + e / 2 - nr) / e, 0, 1)
         m = m * m * (3 - 2 * m)
@@ -355,7 +386,7 @@ class TissueModel:
         tex = self._f["tex_disc"][sel]
         val = ann + m * (nuc - ann) * (F(1.0) + F(NUCLEUS_TEXTURE[g]) * tex)
         if d.band:
-            val = val - m * (nuc - ann) * F(0.55) * np.exp(-(((t - 0.5) * hgt) / F(0.7)) ** 2)
+            val = val - m * (nuc - ann) * F(0.45) * np.exp(-(((t - 0.5) * hgt) / F(0.6)) ** 2)
         if g == 5:
             val = np.where(tex > 1.1, F(0.02), val)                 # vacuum phenomenon
         idx = sel[disc_in]
@@ -367,12 +398,13 @@ class TissueModel:
         h = d.herniation
         if h is not None:
             an, bn, nn = d.to_local(xs, ys, zs)
-            u = (an - h.center_a) / h.half_width
-            vert = np.clip(1 - (nn / h.half_height) ** 4, 0, 1)
+            prof = h.profile(an)
+            vert = np.clip(1 - np.square(np.square(nn / h.half_height)), 0, 1)
             edge_b = _edge_b(d, h)
-            top = edge_b + (h.apex_b - edge_b) * (1 - u * u) * np.sqrt(vert)
+            top = edge_b + (h.apex_b - edge_b) * prof * np.sqrt(vert)
             from .geometry import _margin_b
-            herni = (np.abs(u) <= 1) & (vert > 0) & (bn <= top) & (bn >= _margin_b(d, an) - 2.5) & ~disc_in
+            herni = (prof >= 0) & (vert > 0) & (bn <= top) & (bn >= _margin_b(d, an) - 2.5) & ~disc_in
+            herni &= lab[sel] != POSTERIOR_ELEMENTS_LABEL             # disc material does not pass bone
             if herni.any():
                 hv = F(h.signal) * self.S["csf"] * (F(1.0) + F(0.15) * tex[herni])
                 sig[sel[herni]] = hv

@@ -78,7 +78,9 @@ def axial_keypoints(model: TissueModel, d: Disc, n: float) -> dict[str, list[flo
         while canal_b > pdm_b and lab[int(round((canal_b - bs[0]) / step))] not in (THECAL_SAC_LABEL, NEURAL_LABEL):
             canal_b -= step
     else:
-        canal_b = d.facet_medial[1] + 4.0
+        # the sac is squeezed shut at the mid-line: take the canal's posterior part behind the herniation
+        canal_b = d.canal_offset[1] + 0.6 * d.canal_ap
+    canal_b = max(canal_b, pdm_b + 3.0)
     fa, fb = d.facet_medial
     a_off = d.canal_offset[0]
     th = d.facet_angle
@@ -102,7 +104,8 @@ def axial_keypoints(model: TissueModel, d: Disc, n: float) -> dict[str, list[flo
             ah = A.ravel()[hit]
             best = bh.max()
             top = np.abs(bh - best) < 0.05
-            a_apex = float(ah[top][np.argmin(np.abs(ah[top] - h.center_a))])
+            peak = h.center_a if h.peak_a is None else h.peak_a
+            a_apex = float(ah[top][np.argmin(np.abs(ah[top] - peak))])
             b_apex = best - KEYPOINT_INSET_MM
             if b_apex - pdm_b > 1.0:
                 pts[APEX] = [float(q) for q in d.to_lps(a_apex, b_apex, n)]
@@ -194,7 +197,7 @@ def build_assessment(spine: Spine, study_uid: str, sag_uid: str, ax_uid: str,
         slip_mm, slip_pct, endplate = meyerding(R, P, Q)
         grade = meyerding_grade(slip_pct)
         direction = None if grade == 0 else ("antero" if slip_pct > 0 else "retro")
-        lv.listhesis.model = MeyerdingGrade(grade, round(slip_pct, 3), direction)
+        lv.listhesis.model = MeyerdingGrade(grade, slip_pct, direction)
         lv.listhesis.measurements = [
             Measurement("slip_mm", slip_mm, "mm", "(R - P) . u, + anterolisthesis"),
             Measurement("slip_percent", slip_pct, "%", "100 * slip / |Q - P|"),
