@@ -1,0 +1,57 @@
+"""Return what each bundled model is: its task, architecture, input, classes and keypoints.
+
+This is the source the manifest's descriptive fields and the dataset builders are written from.
+Axial MSU keypoints are named by image side (a model cannot tell the patient's left from an image
+whose left-right orientation varies); the pipeline names patient sides from LPS x afterwards.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..anatomy import CORNERS, MSU_KEYPOINTS
+
+AX_POSE_KEYPOINTS: tuple[str, ...] = (
+    "image-left medial facet", "image-right medial facet", "posterior disc margin", "herniation apex", "posterior canal",
+)
+PFIRRMANN_CLASSES: tuple[str, ...] = ("grade1", "grade2", "grade3", "grade4", "grade5")
+
+
+@dataclass(frozen=True)
+class ModelDef:
+    """One bundled model's fixed definition (weights and metrics live in the manifest)."""
+
+    name: str
+    task: str                        # detect / segment / pose / classify / unet-segment
+    architecture: str
+    plane: str                       # sagittal / axial
+    imgsz: int
+    classes: tuple[str, ...]
+    keypoints: tuple[str, ...] = ()
+    flip_idx: tuple[int, ...] = ()
+    yaml: str = ""                   # ultralytics model yaml (trained from scratch)
+    description: str = ""
+
+    @property
+    def file(self) -> str:
+        return f"{self.name}.pt"
+
+
+MODEL_DEFS: dict[str, ModelDef] = {d.name: d for d in (
+    ModelDef("sag_vertebra_pose", "pose", "YOLOv8n-pose", "sagittal", 256, ("vertebra", "sacrum"), CORNERS,
+             (0, 1, 2, 3), "yolov8n-pose.yaml",
+             "vertebral bodies (boxes: localisation, levels by counting up from the sacrum) and the four corners "
+             "of each body (S1: superior two) on a mid-sagittal T2 slice"),
+    ModelDef("sag_disc_unet", "unet-segment", "MONAI UNet 2D (16-32-64-128-256, 2 residual units)", "sagittal", 256,
+             ("background", "disc"), description="intervertebral discs on sagittal T2 slices; instances are the "
+             "connected components, named by the nearest level from the vertebra model"),
+    ModelDef("sag_pfirrmann_cls", "classify", "YOLOv8n-cls", "sagittal", 128, PFIRRMANN_CLASSES,
+             yaml="yolov8n-cls.yaml", description="Pfirrmann grade I-V of one disc from a square crop centred on the "
+             "disc (1.8 x its anteroposterior width) of the mid-sagittal T2 slice"),
+    ModelDef("ax_disc_seg", "segment", "YOLOv8n-seg", "axial", 256, ("disc", "herniation", "thecal sac"),
+             yaml="yolov8n-seg.yaml", description="disc, herniation (disc material beyond the margin, bulge included) "
+             "and thecal sac on axial T2 slices; its boxes are the per-slice disc / canal detection"),
+    ModelDef("ax_msu_pose", "pose", "YOLOv8n-pose", "axial", 256, ("disc",), AX_POSE_KEYPOINTS, (1, 0, 2, 3, 4),
+             "yolov8n-pose.yaml", "the five MSU keypoints of an axial disc slice (" + ", ".join(MSU_KEYPOINTS) +
+             "); facets named by image side; herniation apex has a low score when there is none"),
+)}

@@ -1,0 +1,473 @@
+"""Return training sets for the bundled models, written in the formats their trainers read:
+
+- YOLO (detect / segment / pose): ``images/{train,val}/*.png``, ``labels/{train,val}/*.txt``
+  (one object a line: ``class cx cy w h`` normalised to [0, 1], then ``x y v`` per keypoint
+  (pose) or a polygon ``x1 y1 x2 y2 ...`` (segment)) and ``data.yaml``;
+- YOLO classify: ``{train,val}/<class>/*.png`` (an image folder);
+- MONAI U-Net: ``{train,val}/*.npz`` each holding ``image`` (float32, [0, 1]) and ``mask`` (uint8).
+
+Sources: phantom studies (``build_from_phantoms``, from ``phantom_cache`` renders), or the public
+SPIDER lumbar MRI layout (``build_from_spider``: ``images/*.mha``, ``masks/*.mha`` with vertebrae
+1-25, canal 100, discs 201-225, and ``radiological_gradings.csv``). A site's own data in these
+formats trains the same way (``spineassist train NAME --data DIR``).
+
+Every image is normalised per slice (``imaging.normalize_slice``) and written in ``copies``
+randomly altered versions (``augment.augment_intensity``).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from ..anatomy import (CORNERS, DISC_LABELS, HERNIATION_LABEL, MSU_KEYPOINTS, NEURAL_LABEL, THECAL_SAC_LABEL,
+                       VERTEBRA_LABELS, corner_name)
+from .augment import augment_intensity
+from .catalog import MODEL_DEFS, PFIRRMANN_CLASSES
+from .imaging import lps_to_pixels, normalize_slice, stack_slice_affine, to_uint8
+
+DISC_NAMES = {v: k for k, v in DISC_LABELS.items()}
+PFIRRMANN_CROP_FACTOR = 1.8     # crop side / disc anteroposterior width
+MIN_POLYGON_PIXELS = 6
+
+
+# ---------------------------------------------------------------------------------------------
+# Writers
+# ---------------------------------------------------------------------------------------------
+
+class YoloWriter:
+    """Writes one YOLO dataset (images + label files + data.yaml)."""
+
+    def __init__(self, root: Path, model_name: str):
+        self.root = Path(root)
+        self.defn = MODEL_DEFS[model_name]
+        self.counts = {"train": 0, "val": 0}
+        for split in ("train", "val"):
+            (self.root / "images" / split).mkdir(parents=True, exist_ok=True)
+            (self.root / "labels" / split).mkdir(parents=True, exist_ok=True)
+
+    def add(self, split: str, stem: str, image01: np.ndarray, lines: Sequence[str]) -> None:
+        import cv2
+
+        cv2.imwrite(str(self.root / "images" / split / f"{stem}.png"), to_uint8(image01))
+        (self.root / "labels" / split / f"{stem}.txt").write_text("".join(f"{ln}\n" for ln in lines), encoding="utf-8")
+        self.counts[split] += 1
+
+    def finish(self) -> Path:
+        d = self.defn
+        lines = [f"path: {self.root.resolve()}", "train: images/train", "val: images/val",
+                 "names:"] + [f"  {i}: {n}" for i, n in enumerate(d.classes)]
+        if d.keypoints:
+            lines += [f"kpt_shape: [{len(d.keypoints)}, 3]", f"flip_idx: [{', '.join(map(str, d.flip_idx))}]"]
+        path = self.root / "data.yaml"
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        return path
+
+
+class FolderWriter:
+    """Writes an image-folder classification set (``split/class/stem.png``)."""
+
+    def __init__(self, root: Path, classes: Sequence[str]):
+        self.root = Path(root)
+        self.counts = {"train": 0, "val": 0}
+        for split in ("train", "val"):
+            for c in classes:
+                (self.root / split / c).mkdir(parents=True, exist_ok=True)
+
+    def add(self, split: str, cls: str, stem: str, image01: np.ndarray) -> None:
+        import cv2
+
+        cv2.imwrite(str(self.root / split / cls / f"{stem}.png"), to_uint8(image01))
+        self.counts[split] += 1
+
+    def finish(self) -> Path:
+        """Return the root, after giving every empty class folder one image from the other split
+        (ultralytics needs each class in both splits; rare grades may miss one in a small set)."""
+        import shutil
+
+        for split, other in (("train", "val"), ("val", "train")):
+            for d in sorted((self.root / split).iterdir()):
+                if not any(d.iterdir()):
+                    donor = next(iter(sorted((self.root / other / d.name).glob("*.png"))), None)
+                    if donor is not None:
+                        shutil.copyfile(donor, d / f"borrowed_{donor.name}")
+                        self.counts[split] += 1
+        return self.root
+
+
+class NpzWriter:
+    """Writes U-Net samples (``split/stem.npz`` with ``image`` float32 [0, 1] and ``mask`` uint8)."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.counts = {"train": 0, "val": 0}
+        for split in ("train", "val"):
+            (self.root / split).mkdir(parents=True, exist_ok=True)
+
+    def add(self, split: str, stem: str, image01: np.ndarray, mask: np.ndarray) -> None:
+        np.savez_compressed(self.root / split / f"{stem}.npz", image=image01.astype(np.float32),
+                            mask=mask.astype(np.uint8))
+        self.counts[split] += 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Label lines
+# ---------------------------------------------------------------------------------------------
+
+def box_of(mask: np.ndarray) -> tuple[float, float, float, float] | None:
+    """Return the (x1, y1, x2, y2) pixel-edge box of a mask's True pixels, or None when empty."""
+    rows, cols = np.nonzero(mask)
+    if len(rows) == 0:
+        return None
+    return float(cols.min()), float(rows.min()), float(cols.max() + 1), float(rows.max() + 1)
+
+
+def _union(box, pts: Iterable[Sequence[float]], pad: float) -> tuple[float, float, float, float]:
+    x1, y1, x2, y2 = box
+    for x, y in pts:
+        x1, y1, x2, y2 = min(x1, x - pad), min(y1, y - pad), max(x2, x + 1 + pad), max(y2, y + 1 + pad)
+    return x1, y1, x2, y2
+
+
+def pose_line(cls: int, box, keypoints: Sequence[tuple[float, float] | None], shape: tuple[int, int]) -> str:
+    """Return one YOLO pose label line; keypoints are pixel centres (x = column, y = row) or None (absent)."""
+    h, w = shape
+    x1, y1, x2, y2 = max(box[0], 0), max(box[1], 0), min(box[2], w), min(box[3], h)
+    parts = [str(cls), f"{(x1 + x2) / 2 / w:.6f}", f"{(y1 + y2) / 2 / h:.6f}", f"{(x2 - x1) / w:.6f}", f"{(y2 - y1) / h:.6f}"]
+    for kp in keypoints:
+        if kp is None or not (0 <= kp[0] < w and 0 <= kp[1] < h):
+            parts += ["0", "0", "0"]
+        else:
+            parts += [f"{(kp[0] + 0.5) / w:.6f}", f"{(kp[1] + 0.5) / h:.6f}", "2"]
+    return " ".join(parts)
+
+
+def polygon_lines(cls: int, mask: np.ndarray) -> list[str]:
+    """Return YOLO segment label lines (one polygon per outer contour) of a mask."""
+    import cv2
+
+    h, w = mask.shape
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    out = []
+    for c in contours:
+        if cv2.contourArea(c) < MIN_POLYGON_PIXELS or len(c) < 3:
+            continue
+        pts = c.reshape(-1, 2).astype(float)
+        coords = " ".join(f"{(x + 0.5) / w:.6f} {(y + 0.5) / h:.6f}" for x, y in pts)
+        out.append(f"{cls} {coords}")
+    return out
+
+
+def parse_label_line(line: str, n_keypoints: int = 0) -> dict[str, Any]:
+    """Return a YOLO label line as {"class", "box" (cx, cy, w, h), "keypoints" (K, 3) or "polygon" (N, 2)}."""
+    v = line.split()
+    out: dict[str, Any] = {"class": int(v[0])}
+    nums = np.array([float(x) for x in v[1:]])
+    if n_keypoints:
+        if len(nums) != 4 + 3 * n_keypoints:
+            raise ValueError(f"pose line needs {4 + 3 * n_keypoints} numbers after the class; got {len(nums)}")
+        out["box"] = nums[:4]
+        out["keypoints"] = nums[4:].reshape(n_keypoints, 3)
+    else:
+        if len(nums) < 6 or len(nums) % 2:
+            raise ValueError(f"polygon line needs an even count >= 6 of coordinates; got {len(nums)}")
+        out["polygon"] = nums.reshape(-1, 2)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-slice samples from one phantom study
+# ---------------------------------------------------------------------------------------------
+
+def _corner_pixels(study: Mapping[str, Any], slice_index: int) -> dict[str, tuple[float, float]]:
+    A = stack_slice_affine(study["sag_affine"], slice_index)
+    names = list(study["corners"])
+    if not names:
+        return {}
+    rc = lps_to_pixels(np.array([study["corners"][n] for n in names]), A)
+    return {n: (float(c), float(r)) for n, (r, c, _) in zip(names, rc)}
+
+
+def sagittal_pose_lines(study: Mapping[str, Any], slice_index: int) -> list[str]:
+    """Return the vertebra-pose label lines of one sagittal slice (corners projected onto it)."""
+    lab = study["sag_labels"][slice_index]
+    shape = lab.shape
+    px = _corner_pixels(study, slice_index)
+    lines = []
+    for name, value in VERTEBRA_LABELS.items():
+        m = lab == value
+        if m.sum() < 30:
+            continue
+        kps = [px.get(corner_name(name, c)) for c in CORNERS]
+        if name == "S1":
+            kps[2] = kps[3] = None
+            box = _union(box_of(m), [k for k in kps if k is not None], 2.0)
+            # the sacrum label is the whole sacrum: box the S1 body's top part only
+            top = min(k[1] for k in kps if k is not None) if any(kps) else box[1]
+            box = (box[0], box[1], box[2], min(box[3], top + 0.9 * (box[2] - box[0])))
+            cls = 1
+        else:
+            if all(k is None for k in kps):
+                continue
+            box = _union(box_of(m), [k for k in kps if k is not None], 2.0)
+            cls = 0
+        lines.append(pose_line(cls, box, kps, shape))
+    return lines
+
+
+def axial_seg_lines(labels: np.ndarray) -> list[str]:
+    """Return the disc / herniation / thecal-sac polygon lines of one axial label slice."""
+    disc = np.isin(labels, list(DISC_LABELS.values()))
+    hern = labels == HERNIATION_LABEL
+    sac = np.isin(labels, (THECAL_SAC_LABEL, NEURAL_LABEL))
+    return polygon_lines(0, disc) + polygon_lines(1, hern) + polygon_lines(2, sac)
+
+
+def axial_pose_line(labels: np.ndarray, affine: np.ndarray, keypoints: Mapping[str, Any]) -> str | None:
+    """Return the MSU-pose label line of one axial slice (facets ordered by image column)."""
+    pts = {}
+    for name in MSU_KEYPOINTS:
+        p = keypoints.get(name)
+        if p is not None:
+            r, c, _ = lps_to_pixels(np.array(p), affine)[0]
+            pts[name] = (float(c), float(r))
+        else:
+            pts[name] = None
+    fl, fr = pts[MSU_KEYPOINTS[0]], pts[MSU_KEYPOINTS[1]]
+    if fl is None or fr is None:
+        return None
+    a, b = (fl, fr) if fl[0] <= fr[0] else (fr, fl)
+    ordered = [a, b, pts[MSU_KEYPOINTS[2]], pts[MSU_KEYPOINTS[3]], pts[MSU_KEYPOINTS[4]]]
+    disc = np.isin(labels, list(DISC_LABELS.values())) | (labels == HERNIATION_LABEL)
+    box = box_of(disc)
+    if box is None:
+        return None
+    box = _union(box, [k for k in ordered if k is not None], 3.0)
+    return pose_line(0, box, ordered, labels.shape)
+
+
+def pfirrmann_crops(image01: np.ndarray, labels: np.ndarray, grades: Mapping[str, int]) -> list[tuple[str, int, np.ndarray]]:
+    """Return (level, grade, crop) of every disc on a sagittal slice, crops square around each disc."""
+    out = []
+    for value, level in DISC_NAMES.items():
+        if level not in grades:
+            continue
+        m = labels == value
+        if m.sum() < 40:
+            continue
+        out.append((level, int(grades[level]), disc_crop(image01, m)))
+    return out
+
+
+def disc_crop(image01: np.ndarray, disc_mask: np.ndarray) -> np.ndarray:
+    """Return the square crop the Pfirrmann classifier sees: centred on the disc, side 1.8 x its width."""
+    rows, cols = np.nonzero(disc_mask)
+    cy, cx = rows.mean(), cols.mean()
+    side = int(max(16, PFIRRMANN_CROP_FACTOR * max(np.ptp(cols) + 1, np.ptp(rows) + 1)))
+    half = side // 2
+    pad = np.pad(image01, half, mode="constant")
+    y0, x0 = int(round(cy)), int(round(cx))
+    return pad[y0:y0 + 2 * half, x0:x0 + 2 * half]
+
+
+# ---------------------------------------------------------------------------------------------
+# Builders
+# ---------------------------------------------------------------------------------------------
+
+def _split(i: int, n: int, val_fraction: float) -> str:
+    n_val = max(1, int(round(n * val_fraction))) if n > 1 and val_fraction > 0 else 0
+    return "val" if i >= n - n_val else "train"
+
+
+def build_from_phantoms(studies: Sequence[Mapping[str, Any]], out_dir: str | Path, models: Sequence[str] | None = None,
+                        copies: int = 2, val_fraction: float = 0.1, seed: int = 0, sag_pose_slices: int = 1,
+                        ) -> dict[str, dict[str, Any]]:
+    """Write the training sets of ``models`` (default: all) from phantom studies; return per model
+    ``{"path", "train", "val"}`` (data.yaml for YOLO detect/segment/pose, else the folder).
+
+    ``studies`` are ``phantom_cache`` dicts; the last ``val_fraction`` of them are validation.
+    ``sag_pose_slices``: slices either side of the mid-sagittal one also used for the corner model.
+    """
+    out = Path(out_dir)
+    models = list(models or MODEL_DEFS)
+    unknown = [m for m in models if m not in MODEL_DEFS]
+    if unknown:
+        raise ValueError(f"unknown model(s) {', '.join(unknown)}; models are {', '.join(MODEL_DEFS)}")
+    rng = np.random.default_rng(seed)
+    writers: dict[str, Any] = {}
+    for m in models:
+        d = MODEL_DEFS[m]
+        if d.task == "classify":
+            writers[m] = FolderWriter(out / m, d.classes)
+        elif d.task == "unet-segment":
+            writers[m] = NpzWriter(out / m)
+        else:
+            writers[m] = YoloWriter(out / m, m)
+    n = len(studies)
+    for i, st in enumerate(studies):
+        split = _split(i, n, val_fraction)
+        k = copies if split == "train" else 1
+        tag = f"s{int(st['seed']):06d}"
+        sag, lab = st["sag_images"], st["sag_labels"]
+        mid = int(st["sag_mid"])
+        grades = {lv: int(g) for lv, g in st["params"]["pfirrmann"].items()}
+        for s in range(len(sag)):
+            base = normalize_slice(sag[s])
+            near_mid = abs(s - mid) <= sag_pose_slices
+            for c in range(k):
+                img = augment_intensity(base, rng) if c or split == "train" else base
+                stem = f"{tag}_sag{s:02d}_{c}"
+                if "sag_disc_unet" in writers and np.isin(lab[s], list(DISC_LABELS.values())).any():
+                    writers["sag_disc_unet"].add(split, stem, img, np.isin(lab[s], list(DISC_LABELS.values())))
+                if near_mid and "sag_vertebra_pose" in writers:
+                    writers["sag_vertebra_pose"].add(split, stem, img, sagittal_pose_lines(st, s))
+                if near_mid and "sag_pfirrmann_cls" in writers:
+                    for level, g, crop in pfirrmann_crops(img, lab[s], grades):
+                        writers["sag_pfirrmann_cls"].add(split, PFIRRMANN_CLASSES[g - 1], f"{stem}_{level}", crop)
+        kp_by_slice = {a["slice_index"]: a for a in st["axial_keypoints"]}
+        for s in range(len(st["ax_images"])):
+            base = normalize_slice(st["ax_images"][s])
+            for c in range(k):
+                img = augment_intensity(base, rng) if c or split == "train" else base
+                stem = f"{tag}_ax{s:02d}_{c}"
+                if "ax_disc_seg" in writers:
+                    writers["ax_disc_seg"].add(split, stem, img, axial_seg_lines(st["ax_labels"][s]))
+                if "ax_msu_pose" in writers and s in kp_by_slice:
+                    line = axial_pose_line(st["ax_labels"][s], st["ax_affines"][s], kp_by_slice[s]["keypoints"])
+                    if line:
+                        writers["ax_msu_pose"].add(split, stem, img, [line])
+    result = {}
+    for m, w in writers.items():
+        path = w.finish() if isinstance(w, (YoloWriter, FolderWriter)) else w.root
+        result[m] = {"path": str(path), **w.counts}
+    (out / "datasets.json").write_text(json.dumps({"source": "phantom", "seeds": [int(s["seed"]) for s in studies],
+                                                   "copies": copies, "val_fraction": val_fraction, "seed": seed,
+                                                   "models": result}, indent=1), encoding="utf-8")
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# SPIDER (public lumbar MRI set: sagittal .mha images, label maps, radiological gradings)
+# ---------------------------------------------------------------------------------------------
+
+SPIDER_CANAL_LABEL = 100
+SPIDER_DISC_LABELS = range(201, 226)
+# SPIDER numbers discs from the caudal end: 201 is the lowest (lumbosacral) disc.
+SPIDER_LEVELS_FROM_CAUDAL = ("L5-S1", "L4-L5", "L3-L4", "L2-L3", "L1-L2", "T12-L1", "T11-T12")
+
+
+def read_spider_gradings(csv_path: str | Path) -> dict[str, dict[int, dict[str, int]]]:
+    """Return SPIDER's gradings table as {patient: {ivd label 1..25: {"pfirrmann", "herniation"}}}."""
+    out: dict[str, dict[int, dict[str, int]]] = {}
+    with open(csv_path, newline="", encoding="utf-8-sig") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise ValueError(f"{csv_path}: no rows")
+    cols = {c.lower().strip(): c for c in rows[0]}
+
+    def col(*names: str) -> str:
+        for n in names:
+            if n in cols:
+                return cols[n]
+        raise ValueError(f"{csv_path}: expected a column named {' or '.join(repr(n) for n in names)}; "
+                         f"found {', '.join(rows[0])}")
+
+    c_pat, c_ivd = col("patient"), col("ivd label")
+    c_pf = col("pfirrman grade", "pfirrmann grade")
+    c_hern = col("disc herniation")
+    for r in rows:
+        out.setdefault(str(r[c_pat]).strip(), {})[int(float(r[c_ivd]))] = {
+            "pfirrmann": int(float(r[c_pf])), "herniation": int(float(r[c_hern]))}
+    return out
+
+
+def spider_level(ivd: int) -> str | None:
+    """Return the level name of SPIDER disc number ``ivd`` (1 = lumbosacral), or None beyond T11-T12."""
+    return SPIDER_LEVELS_FROM_CAUDAL[ivd - 1] if 1 <= ivd <= len(SPIDER_LEVELS_FROM_CAUDAL) else None
+
+
+def read_spider_case(image_path: str | Path, mask_path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return (images, labels, affine) of a SPIDER case as sagittal slices (slice, row, col), head up,
+    anterior on the left, with the (slice, row, col) -> LPS affine."""
+    import SimpleITK as sitk
+
+    img = sitk.DICOMOrient(sitk.ReadImage(str(image_path)), "LPS")
+    lab = sitk.DICOMOrient(sitk.ReadImage(str(mask_path)), "LPS")
+    if img.GetSize() != lab.GetSize():
+        raise ValueError(f"{mask_path}: mask size {lab.GetSize()} differs from image size {img.GetSize()}")
+    a = sitk.GetArrayFromImage(img).astype(np.float32)    # (z, y, x): z head, y posterior, x left
+    m = sitk.GetArrayFromImage(lab).astype(np.int32)
+    images = np.transpose(a[::-1], (2, 0, 1))              # (x, -z, y)
+    labels = np.transpose(m[::-1], (2, 0, 1))
+    sx, sy, sz = img.GetSpacing()
+    nz = img.GetSize()[2]
+    D = np.array(img.GetDirection()).reshape(3, 3)
+    o = np.array(img.GetOrigin())
+    A = np.eye(4)
+    A[:3, 0] = D[:, 0] * sx
+    A[:3, 1] = -D[:, 2] * sz
+    A[:3, 2] = D[:, 1] * sy
+    A[:3, 3] = o + D[:, 2] * sz * (nz - 1)
+    return images, labels, A
+
+
+def build_from_spider(root: str | Path, out_dir: str | Path, models: Sequence[str] | None = None, copies: int = 2,
+                      val_fraction: float = 0.1, seed: int = 0, sequence: str = "t2") -> dict[str, dict[str, Any]]:
+    """Write disc-segmentation and Pfirrmann training sets from a SPIDER folder; return them as
+    ``build_from_phantoms`` does. SPIDER has no corner or axial keypoints, so only
+    ``sag_disc_unet`` and ``sag_pfirrmann_cls`` can be built from it."""
+    root, out = Path(root), Path(out_dir)
+    supported = ("sag_disc_unet", "sag_pfirrmann_cls")
+    models = list(models or supported)
+    bad = [m for m in models if m not in supported]
+    if bad:
+        raise ValueError(f"SPIDER has no labels for {', '.join(bad)}; it trains {', '.join(supported)}")
+    images = sorted((root / "images").glob(f"*_{sequence}.mha"))
+    if not images:
+        raise FileNotFoundError(f"{root}/images holds no *_{sequence}.mha files; is this a SPIDER folder?")
+    gradings_path = next(iter(sorted(root.glob("**/radiological_gradings.csv"))), None)
+    gradings = read_spider_gradings(gradings_path) if gradings_path else {}
+    rng = np.random.default_rng(seed)
+    writers: dict[str, Any] = {}
+    if "sag_disc_unet" in models:
+        writers["sag_disc_unet"] = NpzWriter(out / "sag_disc_unet")
+    if "sag_pfirrmann_cls" in models:
+        writers["sag_pfirrmann_cls"] = FolderWriter(out / "sag_pfirrmann_cls", PFIRRMANN_CLASSES)
+    n = len(images)
+    for i, ip in enumerate(images):
+        mp = root / "masks" / ip.name
+        if not mp.is_file():
+            raise FileNotFoundError(f"{ip.name} has no mask {mp}")
+        patient = ip.name.split("_")[0]
+        vols, labs, _ = read_spider_case(ip, mp)
+        split = _split(i, n, val_fraction)
+        k = copies if split == "train" else 1
+        grades = {spider_level(ivd): g["pfirrmann"] for ivd, g in gradings.get(patient, {}).items() if spider_level(ivd)}
+        mid = len(vols) // 2
+        for s in range(len(vols)):
+            disc_any = (labs[s] >= 201) & (labs[s] <= 225)
+            if not disc_any.any():
+                continue
+            base = normalize_slice(vols[s])
+            for c in range(k):
+                img = augment_intensity(base, rng) if split == "train" else base
+                stem = f"spider{patient}_{s:02d}_{c}"
+                if "sag_disc_unet" in writers:
+                    writers["sag_disc_unet"].add(split, stem, img, disc_any)
+                if "sag_pfirrmann_cls" in writers and abs(s - mid) <= 1:
+                    for ivd in SPIDER_DISC_LABELS:
+                        level = spider_level(ivd - 200)
+                        m = labs[s] == ivd
+                        if level in grades and m.sum() >= 40:
+                            g = grades[level]
+                            writers["sag_pfirrmann_cls"].add(split, PFIRRMANN_CLASSES[g - 1], f"{stem}_{level}",
+                                                             disc_crop(img, m))
+    result = {m: {"path": str(w.finish() if isinstance(w, FolderWriter) else w.root), **w.counts}
+              for m, w in writers.items()}
+    (out / "datasets.json").write_text(json.dumps({"source": "SPIDER", "root": str(root), "cases": n,
+                                                   "models": result}, indent=1), encoding="utf-8")
+    return result

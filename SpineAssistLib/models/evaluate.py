@@ -1,0 +1,433 @@
+"""Return the published metric tables of the bundled models on held-out phantom studies, each
+with a 95 % bootstrap interval; internal (the training generator's settings) and external
+(acquisition shifted: ``phantom_cache.EXTERNAL_OVERRIDES``) test sets are reported apart.
+
+What is measured, per test set:
+
+- sagittal disc segmentation (``sag_disc_unet``): IoU and Dice per disc over the sagittal stack;
+- axial disc segmentation (``ax_disc_seg``, disc class): IoU and Dice per axial slice;
+- corner keypoints (``sag_vertebra_pose``) on the mid-sagittal slice, MSU keypoints
+  (``ax_msu_pose``) on axial slices: mean error in mm and in pixels;
+- herniation (MSU from the predicted keypoints and herniation mask through ``grading.msu_grade``,
+  slice of maximal extrusion per level): 4-grade (none/bulge, 1, 2, 3), region (zone x side) and
+  category (size x zone) precision / recall / F1 and quadratic-weighted kappa (4-grade);
+- Pfirrmann (``sag_pfirrmann_cls`` on crops of the U-Net's disc instances): accuracy, kappa,
+  sensitivity / specificity and AUC for degenerated (III-V) vs not;
+- Meyerding (``grading.meyerding_grade`` on predicted corners): grade accuracy, slip error in mm.
+
+Usage::
+
+    from SpineAssistLib.models.evaluate import evaluate_models
+    report = evaluate_models(internal_seeds=range(3000, 3008), external_seeds=range(3000, 3008))
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from .. import metrics as M
+from ..anatomy import CORNERS, DISC_LABELS, HERNIATION_LABEL, MSU_KEYPOINTS, corner_name
+from .datasets import DISC_NAMES, disc_crop
+from .imaging import normalize_slice, pixels_to_lps, stack_slice_affine, lps_to_pixels
+
+log = logging.getLogger(__name__)
+
+APEX_SCORE = 0.5          # an apex keypoint below this score means "no herniation on this slice"
+MATCH_MM = 12.0           # a detected vertebra belongs to the truth vertebra whose corner centroid is this near
+TARGETS = {"disc_iou": 0.95, "disc_dice": 0.97, "keypoint_mm": 0.5, "herniation_4grade_f1": 0.92,
+           "herniation_4grade_kappa": 0.88, "pfirrmann_accuracy": 0.91, "meyerding_accuracy": 0.95}
+
+
+class Models:
+    """The five bundled models, loaded once (``load_model`` verifies each SHA-256)."""
+
+    def __init__(self, device: str = "cpu", manifest: Mapping[str, Any] | None = None):
+        from . import load_model
+
+        self.vertebra = load_model("sag_vertebra_pose", device, manifest)
+        self.unet = load_model("sag_disc_unet", device, manifest)
+        self.pfirrmann = load_model("sag_pfirrmann_cls", device, manifest)
+        self.ax_seg = load_model("ax_disc_seg", device, manifest)
+        self.ax_pose = load_model("ax_msu_pose", device, manifest)
+
+
+def _truth_level(study: Mapping[str, Any], level: str) -> dict[str, Any] | None:
+    for lv in (study.get("truth") or {}).get("levels", []):
+        if lv["level"] == level:
+            return lv
+    return None
+
+
+def _value(finding: Mapping[str, Any] | None) -> Any:
+    if not finding:
+        return None
+    return finding.get("model") if finding.get("reader") is None else finding.get("reader")
+
+
+def evaluate_sagittal(models: Models, st: Mapping[str, Any], acc: dict[str, list]) -> None:
+    """Add one study's sagittal results (segmentation, corners, Meyerding, Pfirrmann) to ``acc``."""
+    from ..grading import meyerding_grade
+
+    mid = int(st["sag_mid"])
+    img, lab = st["sag_images"], st["sag_labels"]
+    A = stack_slice_affine(st["sag_affine"], mid)
+    spacing = float(np.linalg.norm(A[:3, 0]))
+    # --- disc segmentation over the stack, per disc
+    preds = [models.unet.predict(img[s]) for s in range(len(img))]
+    pred_mask = np.stack([p.mask for p in preds])
+    from scipy import ndimage
+
+    in_plane = np.zeros((3, 3, 3), bool)
+    in_plane[1] = True
+    comp, n = ndimage.label(pred_mask, structure=in_plane)   # 2D components, slice by slice
+    owner = {}
+    for k in range(1, n + 1):
+        vals = lab[comp == k]
+        discs = vals[np.isin(vals, list(DISC_LABELS.values()))]
+        if len(discs):
+            owner[k] = int(np.bincount(discs).argmax())
+    for value in np.unique(lab):
+        if int(value) not in DISC_NAMES:
+            continue
+        truth = lab == value
+        pm = np.isin(comp, [k for k, v in owner.items() if v == value])
+        acc["sag_iou"].append(M.iou(pm, truth))
+        acc["sag_dice"].append(M.dice(pm, truth))
+    # --- vertebra corners on the mid-sagittal slice
+    r = models.vertebra.predict(img[mid])
+    truth_px = {}
+    for name, p in st["corners"].items():
+        rr, cc, kk = lps_to_pixels(np.array(p), A)[0]
+        if abs(kk) < 0.5 and 0 <= rr < img.shape[1] and 0 <= cc < img.shape[2]:
+            truth_px[name] = np.array([cc, rr])
+    vertebrae = sorted({n.split(" ")[0] for n in truth_px})
+    centroids = {v: np.mean([truth_px[corner_name(v, c)] for c in CORNERS if corner_name(v, c) in truth_px], 0)
+                 for v in vertebrae}
+    matched: dict[str, np.ndarray] = {}
+    for i in np.argsort(-r.scores):
+        kp = r.keypoints[i]
+        kcen = kp.mean(0) if r.classes[i] == 0 else kp[:2].mean(0)
+        best = min(vertebrae, key=lambda v: np.linalg.norm(centroids[v] - kcen), default=None)
+        if best is None or best in matched or np.linalg.norm(centroids[best] - kcen) * spacing > MATCH_MM:
+            continue
+        matched[best] = kp
+    for v, kp in matched.items():
+        for j, c in enumerate(CORNERS):
+            name = corner_name(v, c)
+            if name in truth_px and not (v == "S1" and c.endswith("inferior")):
+                err_px = float(np.linalg.norm(kp[j] - truth_px[name]))
+                acc["corner_px"].append(err_px)
+                acc["corner_mm"].append(err_px * spacing)
+    acc["vertebra_detected"].append(sum(1 for v in vertebrae if v in matched) / max(1, len(vertebrae)))
+    # --- Meyerding from predicted corners
+    for lv in st["truth"]["levels"]:
+        upper, lower = lv["level"].split("-")
+        tv = _value(lv["listhesis"])
+        if tv is None:
+            continue
+        truth_slip = next((m["value"] for m in lv["listhesis"].get("measurements", []) if m["name"] == "slip_mm"), None)
+        if upper not in matched or lower not in matched:
+            acc["meyerding_missed"].append(lv["level"])
+            continue
+        R = pixels_to_lps(matched[upper][CORNERS.index("posterior-inferior")][None], A)[0]
+        P = pixels_to_lps(matched[lower][CORNERS.index("posterior-superior")][None], A)[0]
+        Q = pixels_to_lps(matched[lower][CORNERS.index("anterior-superior")][None], A)[0]
+        try:
+            res = meyerding_grade(P, Q, R)
+        except ValueError:
+            acc["meyerding_missed"].append(lv["level"])
+            continue
+        acc["meyerding_true"].append(int(tv["meyerding"]))
+        acc["meyerding_pred"].append(int(res.grade))
+        if truth_slip is not None:
+            acc["slip_err_mm"].append(abs(res.slip_mm - float(truth_slip)))
+    # --- Pfirrmann on crops of the U-Net's disc instances on the mid slice
+    img01 = normalize_slice(img[mid])
+    inst = preds[mid].instances()
+    for value, level in DISC_NAMES.items():
+        lvt = _truth_level(st, level)
+        truth_mask = lab[mid] == value
+        if lvt is None or truth_mask.sum() < 40:
+            continue
+        tv = _value(lvt["pfirrmann"])
+        if tv is None:
+            continue
+        overlaps = [float((m & truth_mask).sum()) for m in inst]
+        if not overlaps or max(overlaps) == 0:
+            acc["pfirrmann_missed"].append(level)
+            continue
+        m = inst[int(np.argmax(overlaps))]
+        probs = models.pfirrmann.predict(disc_crop(img01, m)).probs
+        acc["pfirrmann_true"].append(int(tv["grade"]))
+        acc["pfirrmann_pred"].append(int(np.argmax(probs)) + 1)
+        acc["pfirrmann_degenerated_score"].append(float(probs[2:].sum()))
+
+
+def _class_mask(r: Any, cls: int, shape: tuple[int, int]) -> np.ndarray:
+    if r.masks is None or not len(r):
+        return np.zeros(shape, bool)
+    sel = r.classes == cls
+    return r.masks[sel].any(0) if sel.any() else np.zeros(shape, bool)
+
+
+def evaluate_axial(models: Models, st: Mapping[str, Any], acc: dict[str, list]) -> None:
+    """Add one study's axial results (disc segmentation, MSU keypoints, herniation grades) to ``acc``."""
+    from ..grading import msu_grade, select_maximal_extrusion
+
+    kp_truth = {a["slice_index"]: a for a in st["axial_keypoints"]}
+    per_level: dict[str, list] = {}
+    for s in range(len(st["ax_images"])):
+        img, lab, A = st["ax_images"][s], st["ax_labels"][s], st["ax_affines"][s]
+        spacing = float(np.linalg.norm(A[:3, 0]))
+        seg = models.ax_seg.predict(img)
+        disc_pred = _class_mask(seg, 0, lab.shape)
+        disc_true = np.isin(lab, list(DISC_LABELS.values()))
+        if disc_true.sum() >= 20:
+            acc["ax_iou"].append(M.iou(disc_pred, disc_true))
+            acc["ax_dice"].append(M.dice(disc_pred, disc_true))
+        hern_pred = _class_mask(seg, 1, lab.shape)
+        pose = models.ax_pose.predict(img)
+        if not len(pose):
+            continue
+        kp, ks = pose.keypoints[int(np.argmax(pose.scores))], pose.keypoint_scores[int(np.argmax(pose.scores))]
+        lps = pixels_to_lps(kp, A)
+        # patient left is +x in LPS: name the facets by it, not by image side
+        left, right = (lps[0], lps[1]) if lps[0][0] >= lps[1][0] else (lps[1], lps[0])
+        apex = lps[3] if ks[3] >= APEX_SCORE else None
+        if s in kp_truth:
+            t = kp_truth[s]["keypoints"]
+            tl = np.array(t[MSU_KEYPOINTS[0]]), np.array(t[MSU_KEYPOINTS[1]])
+            pairs = [(left, tl[0]), (right, tl[1]), (lps[2], np.array(t[MSU_KEYPOINTS[2]])),
+                     (lps[4], np.array(t[MSU_KEYPOINTS[4]]))]
+            if apex is not None and t[MSU_KEYPOINTS[3]] is not None:
+                pairs.append((apex, np.array(t[MSU_KEYPOINTS[3]])))
+            for p, q in pairs:
+                e = float(np.linalg.norm(p - q))
+                acc["msu_kp_mm"].append(e)
+                acc["msu_kp_px"].append(e / spacing)
+        level = st["ax_levels"][s]
+        if level is None or not disc_pred.any():
+            continue
+        normal = np.cross(A[:3, 1], A[:3, 0])
+        hp = None
+        if hern_pred.any():
+            idx = np.argwhere(hern_pred)
+            hp = pixels_to_lps(idx[:, ::-1].astype(float), A)
+        try:
+            res = msu_grade(left, right, lps[2], lps[4], apex, hp, slice_normal=normal)
+        except ValueError as e:
+            log.info("slice %d: MSU not measurable: %s", s, e)
+            continue
+        per_level.setdefault(level, []).append(res)
+    for lv in st["truth"]["levels"]:
+        tv = _value(lv["ldh"])
+        if tv is None:
+            continue
+        t_size, t_zone, t_side = int(tv["msu_size"]), tv.get("msu_zone"), tv.get("side")
+        results = per_level.get(lv["level"])
+        if results:
+            best = select_maximal_extrusion(results)
+            p_size, p_zone, p_side = best.size, best.zone, best.side
+        else:
+            p_size, p_zone, p_side = 0, None, None
+            acc["herniation_no_reading"].append(lv["level"])
+        acc["hern_true"].append(t_size)
+        acc["hern_pred"].append(p_size)
+        acc["region_true"].append(_region(t_size, t_zone, t_side))
+        acc["region_pred"].append(_region(p_size, p_zone, p_side))
+        acc["category_true"].append("none" if t_size == 0 else f"{t_size}-{t_zone}")
+        acc["category_pred"].append("none" if p_size == 0 else f"{p_size}-{p_zone}")
+
+
+def _region(size: int, zone: str | None, side: str | None) -> str:
+    if size == 0:
+        return "none"
+    return f"{zone} {side or 'central'}"
+
+
+def summarise(acc: Mapping[str, list], n_boot: int = M.N_BOOTSTRAP) -> dict[str, Any]:
+    """Return the metric table (value, 95 % CI, n) of one test set's accumulated results."""
+    q = lambda t, p: M.cohen_kappa(t, p, "quadratic", labels=[0, 1, 2, 3])  # noqa: E731
+    qp = lambda t, p: M.cohen_kappa(t, p, "quadratic", labels=[1, 2, 3, 4, 5])  # noqa: E731
+    qm = lambda t, p: M.cohen_kappa(t, p, "quadratic", labels=[0, 1, 2, 3, 4, 5])  # noqa: E731
+    deg_t = [g >= 3 for g in acc["pfirrmann_true"]]
+    deg_p = [g >= 3 for g in acc["pfirrmann_pred"]]
+    out = {
+        "disc_segmentation_sagittal": {"iou": M.mean_ci(acc["sag_iou"], n_boot), "dice": M.mean_ci(acc["sag_dice"], n_boot)},
+        "disc_segmentation_axial": {"iou": M.mean_ci(acc["ax_iou"], n_boot), "dice": M.mean_ci(acc["ax_dice"], n_boot)},
+        "corner_keypoints": {"mean_error_mm": M.mean_ci(acc["corner_mm"], n_boot),
+                             "mean_error_px": M.mean_ci(acc["corner_px"], n_boot),
+                             "vertebrae_found": M.mean_ci(acc["vertebra_detected"], n_boot)},
+        "msu_keypoints": {"mean_error_mm": M.mean_ci(acc["msu_kp_mm"], n_boot),
+                          "mean_error_px": M.mean_ci(acc["msu_kp_px"], n_boot)},
+        "herniation_4grade": _prf(acc["hern_true"], acc["hern_pred"], n_boot) | {
+            "kappa_quadratic": M.with_ci(q, acc["hern_true"], acc["hern_pred"], n_boot=n_boot),
+            "accuracy": M.with_ci(M.accuracy, acc["hern_true"], acc["hern_pred"], n_boot=n_boot)},
+        "herniation_region": _prf(acc["region_true"], acc["region_pred"], n_boot),
+        "herniation_category": _prf(acc["category_true"], acc["category_pred"], n_boot),
+        "pfirrmann": {
+            "accuracy": M.with_ci(M.accuracy, acc["pfirrmann_true"], acc["pfirrmann_pred"], n_boot=n_boot),
+            "kappa_quadratic": M.with_ci(qp, acc["pfirrmann_true"], acc["pfirrmann_pred"], n_boot=n_boot),
+            "sensitivity_III_V": M.with_ci(lambda t, p: M.sensitivity_specificity(t, p)[0], deg_t, deg_p, n_boot=n_boot),
+            "specificity_III_V": M.with_ci(lambda t, p: M.sensitivity_specificity(t, p)[1], deg_t, deg_p, n_boot=n_boot),
+            "auc_III_V": M.with_ci(M.auc, deg_t, acc["pfirrmann_degenerated_score"], n_boot=n_boot),
+            "discs_not_segmented": len(acc["pfirrmann_missed"])},
+        "meyerding": {
+            "grade_accuracy": M.with_ci(M.accuracy, acc["meyerding_true"], acc["meyerding_pred"], n_boot=n_boot),
+            "kappa_quadratic": M.with_ci(qm, acc["meyerding_true"], acc["meyerding_pred"], n_boot=n_boot),
+            "slip_error_mm": M.mean_ci(acc["slip_err_mm"], n_boot),
+            "levels_without_corners": len(acc["meyerding_missed"])},
+    }
+    return out
+
+
+def _prf(t: Sequence[Any], p: Sequence[Any], n_boot: int) -> dict[str, Any]:
+    return {
+        "precision_macro": M.with_ci(lambda a, b: M.precision_recall_f1(a, b)["macro"]["precision"], t, p, n_boot=n_boot),
+        "recall_macro": M.with_ci(lambda a, b: M.precision_recall_f1(a, b)["macro"]["recall"], t, p, n_boot=n_boot),
+        "f1_macro": M.with_ci(M.macro_f1, t, p, n_boot=n_boot),
+        "per_class": M.precision_recall_f1(t, p)["per_class"],
+    }
+
+
+def _new_acc() -> dict[str, list]:
+    from collections import defaultdict
+
+    return defaultdict(list)
+
+
+def evaluate_set(models: Models, studies: Iterable[Mapping[str, Any]], n_boot: int = M.N_BOOTSTRAP) -> dict[str, Any]:
+    """Return the metric table of one test set (an iterable of ``phantom_cache`` studies with truth)."""
+    acc = _new_acc()
+    seeds = []
+    for st in studies:
+        if st.get("truth") is None:
+            raise ValueError(f"phantom {st['seed']} has no truth Assessment; evaluate needs whole studies "
+                             "(phantom_cache.load_phantom without partial=True)")
+        seeds.append(int(st["seed"]))
+        evaluate_sagittal(models, st, acc)
+        evaluate_axial(models, st, acc)
+        log.info("evaluated phantom %d", st["seed"])
+    table = summarise(acc, n_boot)
+    table["studies"] = {"count": len(seeds), "seeds": seeds}
+    return table
+
+
+def headline(table: Mapping[str, Any]) -> dict[str, float | None]:
+    """Return the target figures of one test set (the values compared with ``TARGETS``)."""
+    return {
+        "disc_iou": table["disc_segmentation_axial"]["iou"]["value"],
+        "disc_dice": table["disc_segmentation_axial"]["dice"]["value"],
+        "disc_iou_sagittal": table["disc_segmentation_sagittal"]["iou"]["value"],
+        "disc_dice_sagittal": table["disc_segmentation_sagittal"]["dice"]["value"],
+        "keypoint_mm": table["msu_keypoints"]["mean_error_mm"]["value"],
+        "corner_keypoint_mm": table["corner_keypoints"]["mean_error_mm"]["value"],
+        "herniation_4grade_f1": table["herniation_4grade"]["f1_macro"]["value"],
+        "herniation_4grade_kappa": table["herniation_4grade"]["kappa_quadratic"]["value"],
+        "pfirrmann_accuracy": table["pfirrmann"]["accuracy"]["value"],
+        "meyerding_accuracy": table["meyerding"]["grade_accuracy"]["value"],
+    }
+
+
+def evaluate_models(internal_seeds: Sequence[int], external_seeds: Sequence[int], cache_dir: str | Path | None = None,
+                    device: str = "cpu", n_boot: int = M.N_BOOTSTRAP, manifest: Mapping[str, Any] | None = None
+                    ) -> dict[str, Any]:
+    """Return ``{"internal": table, "external": table, "targets": TARGETS}`` on phantom test studies."""
+    from .phantom_cache import EXTERNAL_OVERRIDES, load_phantom
+
+    models = Models(device, manifest)
+    out: dict[str, Any] = {"targets": TARGETS}
+    for name, seeds, overrides in (("internal", internal_seeds, None), ("external", external_seeds, EXTERNAL_OVERRIDES)):
+        studies = (load_phantom(s, overrides, cache_dir) for s in seeds)
+        out[name] = evaluate_set(models, studies, n_boot)
+        out[name]["headline"] = headline(out[name])
+    out["external_overrides"] = json.loads(json.dumps(EXTERNAL_OVERRIDES, default=list))
+    return out
+
+
+def _fmt(m: Mapping[str, Any] | None) -> str:
+    if not m or m.get("value") is None:
+        return "n/a"
+    lo, hi = m["ci95"]
+    ci = f" ({lo:.3f}-{hi:.3f})" if lo is not None and hi is not None else ""
+    return f"{m['value']:.3f}{ci}"
+
+
+ROWS: tuple[tuple[str, str, str], ...] = (
+    ("Disc segmentation, axial (ax_disc_seg): IoU", "disc_segmentation_axial", "iou"),
+    ("Disc segmentation, axial (ax_disc_seg): Dice", "disc_segmentation_axial", "dice"),
+    ("Disc segmentation, sagittal (sag_disc_unet): IoU", "disc_segmentation_sagittal", "iou"),
+    ("Disc segmentation, sagittal (sag_disc_unet): Dice", "disc_segmentation_sagittal", "dice"),
+    ("MSU keypoints (ax_msu_pose): mean error mm", "msu_keypoints", "mean_error_mm"),
+    ("MSU keypoints (ax_msu_pose): mean error px", "msu_keypoints", "mean_error_px"),
+    ("Corner keypoints (sag_vertebra_pose): mean error mm", "corner_keypoints", "mean_error_mm"),
+    ("Corner keypoints (sag_vertebra_pose): mean error px", "corner_keypoints", "mean_error_px"),
+    ("Vertebrae found (sag_vertebra_pose)", "corner_keypoints", "vertebrae_found"),
+    ("Herniation 4-grade: precision (macro)", "herniation_4grade", "precision_macro"),
+    ("Herniation 4-grade: recall (macro)", "herniation_4grade", "recall_macro"),
+    ("Herniation 4-grade: F1 (macro)", "herniation_4grade", "f1_macro"),
+    ("Herniation 4-grade: kappa (quadratic)", "herniation_4grade", "kappa_quadratic"),
+    ("Herniation region (zone x side): precision", "herniation_region", "precision_macro"),
+    ("Herniation region (zone x side): recall", "herniation_region", "recall_macro"),
+    ("Herniation region (zone x side): F1", "herniation_region", "f1_macro"),
+    ("Herniation category (size x zone): precision", "herniation_category", "precision_macro"),
+    ("Herniation category (size x zone): recall", "herniation_category", "recall_macro"),
+    ("Herniation category (size x zone): F1", "herniation_category", "f1_macro"),
+    ("Pfirrmann: accuracy", "pfirrmann", "accuracy"),
+    ("Pfirrmann: kappa (quadratic)", "pfirrmann", "kappa_quadratic"),
+    ("Pfirrmann III-V vs I-II: sensitivity", "pfirrmann", "sensitivity_III_V"),
+    ("Pfirrmann III-V vs I-II: specificity", "pfirrmann", "specificity_III_V"),
+    ("Pfirrmann III-V vs I-II: AUC", "pfirrmann", "auc_III_V"),
+    ("Meyerding: grade accuracy", "meyerding", "grade_accuracy"),
+    ("Meyerding: kappa (quadratic)", "meyerding", "kappa_quadratic"),
+    ("Meyerding: slip error mm", "meyerding", "slip_error_mm"),
+)
+
+
+def markdown_tables(report: Mapping[str, Any]) -> str:
+    """Return the metric table (internal and external columns, value and 95 % CI) as Markdown."""
+    ni = report["internal"]["studies"]["count"]
+    ne = report["external"]["studies"]["count"]
+    lines = [f"| metric | internal ({ni} studies) | external ({ne} studies) | n (int/ext) |", "|---|---|---|---|"]
+    for label, group, key in ROWS:
+        a, b = report["internal"][group].get(key), report["external"][group].get(key)
+        n = f"{(a or {}).get('n', '')}/{(b or {}).get('n', '')}"
+        lines.append(f"| {label} | {_fmt(a)} | {_fmt(b)} | {n} |")
+    lines += ["", "| target | goal | internal | external |", "|---|---|---|---|"]
+    for key, goal in TARGETS.items():
+        hi, he = report["internal"]["headline"].get(key), report["external"]["headline"].get(key)
+        op = "<=" if key.endswith("_mm") else ">="
+        f = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+        lines.append(f"| {key} | {op} {goal} | {f(hi)} | {f(he)} |")
+    return "\n".join(lines) + "\n"
+
+
+def store_in_manifest(report: Mapping[str, Any], manifest_path: str | Path | None = None) -> None:
+    """Write each model's headline metrics (internal and external, with CIs) into the manifest."""
+    from .registry import models_dir
+    from .train import _manifest_lock
+
+    path = Path(manifest_path) if manifest_path else models_dir() / "manifest.json"
+    groups = {
+        "sag_vertebra_pose": ("corner_keypoints", "meyerding"),
+        "sag_disc_unet": ("disc_segmentation_sagittal",),
+        "sag_pfirrmann_cls": ("pfirrmann",),
+        "ax_disc_seg": ("disc_segmentation_axial",),
+        "ax_msu_pose": ("msu_keypoints", "herniation_4grade", "herniation_region", "herniation_category"),
+    }
+    with _manifest_lock(path):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        for m in data["models"]:
+            g = groups.get(m["name"], ())
+            m["metrics"] = {
+                "sha256": m["sha256"], "source": "spineassist evaluate (held-out phantom studies)",
+                **{name: {grp: {k: v for k, v in report[name][grp].items() if k != "per_class"} for grp in g}
+                   | {"studies": report[name]["studies"]} for name in ("internal", "external")}}
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+        tmp.replace(path)

@@ -1,0 +1,162 @@
+"""Thin wrappers over ultralytics YOLO (detect, segment, pose, classify) returning plain numpy.
+
+Ultralytics is imported inside functions, after ``configure_offline()`` has pointed its settings,
+font and matplotlib folders at a project-owned cache, so nothing is downloaded or written to the
+user's home.
+
+Usage::
+
+    from SpineAssistLib.models import load_model
+    pose = load_model("sag_vertebra_pose")            # verifies the SHA-256 first
+    r = pose.predict(sagittal_slice)                   # raw uint16 or float 2D array
+    r.boxes, r.scores, r.classes, r.keypoints          # pixels: x = column, y = row
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .device import run_with_fallback, select_device
+from .imaging import to_bgr
+
+_CONFIGURED: Path | None = None
+
+
+def _cache_root() -> Path:
+    repo = Path(__file__).resolve().parents[2]
+    candidate = repo / ".cache"
+    if (repo / "pyproject.toml").is_file() and os.access(repo, os.W_OK):
+        return candidate
+    return Path(tempfile.gettempdir()) / "spineassist-cache"
+
+
+def configure_offline() -> Path:
+    """Return the folder ultralytics uses for settings, after making it work offline.
+
+    Sets ``YOLO_OFFLINE=1``, ``YOLO_CONFIG_DIR`` (holding ``Ultralytics/Arial.ttf``, a copy of
+    matplotlib's DejaVu Sans, so no font is fetched) and ``MPLCONFIGDIR``. Call before importing
+    ultralytics; calling again is free.
+    """
+    global _CONFIGURED
+    if _CONFIGURED is not None:
+        return _CONFIGURED
+    root = Path(os.environ.get("YOLO_CONFIG_DIR") or _cache_root() / "ultralytics")
+    font_dir = root / "Ultralytics"
+    font_dir.mkdir(parents=True, exist_ok=True)
+    os.environ["YOLO_OFFLINE"] = "1"
+    os.environ["YOLO_CONFIG_DIR"] = str(root)
+    os.environ.setdefault("MPLCONFIGDIR", str(root.parent / "matplotlib"))
+    os.environ.setdefault("YOLO_VERBOSE", "False")
+    for name in ("Arial.ttf", "Arial.Unicode.ttf"):
+        target = font_dir / name
+        if not target.is_file():
+            try:
+                import matplotlib
+
+                src = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+                shutil.copyfile(src, target)
+            except (ImportError, OSError):  # no font: ultralytics only needs it for plots we never draw
+                pass
+    _CONFIGURED = root
+    return root
+
+
+@dataclass
+class YoloResult:
+    """One image's YOLO output in the input image's pixels (x = column, y = row, centres at integers).
+
+    ``boxes`` (N, 4) x1, y1, x2, y2; ``scores`` (N,); ``classes`` (N,) int; ``masks`` (N, H, W) bool
+    (segment); ``keypoints`` (N, K, 2) and ``keypoint_scores`` (N, K) (pose); ``probs`` (C,) (classify).
+    """
+
+    names: tuple[str, ...]
+    boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))
+    scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    classes: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
+    masks: np.ndarray | None = None
+    keypoints: np.ndarray | None = None
+    keypoint_scores: np.ndarray | None = None
+    probs: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    @property
+    def top_class(self) -> int:
+        """Return the most probable class index (classify)."""
+        if self.probs is None:
+            raise ValueError("top_class is only defined for a classification result")
+        return int(np.argmax(self.probs))
+
+
+class YoloModel:
+    """A YOLOv8 model (detect, segment, pose or classify) on 2D slices."""
+
+    def __init__(self, weights: str | Path, task: str, names: Sequence[str] = (), keypoints: Sequence[str] = (),
+                 imgsz: int = 256, device: str = "auto", name: str = ""):
+        configure_offline()
+        from ultralytics import YOLO
+
+        self.name = name or Path(weights).stem
+        self.task = task
+        self.imgsz = int(imgsz)
+        self.device = select_device(device)
+        self.model = YOLO(str(weights), task=task)
+        model_names = getattr(self.model, "names", None) or {}
+        self.names = tuple(names) or tuple(model_names[i] for i in sorted(model_names))
+        self.keypoint_names = tuple(keypoints)
+
+    def predict(self, image: np.ndarray, conf: float = 0.25, iou: float = 0.5, max_det: int = 30) -> YoloResult:
+        """Return the detections on one 2D slice (raw scanner values or uint8 grey)."""
+        bgr = to_bgr(image)
+
+        def call(device: str):
+            return self.model.predict(bgr, imgsz=self.imgsz, conf=conf, iou=iou, max_det=max_det, device=device,
+                                      verbose=False, retina_masks=True)[0]
+
+        r, used = run_with_fallback(call, self.device)
+        self.device = used
+        return _result(r, self.names, bgr.shape[:2])
+
+
+def _np(x: Any) -> np.ndarray:
+    return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+
+
+def _result(r: Any, names: tuple[str, ...], shape: tuple[int, int]) -> YoloResult:
+    out = YoloResult(names=names)
+    if getattr(r, "probs", None) is not None:
+        out.probs = _np(r.probs.data).astype(float)
+        return out
+    if r.boxes is not None and len(r.boxes):
+        # ultralytics pixels have their edges at integers; numpy indices have centres there
+        out.boxes = _np(r.boxes.xyxy).astype(float) - 0.5
+        out.scores = _np(r.boxes.conf).astype(float)
+        out.classes = _np(r.boxes.cls).astype(int)
+    n = len(out.scores)
+    if getattr(r, "masks", None) is not None and n:
+        m = _np(r.masks.data) > 0.5
+        if m.shape[1:] != shape:  # pragma: no cover - retina masks are already at image size
+            import cv2
+
+            m = np.stack([cv2.resize(k.astype(np.uint8), shape[::-1], interpolation=cv2.INTER_NEAREST) > 0 for k in m])
+        out.masks = m
+    elif getattr(r, "masks", None) is not None or r.__class__.__name__ == "Results" and getattr(r, "_keys", None):
+        out.masks = np.zeros((0, *shape), bool)
+    if getattr(r, "keypoints", None) is not None:
+        if n:
+            out.keypoints = _np(r.keypoints.xy).astype(float) - 0.5
+            conf = r.keypoints.conf
+            out.keypoint_scores = _np(conf).astype(float) if conf is not None else np.ones(out.keypoints.shape[:2])
+        else:
+            k = int(r.keypoints.shape[1]) if hasattr(r.keypoints, "shape") and len(r.keypoints.shape) > 1 else 0
+            out.keypoints = np.zeros((0, k, 2))
+            out.keypoint_scores = np.zeros((0, k))
+    return out

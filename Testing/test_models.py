@@ -1,0 +1,407 @@
+"""Model registry, device choice, out-of-memory fall-back, dataset formats, SPIDER reader, and the
+shipped models (each loads and predicts on a phantom slice)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from SpineAssistLib.anatomy import DISC_LABELS, VERTEBRA_LABELS, corner_name
+from SpineAssistLib.errors import ModelError
+from SpineAssistLib.models import registry
+from SpineAssistLib.models.catalog import MODEL_DEFS
+
+REPO = Path(__file__).resolve().parents[1]
+MODELS = REPO / "Resources" / "Models"
+
+
+# --------------------------------------------------------------------------------------------
+# Manifest and SHA-256 verification
+# --------------------------------------------------------------------------------------------
+
+def _manifest(tmp_path: Path, content: bytes = b"weights", sha: str | None = None) -> Path:
+    (tmp_path / "m.pt").write_bytes(content)
+    import hashlib
+
+    entry = {"name": "toy", "file": "m.pt", "sha256": sha or hashlib.sha256(content).hexdigest(), "task": "pose",
+             "architecture": "YOLOv8n-pose", "input": {"size": 256}, "version": "1", "training": {}, "metrics": {}}
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps({"schema": registry.MANIFEST_SCHEMA, "models": [entry]}))
+    return path
+
+
+def test_shipped_manifest_lists_every_model_with_its_fields():
+    specs = registry.load_manifest()
+    assert sorted(specs) == sorted(MODEL_DEFS)
+    data = json.loads((MODELS / "manifest.json").read_text())
+    for m in data["models"]:
+        for key in registry.REQUIRED_FIELDS + ("size_bytes", "classes"):
+            assert key in m, f"{m['name']} lacks {key}"
+        assert m["training"]["seed"] is not None and m["training"]["settings"]["epochs"] >= 1
+        assert m["training"]["command"].startswith("spineassist train")
+        assert m["input"]["size"] == MODEL_DEFS[m["name"]].imgsz
+        assert tuple(m["keypoints"]) == MODEL_DEFS[m["name"]].keypoints
+
+
+def test_shipped_weights_match_their_hashes_and_fit_40_mb():
+    specs = registry.load_manifest()
+    total = 0
+    for spec in specs.values():
+        path = registry.verified_path(spec)
+        assert path.stat().st_size == spec.size_bytes
+        total += spec.size_bytes
+    assert total <= 40 * 1024 * 1024
+
+
+def test_missing_weight_file_names_the_file_and_how_to_restore_it(tmp_path):
+    spec = registry.load_manifest(_manifest(tmp_path))["toy"]
+    (tmp_path / "m.pt").unlink()
+    with pytest.raises(ModelError) as e:
+        registry.verified_path(spec)
+    msg = str(e.value)
+    assert "m.pt" in msg and "missing" in msg
+    assert "git checkout -- Resources/Models/m.pt" in msg and "spineassist train toy" in msg
+
+
+def test_altered_weight_file_is_refused(tmp_path):
+    spec = registry.load_manifest(_manifest(tmp_path))["toy"]
+    (tmp_path / "m.pt").write_bytes(b"weightz")
+    with pytest.raises(ModelError) as e:
+        registry.verified_path(spec)
+    msg = str(e.value)
+    assert "m.pt" in msg and "does not match" in msg and "git checkout -- Resources/Models/m.pt" in msg
+
+
+def test_intact_weight_file_passes(tmp_path):
+    spec = registry.load_manifest(_manifest(tmp_path))["toy"]
+    assert registry.verified_path(spec) == tmp_path / "m.pt"
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"sha256": "abc"}, "64 hex digits"),
+    ({"task": "dance"}, "task must be one of"),
+    ({"file": "../x.pt"}, "plain file name"),
+])
+def test_bad_manifest_entries_are_named(tmp_path, change, words):
+    path = _manifest(tmp_path)
+    data = json.loads(path.read_text())
+    data["models"][0].update(change)
+    path.write_text(json.dumps(data))
+    with pytest.raises(ModelError, match=words):
+        registry.load_manifest(path)
+
+
+def test_missing_manifest_and_unknown_model(tmp_path):
+    with pytest.raises(ModelError, match="manifest.json"):
+        registry.load_manifest(tmp_path / "manifest.json")
+    with pytest.raises(ModelError, match="no bundled model named 'nope'"):
+        registry.model_spec("nope", registry.load_manifest(_manifest(tmp_path)))
+
+
+def test_importing_models_does_not_import_torch():
+    code = ("import sys, SpineAssistLib.models, SpineAssistLib.models.registry, SpineAssistLib.metrics; "
+            "print(any(m in sys.modules for m in ('torch', 'ultralytics', 'monai')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+# --------------------------------------------------------------------------------------------
+# Device choice and out-of-memory fall-back
+# --------------------------------------------------------------------------------------------
+
+def _fake_backends(monkeypatch, cuda: bool, mps: bool):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1 if cuda else 0)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+
+
+@pytest.mark.parametrize("cuda, mps, expected", [(True, True, "cuda:0"), (False, True, "mps"), (False, False, "cpu")])
+def test_auto_device_prefers_cuda_then_mps_then_cpu(monkeypatch, cuda, mps, expected):
+    from SpineAssistLib.models.device import select_device
+
+    _fake_backends(monkeypatch, cuda, mps)
+    assert select_device("auto") == expected
+
+
+def test_explicit_devices(monkeypatch):
+    from SpineAssistLib.models.device import select_device
+
+    _fake_backends(monkeypatch, False, False)
+    assert select_device("cpu") == "cpu"
+    with pytest.raises(ModelError, match="no CUDA GPU"):
+        select_device("cuda")
+    with pytest.raises(ModelError, match="MPS is not available"):
+        select_device("mps")
+    with pytest.raises(ModelError, match="auto, cpu, cuda"):
+        select_device("tpu")
+    _fake_backends(monkeypatch, True, False)
+    assert select_device("cuda") == "cuda:0"
+    with pytest.raises(ModelError, match="only 1 CUDA device"):
+        select_device("cuda:3")
+
+
+def test_gpu_out_of_memory_falls_back_to_cpu_with_a_warning():
+    import torch
+
+    from SpineAssistLib.models.device import run_with_fallback
+
+    calls = []
+
+    def runner(device):
+        calls.append(device)
+        if device.startswith("cuda"):
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return "ran"
+
+    with pytest.warns(RuntimeWarning, match="ran out of memory"):
+        result, used = run_with_fallback(runner, "cuda:0")
+    assert (result, used, calls) == ("ran", "cpu", ["cuda:0", "cpu"])
+
+
+def test_other_errors_and_cpu_out_of_memory_are_not_swallowed():
+    from SpineAssistLib.models.device import run_with_fallback
+
+    def bad(device):
+        raise ValueError("wrong shape")
+
+    with pytest.raises(ValueError, match="wrong shape"):
+        run_with_fallback(bad, "cuda:0")
+
+    def oom(device):
+        raise RuntimeError("out of memory")
+
+    with pytest.raises(RuntimeError):
+        run_with_fallback(oom, "cpu")
+
+
+# --------------------------------------------------------------------------------------------
+# Dataset builders
+# --------------------------------------------------------------------------------------------
+
+def _toy_study(seed: int = 1) -> dict:
+    """A 3-slice sagittal and 2-slice axial study of rectangles: L4, L5, S1 bodies and two discs."""
+    S, H, W = 3, 96, 80
+    sag = np.full((S, H, W), 300, np.uint16)
+    lab = np.zeros((S, H, W), np.uint8)
+    bodies = {"L4": (10, 30), "L5": (40, 60), "S1": (70, 95)}
+    for name, (r0, r1) in bodies.items():
+        lab[:, r0:r1, 20:50] = VERTEBRA_LABELS[name]
+        sag[:, r0:r1, 20:50] = 900
+    lab[:, 31:39, 20:50] = DISC_LABELS["L4-L5"]
+    lab[:, 61:69, 20:50] = DISC_LABELS["L5-S1"]
+    sag[:, 31:39, 22:48] = 1800
+    A = np.eye(4)   # (slice, row, col) -> LPS: slices along x (2 mm), rows down (-z), columns posterior (+y)
+    A[:3, 0] = (2.0, 0, 0)
+    A[:3, 1] = (0, 0, -1.0)
+    A[:3, 2] = (0, 1.0, 0)
+    corners = {}
+    for name, (r0, r1) in bodies.items():
+        for c, (r, col) in {"anterior-superior": (r0 + 1, 21), "posterior-superior": (r0 + 1, 48),
+                            "anterior-inferior": (r1 - 2, 21), "posterior-inferior": (r1 - 2, 48)}.items():
+            if name == "S1" and c.endswith("inferior"):
+                continue
+            corners[corner_name(name, c)] = [2.0, float(col), -float(r)]
+    ax = np.full((2, 64, 64), 200, np.uint16)
+    axl = np.zeros((2, 64, 64), np.uint8)
+    axl[:, 20:36, 16:48] = DISC_LABELS["L4-L5"]
+    axl[:, 36:40, 26:34] = 150
+    axl[:, 42:52, 24:40] = 100
+    ax[axl > 0] = 1500
+    aff = np.eye(4)     # (row, col, 0) -> LPS: rows posterior (+y), columns patient left (+x)
+    aff[:3, 0] = (0, 1.0, 0)
+    aff[:3, 1] = (1.0, 0, 0)
+    kp = {"left medial facet": [44.0, 44.0, 0.0], "right medial facet": [20.0, 44.0, 0.0],
+          "posterior disc margin": [32.0, 35.0, 0.0], "herniation apex": [30.0, 39.0, 0.0],
+          "posterior canal": [32.0, 51.0, 0.0]}
+    return {"seed": seed, "sag_images": sag, "sag_labels": lab, "sag_affine": A, "sag_mid": 1,
+            "ax_images": ax, "ax_labels": axl, "ax_affines": np.stack([aff, aff]), "ax_levels": ["L4-L5"] * 2,
+            "corners": corners, "axial_keypoints": [{"slice_index": 0, "level": "L4-L5", "keypoints": kp}],
+            "truth": None, "params": {"pfirrmann": {"L4-L5": 2, "L5-S1": 4}}}
+
+
+def test_phantom_builder_writes_parseable_yolo_labels(tmp_path):
+    from SpineAssistLib.models.datasets import build_from_phantoms, parse_label_line
+
+    result = build_from_phantoms([_toy_study(1), _toy_study(2)], tmp_path, copies=1, val_fraction=0.5)
+    assert set(result) == set(MODEL_DEFS)
+    pose = tmp_path / "sag_vertebra_pose"
+    yaml = (pose / "data.yaml").read_text()
+    assert "kpt_shape: [4, 3]" in yaml and "1: sacrum" in yaml
+    lines = (pose / "labels" / "train" / "s000001_sag01_0.txt").read_text().splitlines()
+    assert len(lines) == 3          # L4, L5, sacrum
+    for line in lines:
+        obj = parse_label_line(line, 4)
+        assert 0 <= obj["box"].min() and obj["box"].max() <= 1
+        assert np.all((obj["keypoints"][:, :2] >= 0) & (obj["keypoints"][:, :2] <= 1))
+    l4 = parse_label_line(lines[0], 4)
+    # L4's anterior-superior corner at row 11, column 21 of a 96 x 80 image: pixel centres (x + 0.5) / W
+    assert l4["keypoints"][0, :2] == pytest.approx([21.5 / 80, 11.5 / 96], abs=1e-6)
+    sacrum = parse_label_line(lines[2], 4)
+    assert sacrum["class"] == 1 and list(sacrum["keypoints"][2:, 2]) == [0, 0]   # no inferior corners
+    seg = (tmp_path / "ax_disc_seg" / "labels" / "train" / "s000001_ax00_0.txt").read_text().splitlines()
+    assert sorted({parse_label_line(s)["class"] for s in seg}) == [0, 1, 2]
+    msu = parse_label_line((tmp_path / "ax_msu_pose" / "labels" / "train" / "s000001_ax00_0.txt").read_text(), 5)
+    k = msu["keypoints"]
+    assert k[0, 0] < k[1, 0]        # facets named by image side: the image-left one first
+    assert k[3, 2] == 2 and np.all((k[:, :2] >= 0) & (k[:, :2] <= 1))
+    assert (tmp_path / "sag_pfirrmann_cls" / "train" / "grade2").is_dir()
+    assert any((tmp_path / "sag_pfirrmann_cls" / "train" / "grade4").iterdir())
+    with np.load(next((tmp_path / "sag_disc_unet" / "train").glob("*.npz"))) as z:
+        assert z["image"].dtype == np.float32 and 0 <= z["image"].min() and z["image"].max() <= 1
+        assert set(np.unique(z["mask"])) == {0, 1}
+
+
+def test_label_line_parser_rejects_wrong_counts():
+    from SpineAssistLib.models.datasets import parse_label_line
+
+    with pytest.raises(ValueError, match="needs 16 numbers"):
+        parse_label_line("0 0.5 0.5 0.1 0.1 0.2 0.2 2", 4)
+    with pytest.raises(ValueError, match="even count"):
+        parse_label_line("0 0.1 0.2 0.3")
+
+
+def _spider_folder(root: Path) -> None:
+    import SimpleITK as sitk
+
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    arr = np.full((40, 32, 6), 100, np.float32)          # numpy (z, y, x): 6 sagittal slices along x
+    lab = np.zeros(arr.shape, np.uint8)
+    lab[8:12, 8:24, 1:5] = 201                             # lowest disc (L5-S1)
+    lab[20:24, 8:24, 1:5] = 202                            # L4-L5
+    lab[13:19, 8:24, 1:5] = 1
+    arr[lab > 0] = 800
+    arr[36:40, :, :] = 2000                                # bright band at the top (superior, +z)
+    for a, name in ((arr, "images"), (lab, "masks")):
+        img = sitk.GetImageFromArray(a)
+        img.SetSpacing((3.3, 0.8, 0.8))
+        sitk.WriteImage(img, str(root / name / "7_t2.mha"))
+    with open(root / "radiological_gradings.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["Patient", "IVD label", "Modic", "UP endplate", "LOW endplate", "Spondylolisthesis",
+                    "Disc herniation", "Disc narrowing", "Disc bulging", "Pfirrman grade"])
+        w.writerow([7, 1, 0, 0, 0, 0, 1, 1, 0, 4])
+        w.writerow([7, 2, 0, 0, 0, 0, 0, 0, 0, 2])
+
+
+def test_spider_reader_and_builder(tmp_path):
+    from SpineAssistLib.models.datasets import build_from_spider, read_spider_case, read_spider_gradings, spider_level
+
+    _spider_folder(tmp_path / "spider")
+    g = read_spider_gradings(tmp_path / "spider" / "radiological_gradings.csv")
+    assert g == {"7": {1: {"pfirrmann": 4, "herniation": 1}, 2: {"pfirrmann": 2, "herniation": 0}}}
+    assert (spider_level(1), spider_level(2), spider_level(20)) == ("L5-S1", "L4-L5", None)
+    images, labels, A = read_spider_case(tmp_path / "spider" / "images" / "7_t2.mha",
+                                         tmp_path / "spider" / "masks" / "7_t2.mha")
+    assert images.shape == (6, 40, 32)               # sagittal slices, head up
+    assert images[0, :4].mean() == 2000               # the superior band is on the top rows
+    # row 0 is the most superior voxel: its LPS z is the largest
+    assert (A @ [0, 0, 0, 1])[2] > (A @ [0, 39, 0, 1])[2]
+    assert np.isin(labels[2], [201]).sum() == 4 * 16
+    out = build_from_spider(tmp_path / "spider", tmp_path / "sets", copies=1, val_fraction=0.0)
+    assert out["sag_disc_unet"]["train"] == 4          # slices 1-4 hold discs
+    assert any((tmp_path / "sets" / "sag_pfirrmann_cls" / "train" / "grade4").iterdir())
+    assert any((tmp_path / "sets" / "sag_pfirrmann_cls" / "train" / "grade2").iterdir())
+    with pytest.raises(ValueError, match="no labels for ax_msu_pose"):
+        build_from_spider(tmp_path / "spider", tmp_path / "x", ["ax_msu_pose"])
+
+
+def test_pixels_and_lps_round_trip():
+    from SpineAssistLib.models.imaging import lps_to_pixels, pixels_to_lps, stack_slice_affine
+
+    A = _toy_study()["sag_affine"]
+    S = stack_slice_affine(A, 1)
+    p = pixels_to_lps([[21.0, 11.0]], S)[0]           # x = column 21, y = row 11 on slice 1
+    assert p == pytest.approx([2.0, 21.0, -11.0])
+    assert lps_to_pixels(p, S)[0] == pytest.approx([11.0, 21.0, 0.0])
+
+
+# --------------------------------------------------------------------------------------------
+# The shipped models on a phantom slice
+# --------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def phantom_slices():
+    from SpineAssistLib.models.phantom_cache import render_training_phantom
+
+    return render_training_phantom(11, sag_slices=1, ax_blocks=1, extra_block=False)
+
+
+def test_shipped_models_predict_on_a_phantom(phantom_slices):
+    from SpineAssistLib.models import load_model
+
+    sag = phantom_slices["sag_images"][0]
+    ax = phantom_slices["ax_images"][len(phantom_slices["ax_images"]) // 2]
+    pose = load_model("sag_vertebra_pose", device="cpu").predict(sag)
+    assert pose.keypoints.shape == (len(pose), 4, 2) and pose.boxes.shape == (len(pose), 4)
+    assert len(pose) >= 3 and set(pose.classes) <= {0, 1}
+    unet = load_model("sag_disc_unet", device="cpu").predict(sag)
+    assert unet.mask.shape == sag.shape and unet.mask.dtype == bool and unet.mask.any()
+    cls = load_model("sag_pfirrmann_cls", device="cpu").predict(sag[100:164, 100:164])
+    assert cls.probs.shape == (5,) and cls.probs.sum() == pytest.approx(1.0, abs=1e-3)
+    seg = load_model("ax_disc_seg", device="cpu").predict(ax)
+    assert seg.masks is not None and seg.masks.shape[1:] == ax.shape and len(seg) >= 1
+    msu = load_model("ax_msu_pose", device="cpu").predict(ax)
+    assert msu.keypoints.shape == (len(msu), 5, 2) and msu.keypoint_scores.shape == (len(msu), 5)
+
+
+@pytest.mark.gpu
+def test_models_run_on_the_gpu(phantom_slices):
+    from SpineAssistLib.models import load_model
+
+    r = load_model("ax_msu_pose", device="cuda").predict(phantom_slices["ax_images"][0])
+    assert r.keypoints.shape[1:] == (5, 2)
+
+
+def test_altered_shipped_weights_refuse_to_load(tmp_path):
+    from SpineAssistLib.models import load_model
+
+    spec = registry.model_spec("ax_msu_pose")
+    (tmp_path / spec.file).write_bytes(b"not a model")
+    manifest = registry.load_manifest()
+    manifest["ax_msu_pose"] = registry.ModelSpec(**{**spec.__dict__, "models_dir": tmp_path})
+    with pytest.raises(ModelError, match="ax_msu_pose.pt"):
+        load_model("ax_msu_pose", manifest=manifest)
+
+
+# --------------------------------------------------------------------------------------------
+# Commands
+# --------------------------------------------------------------------------------------------
+
+def test_train_and_evaluate_commands_are_listed_and_check_their_input(capsys, tmp_path):
+    from SpineAssistLib.cli import main
+
+    assert main(["train", "--list"]) == 0
+    assert "ax_msu_pose" in capsys.readouterr().out
+    assert main(["train", "nope", "--data", str(tmp_path)]) == 2
+    assert "no model named 'nope'" in capsys.readouterr().err
+    assert main(["train", "ax_msu_pose", "--data", str(tmp_path)]) == 2
+    assert "holds no training set for ax_msu_pose" in capsys.readouterr().err
+    assert main(["evaluate", "--studies", "0"]) == 2
+    assert "--studies must be 1 or more" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_training_a_model_writes_weights_and_a_manifest_entry(tmp_path):
+    from SpineAssistLib.models.datasets import build_from_phantoms
+    from SpineAssistLib.models.train import train_model
+
+    sets = build_from_phantoms([_toy_study(1), _toy_study(2)], tmp_path / "sets", ["sag_disc_unet", "ax_msu_pose"],
+                               copies=1, val_fraction=0.5)
+    for name in ("sag_disc_unet", "ax_msu_pose"):
+        entry = train_model(name, sets[name]["path"], epochs=1, batch=2, out_dir=tmp_path / "models",
+                            work_dir=tmp_path / "work")
+        assert (tmp_path / "models" / f"{name}.pt").stat().st_size == entry["size_bytes"]
+    specs = registry.load_manifest(tmp_path / "models" / "manifest.json")
+    assert sorted(specs) == ["ax_msu_pose", "sag_disc_unet"]
+    for spec in specs.values():
+        registry.verified_path(spec)
