@@ -100,8 +100,7 @@ def assess(sagittal: ImageStack, axial: Sequence[ImageStack] = (), *, study_inst
     t = time.perf_counter()
     reporter.stage("levels")
     labelling, corners, vertebra_boxes = _label_levels(sagittal, mid, pose, disc_masks_arr[mid], settings)
-    a.levels = labelling.levels()
-    a.warnings.extend(labelling.warnings)
+    a.levels = _reported_levels(labelling, a.warnings)
     result.keypoints[sagittal.name] = corners
     result.boxes.extend(vertebra_boxes)
     timings["levels"] = time.perf_counter() - t
@@ -219,6 +218,27 @@ def _label_levels(stack: ImageStack, k: int, pose: Any, disc_mask: np.ndarray, s
     return labelling, corners, boxes
 
 
+def _reported_levels(labelling: Any, warnings: list[str]) -> list[Level]:
+    """Return the levels to report: every detected disc, and undetected discs between two detected ones.
+
+    A disc the models did not find at the edge of the field of view (e.g. T11-T12 at the top of
+    the image) is left out; one missing between found discs is reported as not assessed.
+    """
+    discs = list(labelling.discs)
+    detected = [i for i, d in enumerate(discs) if d.detected]
+    warnings.extend(labelling.warnings)
+    if not detected:
+        return []
+    levels = []
+    for i, d in enumerate(discs[detected[0]: detected[-1] + 1], start=detected[0]):
+        level = Level(d.name, disc_center=d.centroid)
+        if not d.detected:
+            for f in level.findings():
+                f.status, f.reason = "not_assessed", "disc not found by the segmentation model"
+        levels.append(level)
+    return levels
+
+
 def _disc_label_volume(stack: ImageStack, disc_masks: np.ndarray, levels: list[Level]) -> np.ndarray:
     """Return a label volume: each disc region, on every slice, labelled with the nearest level's disc label."""
     from scipy import ndimage
@@ -253,6 +273,8 @@ def _grade_pfirrmann(level: Level, stack: ImageStack, k: int, corners: Mapping[s
 
     from .grading import pfirrmann_grade
 
+    if level.pfirrmann.status == "not_assessed":
+        return
     upper, lower = level.name.split("-")
     mask = stack.labels[k] == DISC_LABELS[level.name]
     if mask.sum() < 10:
@@ -370,8 +392,8 @@ def _map_axial(sagittal: ImageStack, axial: Sequence[ImageStack], a: Assessment)
             origin, normal = stack.slice_plane(k)
             planes.append(SlicePlane(tuple(origin), tuple(normal)))
             where.append((stack, k))
-    labels = {lv.name: DISC_LABELS[lv.name] for lv in a.levels}
-    mapping = map_axial_slices(planes, label_mask=sagittal.labels, index_to_lps=sagittal.affine, labels=labels)
+    labels = {DISC_LABELS[lv.name]: lv.name for lv in a.levels}
+    mapping = map_axial_slices(planes, label_mask=sagittal.labels, index_to_lps=sagittal.numpy_affine(), labels=labels)
     out: dict[str, list[tuple[ImageStack, int]]] = {}
     for s, loc in zip(mapping.slices, where):
         if s.level is not None:
@@ -437,12 +459,11 @@ def _grade_msu(level: Level, slices: list[_AxialSlice], result: AssessmentResult
                 if s.seg.names[cls] == "herniation":
                     hmask |= m
             if hmask.sum() >= HERNIATION_MIN_PIXELS:
-                slice_affine = s.stack.affine.copy()
-                slice_affine[:3, 3] = s.stack.slice_plane(s.k)[0]
-                hern_points = voxel_centers_lps(hmask[None], slice_affine)
+                hern_points = voxel_centers_lps(hmask, s.stack.slice_numpy_affine(s.k))
         origin, normal = s.stack.slice_plane(s.k)
         try:
-            res = msu_grade(left, right, lps[2], lps[4], apex, hern_points, bulge=False, slice_normal=tuple(normal),
+            res = msu_grade(left, right, lps[2], lps[4], apex, hern_points, bulge=hern_points is not None,
+                            slice_normal=tuple(normal),
                             source=_source(s.stack, s.k))
         except ValueError as e:
             log.info("%s slice %d: MSU keypoints unusable (%s)", level.name, s.k, e)
@@ -500,8 +521,13 @@ def findings_table(a: Assessment, truth: Assessment | None = None) -> str:
 def run_assessment(study_dir: str | Path, out_dir: str | Path, *, device: str = "auto",
                    sagittal_uid: str | None = None, axial_uid: str | None = None, use_axial: bool = True,
                    progress: Callable[[ProgressEvent], None] | None = None, cancel: CancelToken | None = None,
-                   settings: Mapping[str, Any] | None = None) -> Done:
-    """Load the study in ``study_dir``, assess it and write every output into ``out_dir``; return what was done."""
+                   settings: Mapping[str, Any] | None = None,
+                   models: Callable[[Any], ModelSet] | None = None) -> Done:
+    """Load the study in ``study_dir``, assess it and write every output into ``out_dir``; return what was done.
+
+    ``models`` builds the ModelSet from the loaded stacks (tests inject oracle models); by default
+    the bundled models are loaded and verified on ``device``.
+    """
     from .outputs import write_outputs
     from .study_stacks import load_stacks
 
@@ -511,8 +537,8 @@ def run_assessment(study_dir: str | Path, out_dir: str | Path, *, device: str = 
     loaded = load_stacks(Path(study_dir), sagittal_uid=sagittal_uid, axial_uid=axial_uid, use_axial=use_axial)
     reporter.stage("loading", 0.6, "loading models")
     names = SAGITTAL_MODELS + (AXIAL_MODELS if loaded.axial else ())
-    models = ModelSet.load(names, device=device)
-    result = assess(loaded.sagittal, loaded.axial, study_instance_uid=loaded.study_instance_uid, models=models,
+    model_set = models(loaded) if models is not None else ModelSet.load(names, device=device)
+    result = assess(loaded.sagittal, loaded.axial, study_instance_uid=loaded.study_instance_uid, models=model_set,
                     settings=settings, reporter=reporter)
     result.assessment.warnings[:0] = loaded.warnings
     reporter.stage("outputs", 0.0, f"writing {out_dir}")

@@ -50,6 +50,19 @@ class ImageStack:
         keep = np.isin(self.labels, list(DISC_LABELS.values()))
         return np.where(keep, self.labels, 0).astype(np.uint16)
 
+    def numpy_affine(self) -> np.ndarray:
+        """Return the 4x4 affine mapping numpy indices (k, j, i, 1) of ``voxels`` to LPS mm (the grading package's order)."""
+        a = self.affine.copy()
+        a[:3, :3] = self.affine[:3, [2, 1, 0]]
+        return a
+
+    def slice_numpy_affine(self, k: int) -> np.ndarray:
+        """Return the affine mapping (row, col, 0, 1) of slice ``k`` to LPS mm (for a 2D mask of that slice)."""
+        a = np.eye(4)
+        origin, normal = self.slice_plane(k)
+        a[:3, 0], a[:3, 1], a[:3, 2], a[:3, 3] = self.affine[:3, 1], self.affine[:3, 0], normal, origin
+        return a
+
     def slice_plane(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Return (origin, unit normal) of slice ``k`` in LPS mm."""
         origin = (self.affine @ np.array([0.0, 0.0, float(k), 1.0]))[:3]

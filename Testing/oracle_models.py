@@ -1,0 +1,187 @@
+"""Oracle models for pipeline tests: they answer from a phantom study's ground truth, exactly as
+the bundled models would answer if they were perfect. The pipeline's plumbing (pixel ↔ LPS
+geometry, level naming, slice mapping, grading, outputs) is then checked against the truth,
+independently of how well the trained models perform (that is ``spineassist evaluate``'s job)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from SpineAssistLib.anatomy import DISC_LABELS, HERNIATION_LABEL, THECAL_SAC_LABEL, VERTEBRA_LABELS, CORNERS
+from SpineAssistLib.findings import Assessment, ModelInfo
+from SpineAssistLib.models.catalog import AX_POSE_KEYPOINTS
+from SpineAssistLib.models.yolo import YoloResult
+from SpineAssistLib.pipeline import ModelSet
+from SpineAssistLib.pipeline_types import ImageStack
+
+_VERTEBRA_BY_LABEL = {v: k for k, v in VERTEBRA_LABELS.items()}
+
+
+def _label_slices(truth_dir: Path) -> dict[tuple, np.ndarray]:
+    """Return every truth label slice keyed by its rounded LPS origin."""
+    out = {}
+    for f in sorted(truth_dir.glob("labels_*.nii.gz")):
+        img = sitk.ReadImage(str(f))
+        arr = sitk.GetArrayFromImage(img)
+        d = np.asarray(img.GetDirection()).reshape(3, 3)
+        origin, spacing = np.asarray(img.GetOrigin()), np.asarray(img.GetSpacing())
+        for k in range(arr.shape[0]):
+            o = origin + k * spacing[2] * d[:, 2]
+            out[tuple(np.round(o, 1))] = arr[k]
+    return out
+
+
+class _Oracle:
+    def __init__(self, study_dir: Path, stacks: list[ImageStack]):
+        truth = Path(study_dir) / "truth"
+        self.keypoints = json.loads((truth / "keypoints.json").read_text())
+        self.truth = Assessment.load(Path(study_dir) / "truth.json")
+        labels = _label_slices(truth)
+        self.by_image: dict[bytes, tuple[ImageStack, int, np.ndarray]] = {}
+        for st in stacks:
+            for k in range(st.voxels.shape[0]):
+                origin = tuple(np.round(st.slice_plane(k)[0], 1))
+                lab = labels.get(origin)
+                if lab is None:  # tolerate rounding at .x5
+                    key = min(labels, key=lambda o: np.linalg.norm(np.subtract(o, origin)))
+                    assert np.linalg.norm(np.subtract(key, origin)) < 0.2, f"no truth labels for {st.name} slice {k}"
+                    lab = labels[key]
+                self.by_image[st.voxels[k].tobytes()] = (st, k, lab)
+        self.sop_keypoints = {a["sop_instance_uid"]: a for a in self.keypoints["axial"]}
+
+    def lookup(self, image: np.ndarray):
+        return self.by_image[np.asarray(image).tobytes()]
+
+    def pixel(self, st: ImageStack, p) -> np.ndarray:
+        i, j, _ = st.lps_to_index(np.asarray(p, float))
+        return np.array([i, j])   # x = column, y = row
+
+
+class OracleUNet:
+    def __init__(self, oracle: _Oracle):
+        self.o = oracle
+
+    def predict(self, image, threshold: float = 0.5):
+        from SpineAssistLib.models.unet import UNetResult
+
+        _, _, lab = self.o.lookup(image)
+        mask = np.isin(lab, list(DISC_LABELS.values()))
+        return UNetResult(mask, mask.astype(np.float32))
+
+
+class OracleVertebraPose:
+    names = ("vertebra", "sacrum")
+
+    def __init__(self, oracle: _Oracle):
+        self.o = oracle
+
+    def predict(self, image, conf: float = 0.25, iou: float = 0.5, max_det: int = 30) -> YoloResult:
+        st, k, lab = self.o.lookup(image)
+        points = self.o.keypoints["sagittal"]["points"]
+        boxes, classes, kps, kscores = [], [], [], []
+        for value, name in _VERTEBRA_BY_LABEL.items():
+            rows, cols = np.nonzero(lab == value)
+            if len(rows) < 20:
+                continue
+            boxes.append([cols.min(), rows.min(), cols.max(), rows.max()])
+            classes.append(1 if name == "S1" else 0)
+            kp, sc = [], []
+            for corner in CORNERS:
+                p = points.get(f"{name} {corner}")
+                kp.append(self.o.pixel(st, p) if p is not None else np.zeros(2))
+                sc.append(1.0 if p is not None else 0.0)
+            kps.append(kp)
+            kscores.append(sc)
+        n = len(boxes)
+        return YoloResult(self.names, np.asarray(boxes, float).reshape(n, 4), np.ones(n), np.asarray(classes, int),
+                          keypoints=np.asarray(kps, float).reshape(n, 4, 2), keypoint_scores=np.asarray(kscores).reshape(n, 4))
+
+
+class OraclePfirrmann:
+    """Finds where the crop came from (an exact sub-array of a sagittal slice) and answers that disc's truth grade."""
+
+    def __init__(self, oracle: _Oracle):
+        self.o = oracle
+        self.grades = {lv.name: lv.pfirrmann.model.grade for lv in oracle.truth.levels if lv.pfirrmann.model}
+        self.level_of = {v: k for k, v in DISC_LABELS.items()}
+
+    def _truth_grade(self, crop: np.ndarray) -> int:
+        from numpy.lib.stride_tricks import sliding_window_view
+
+        h, w = crop.shape
+        patch = crop[h // 2 - 1: h // 2 + 2, w // 2 - 1: w // 2 + 2]
+        for st, k, lab in self.o.by_image.values():
+            if st.role != "sagittal":
+                continue
+            hits = np.argwhere((sliding_window_view(st.voxels[k], patch.shape) == patch).all(axis=(2, 3)))
+            if len(hits):
+                r, c = hits[0] + 1
+                values = lab[max(r - 3, 0): r + 4, max(c - 3, 0): c + 4]
+                discs = [self.level_of[v] for v in np.unique(values) if v in self.level_of]
+                if discs and discs[0] in self.grades:
+                    return self.grades[discs[0]]
+        return 1
+
+    def predict(self, image, **_) -> YoloResult:
+        grade = self._truth_grade(np.asarray(image))
+        probs = np.full(5, 0.025)
+        probs[grade - 1] = 0.9
+        return YoloResult(("grade1", "grade2", "grade3", "grade4", "grade5"), probs=probs)
+
+
+class OracleAxialSeg:
+    names = ("disc", "herniation", "thecal sac")
+
+    def __init__(self, oracle: _Oracle):
+        self.o = oracle
+
+    def predict(self, image, **_) -> YoloResult:
+        _, _, lab = self.o.lookup(image)
+        masks, classes, boxes = [], [], []
+        for c, values in enumerate((list(DISC_LABELS.values()), [HERNIATION_LABEL], [THECAL_SAC_LABEL])):
+            m = np.isin(lab, values)
+            if m.sum() == 0:
+                continue
+            rows, cols = np.nonzero(m)
+            masks.append(m)
+            classes.append(c)
+            boxes.append([cols.min(), rows.min(), cols.max(), rows.max()])
+        n = len(masks)
+        return YoloResult(self.names, np.asarray(boxes, float).reshape(n, 4), np.ones(n), np.asarray(classes, int),
+                          masks=np.asarray(masks, bool).reshape(n, *lab.shape))
+
+
+class OracleMSUPose:
+    names = ("disc",)
+
+    def __init__(self, oracle: _Oracle):
+        self.o = oracle
+
+    def predict(self, image, **_) -> YoloResult:
+        st, k, _ = self.o.lookup(image)
+        uid = str(st.datasets[k].SOPInstanceUID)
+        entry = self.o.sop_keypoints.get(uid)
+        if entry is None:
+            return YoloResult(self.names, keypoints=np.zeros((0, 5, 2)), keypoint_scores=np.zeros((0, 5)))
+        pts = entry["keypoints"]
+        left, right = self.o.pixel(st, pts["left medial facet"]), self.o.pixel(st, pts["right medial facet"])
+        image_left, image_right = (left, right) if left[0] < right[0] else (right, left)
+        kp, sc = [image_left, image_right], [1.0, 1.0]
+        for name in AX_POSE_KEYPOINTS[2:]:
+            p = pts.get(name)
+            kp.append(self.o.pixel(st, p) if p is not None else self.o.pixel(st, pts["posterior disc margin"]))
+            sc.append(1.0 if p is not None else 0.0)
+        return YoloResult(self.names, np.array([[0, 0, 10, 10]], float), np.ones(1), np.zeros(1, int),
+                          keypoints=np.asarray([kp], float), keypoint_scores=np.asarray([sc]))
+
+
+def oracle_models(study_dir: Path, stacks: list[ImageStack]) -> ModelSet:
+    o = _Oracle(study_dir, stacks)
+    models = {"sag_disc_unet": OracleUNet(o), "sag_vertebra_pose": OracleVertebraPose(o),
+              "sag_pfirrmann_cls": OraclePfirrmann(o), "ax_disc_seg": OracleAxialSeg(o), "ax_msu_pose": OracleMSUPose(o)}
+    infos = [ModelInfo(f"oracle_{n}", "0" * 64, "truth") for n in models]
+    return ModelSet(models, infos)
