@@ -1,48 +1,51 @@
-"""``make demo``: run SpineAssist's main job on a built-in example and say where the outputs are.
+"""``make demo``: make a synthetic lumbar study, assess it with the bundled models, write every output,
+and print the per-level findings next to the phantom's truth.
 
-Stages that have not landed yet are named as such in the output, never faked.
+    python -m SpineAssistLib.demo --out demo-output [--seed 7] [--device auto]
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
+
+from .errors import SpineAssistError
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m SpineAssistLib.demo")
+    parser = argparse.ArgumentParser(prog="python -m SpineAssistLib.demo", description=__doc__)
     parser.add_argument("--out", type=Path, default=Path("demo-output"))
+    parser.add_argument("--seed", type=int, default=7, help="phantom seed (default 7)")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     args = parser.parse_args(argv)
-    out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
 
-    from .findings import Assessment, Level, MeyerdingGrade, MSUGrade, PfirrmannGrade, validate_findings_json
-    from .mrml import new_scene
+    from .findings import Assessment
+    from .phantom import generate_study, sample_params, write_study
+    from .pipeline import findings_table, run_assessment
+    from .progress import text_printer
 
-    # Until the phantom and the pipeline land, the demo exercises the data model and the scene writer.
-    level = Level("L4-L5")
-    level.pfirrmann.model = PfirrmannGrade(3)
-    level.ldh.model = MSUGrade(2, "AB", "right")
-    level.listhesis.model = MeyerdingGrade(1, 18.0, "antero")
-    level.pfirrmann.correct(PfirrmannGrade(4), reader="demo-reader", note="example correction")
-    assessment = Assessment(study_instance_uid="2.25.1", levels=[level])
-    findings = assessment.save(out / "findings.json")
-    validate_findings_json(Assessment.load(findings).to_dict())
-
-    scene = new_scene()
-    seg = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "SpineAssist discs")
-    seg.CreateDefaultDisplayNodes()
-    seg.GetSegmentation().AddEmptySegment("L4-L5", "L4-L5 intervertebral disc")
-    mrb = out / "scene.mrb"
-    scene.WriteToMRB(str(mrb))
-
-    print("SpineAssist demo")
-    print(f"  findings (example, schema-valid): {findings}")
-    print(f"  Slicer scene:                     {mrb}")
-    print(f"  {level.name}: {level.ldh.value.label}, {level.pfirrmann.value.label} "
-          f"(model said {level.pfirrmann.model.label}), {level.listhesis.value.label}")
-    print("  Not yet available: synthetic study (phantom), model inference, report, DICOM SEG/SR.")
+    study_dir = args.out / "study"
+    assessment_dir = args.out / "assessment"
+    print(f"SpineAssist demo: synthetic lumbar MRI study, seed {args.seed} (not a patient)")
+    t0 = time.perf_counter()
+    params = sample_params(args.seed)
+    write_study(generate_study(args.seed, params), study_dir)
+    print(f"  study written in {time.perf_counter() - t0:.1f} s: {study_dir}/DICOM (sagittal + axial T2), truth in {study_dir}/truth")
+    try:
+        done = run_assessment(study_dir, assessment_dir, device=args.device, progress=text_printer(sys.stderr))
+    except SpineAssistError as e:
+        print(f"spineassist demo: error: {e}", file=sys.stderr)
+        return 2
+    truth = Assessment.load(study_dir / "truth.json")
+    print()
+    print(findings_table(done.result.assessment, truth))
+    print()
+    print(done.summary().split("\n\n", 1)[1])
+    print()
+    print(f"Open {assessment_dir / 'report.html'} in a browser, or load {assessment_dir / 'scene.mrb'} in 3D Slicer.")
+    print("Research software: the models were trained on synthetic data only and are not validated on patients.")
     return 0
 
 

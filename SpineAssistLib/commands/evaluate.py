@@ -13,7 +13,7 @@ INTERNAL_FIRST_SEED = 3000
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("evaluate", help="score the bundled models on held-out phantom studies (metrics with 95 % CIs)",
+    p = sub.add_parser("evaluate", help="score the bundled models on held-out phantom studies (metrics with 95 %% CIs)",
                        description="Render held-out phantom studies (seeds never used in training), run every "
                        "bundled model, grade with SpineAssist's rules, and write metrics.json and metrics.md: disc "
                        "IoU/Dice, keypoint error (mm, px), herniation 4-grade/region/category P/R/F1 and kappa, "
