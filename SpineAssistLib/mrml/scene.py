@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -81,6 +83,13 @@ def read_mrb(path: str | Path, scene: Any | None = None) -> Any:
         (cache / ".slicer-cache").touch()  # the cache manager's sentinel: without it, it warns on every read
         remote_io.GetCacheManager().SetRemoteCacheDirectory(str(cache))
         scene._spineassist_logics = [*getattr(scene, "_spineassist_logics", ()), remote_io]  # noqa: SLF001
-    if not scene.ReadFromMRB(str(path)):
+    # VTK's unzip changes the working directory and, when the bundle is broken, does not change it
+    # back: keep the caller's, or every later .mrb read in this process fails.
+    cwd = os.getcwd()
+    try:
+        ok = scene.ReadFromMRB(str(path))
+    finally:
+        os.chdir(cwd)
+    if not ok:
         raise ValueError(f"{path} could not be read as a Slicer scene bundle (.mrb); is it a zip written by Slicer?")
     return scene
