@@ -1,0 +1,84 @@
+"""Time a whole assessment (loading included) per stage and in total, and its peak memory, with the bundled models.
+
+    python -m benchmarks.run assess            # CPU, and CUDA where present
+    python -m benchmarks.bench_assess --studies 3 --device cpu
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.results import machine, write_section
+
+
+def _stage_times(events: list[tuple[float, str]], end: float) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for (t, stage), (t_next, _) in zip(events, events[1:] + [(end, "")]):
+        out[stage] = out.get(stage, 0.0) + (t_next - t)
+    return out
+
+
+def run(studies: int, device: str) -> tuple[list[dict[str, float]], list[float], float]:
+    from SpineAssistLib.phantom import generate_study, write_study
+    from SpineAssistLib.pipeline import run_assessment
+
+    work = Path(tempfile.mkdtemp(prefix="spineassist-bench-"))
+    per_stage, totals = [], []
+    try:
+        for i in range(studies + 1):  # the first run warms up (imports, model loading caches)
+            study = write_study(generate_study(500 + i), work / f"study{i}")
+            events: list[tuple[float, str]] = []
+            t0 = time.perf_counter()
+            run_assessment(study, work / f"out{i}", device=device,
+                           progress=lambda e: events.append((time.perf_counter(), e.stage))
+                           if not events or events[-1][1] != e.stage else None)
+            end = time.perf_counter()
+            if i == 0:
+                continue
+            totals.append(end - t0)
+            per_stage.append(_stage_times(events, end))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return per_stage, totals, peak_mb
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--studies", type=int, default=3)
+    parser.add_argument("--device", default=None, help="cpu, cuda (default: cpu, plus cuda where present)")
+    args = parser.parse_args(argv)
+    import torch
+
+    devices = [args.device] if args.device else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    lines = [f"Machine: {machine()}. One phantom study per run (sagittal ~15 slices + axial ~20 slices in angled "
+             f"blocks), loading from DICOM, all five bundled models, grading, and every output (findings, report, "
+             f"SEG, SR, scene.mrb). Median over {args.studies} studies after one warm-up run; seconds.", ""]
+    for device in devices:
+        per_stage, totals, peak = run(args.studies, device)
+        stages = list(per_stage[0])
+        lines.append(f"### {device}")
+        lines.append("")
+        lines.append("| stage | median s |")
+        lines.append("|---|---|")
+        for s in stages:
+            lines.append(f"| {s} | {statistics.median(p.get(s, 0.0) for p in per_stage):.2f} |")
+        lines.append(f"| **total** | **{statistics.median(totals):.2f}** (min {min(totals):.2f}, max {max(totals):.2f}) |")
+        lines.append("")
+        lines.append(f"Peak resident memory of the benchmark process: {peak:.0f} MB.")
+        lines.append("")
+    lines.append("Targets (issue 8): under 5 s per study on this 2-core CPU, under 1 s on a GPU; the published system took 14.5 s.")
+    write_section("Assessment (spineassist assess)", "\n".join(lines))
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
