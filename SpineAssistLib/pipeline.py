@@ -226,9 +226,15 @@ def _reported_levels(labelling: Any, warnings: list[str]) -> list[Level]:
     """
     discs = list(labelling.discs)
     detected = [i for i, d in enumerate(discs) if d.detected]
-    warnings.extend(labelling.warnings)
     if not detected:
         return []
+    reported = {d.name for d in discs[detected[0]: detected[-1] + 1]}
+    for w in labelling.warnings:
+        # a reader needs the warnings about the levels shown; detection bookkeeping goes to the log
+        if any(name in w for name in reported):
+            warnings.append(w)
+        else:
+            log.info("level labelling: %s", w)
     levels = []
     for i, d in enumerate(discs[detected[0]: detected[-1] + 1], start=detected[0]):
         level = Level(d.name, disc_center=d.centroid)
