@@ -14,7 +14,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from .errors import SpineAssistError
 from .findings import Assessment, carry_reader_values
@@ -132,11 +132,27 @@ def _seg(result: "AssessmentResult", path: Path) -> bool:
 def _sr(result: "AssessmentResult", path: Path) -> bool:
     from .export.dicom_sr import write_measurement_report
 
-    sources = result.source_datasets()
+    # the SR references images by UID only: pass headers, so highdicom's deep copies skip the pixels
+    sources = [_header_only(ds) for ds in result.source_datasets()]
     if not sources:
         raise _Skip("no source DICOM images to reference")
     write_measurement_report(result.assessment, sources, path)
     return True
+
+
+def _header_only(ds: Any) -> Any:
+    """Return a dataset sharing ``ds``'s elements except the pixel data."""
+    import pydicom
+
+    parent = getattr(ds, "_parent", None)  # a frame of a multi-frame image: use its file's header
+    src = parent if parent is not None else ds
+    header = pydicom.Dataset()
+    for elem in src:
+        if elem.tag.group != 0x7FE0:
+            header.add(elem)
+    if hasattr(src, "file_meta"):
+        header.file_meta = src.file_meta
+    return header
 
 
 def _scene(result: "AssessmentResult", path: Path) -> bool:
