@@ -206,18 +206,6 @@ class Scanner:
         return (out * self.scale).astype(np.float32), labels
 
 
-def _interp_matrix(at: np.ndarray, knots: np.ndarray) -> np.ndarray:
-    """Return the (len(at), len(knots)) linear interpolation matrix from samples at ``knots``."""
-    n = len(at)
-    f = np.interp(at, knots, np.arange(len(knots)))
-    i0 = np.minimum(f.astype(int), len(knots) - 2)
-    w = (f - i0).astype(np.float32)
-    W = np.zeros((n, len(knots)), np.float32)
-    W[np.arange(n), i0] = 1 - w
-    W[np.arange(n), i0 + 1] = w
-    return W
-
-
 def _coil(spine: Spine, x, y, z, b, cb, cap) -> np.ndarray:
     """Return the posterior spine coil's sensitivity: strongest at the back, falling off forward."""
     p = spine.params
@@ -248,13 +236,28 @@ def _coarse_fields(model: TissueModel, x, y, z) -> dict[str, np.ndarray]:
     r4, c4 = _knots(R, 4), _knots(C, 4)
     r8, c8 = _knots(R, 8), _knots(C, 8)
     straight = spine.straighten(x[np.ix_(r8, c8)], y[np.ix_(r8, c8)], z[np.ix_(r8, c8)])
-    Wr, Wc = _interp_matrix(r4, r8), _interp_matrix(c4, c8)
-    straight = tuple(Wr @ q.astype(np.float32) @ Wc.T for q in straight)
+    straight = tuple(_upsample(np.stack(straight).astype(np.float32), r4, c4, r8, c8))
     xs, ys, zs = x[np.ix_(r4, c4)], y[np.ix_(r4, c4)], z[np.ix_(r4, c4)]
     coarse = model.fields(xs, ys, zs, straight)
     coarse["coil"] = _coil(spine, xs, ys, zs, coarse["b"], coarse["cb"], coarse["cap"])
-    Wr, Wc = _interp_matrix(np.arange(R), r4), _interp_matrix(np.arange(C), c4)
-    return {key: Wr @ np.asarray(q, np.float32) @ Wc.T for key, q in coarse.items()}
+    keys = list(coarse)
+    fine = _upsample(np.stack([np.asarray(coarse[k], np.float32) for k in keys]), np.arange(R), np.arange(C), r4, c4)
+    return dict(zip(keys, fine))
+
+
+def _upsample(q: np.ndarray, rows: np.ndarray, cols: np.ndarray, r_knots: np.ndarray, c_knots: np.ndarray) -> np.ndarray:
+    """Return fields q (F, len(r_knots), len(c_knots)) linearly interpolated at (rows, cols).
+
+    Gathers and multiply-adds only: no BLAS call, whose threads spin on a shared machine."""
+    def weights(at, knots):
+        f = np.interp(at, knots, np.arange(len(knots)))
+        i0 = np.minimum(f.astype(int), len(knots) - 2)
+        return i0, (f - i0).astype(np.float32)
+
+    r0, wr = weights(rows, r_knots)
+    c0, wc = weights(cols, c_knots)
+    tmp = q[:, r0, :] * (1 - wr)[None, :, None] + q[:, r0 + 1, :] * wr[None, :, None]
+    return np.take(tmp, c0, axis=2) * (1 - wc) + np.take(tmp, c0 + 1, axis=2) * wc
 
 
 def _knots(n: int, step: int) -> np.ndarray:

@@ -558,7 +558,7 @@ def _herniation(spine: Spine, disc: Disc, rng) -> Herniation:
     if g.zone == "A" and g.side in ("left", "right"):
         e0, e1 = q * rng.uniform(0.05, 0.15), q * rng.uniform(0.75, 0.85)
     elif g.zone == "A":
-        half = q * rng.uniform(0.45, 0.7)
+        half = q * rng.uniform(0.7, 0.85)
         e0, e1 = -half, half
     elif g.zone == "AB" and g.side == "bilateral":
         e0, e1 = -q * rng.uniform(1.45, 1.65), q * rng.uniform(1.45, 1.65)

@@ -117,7 +117,7 @@ class TissueModel:
         inside = sd < 0
         fat_t = np.where(b > b0, F(p.fat_mm), F(p.fat_mm * 1.3))
         # posterior compartment (behind the psoas line, within the paraspinal gutters): fat
-        posterior = (b > -F(0.35) * hd) & (aa < F(95.0) + F(0.25) * (b + hd))
+        posterior = (b > cb) | (((a / (hw + F(75.0))) ** 2 + ((b - cb) / (cb + hd + F(22.0))) ** 2) < 1)
         viscera = inside & ~posterior
         tex = f["tex_bowel"]
         vis = S["viscera"] * (F(1.0) + F(0.5) * tex)
