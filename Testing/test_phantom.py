@@ -315,3 +315,15 @@ def test_every_zone_and_size_reads_back_as_requested(seed, grades):
             results.append(grading.msu_grade(kp[LEFT_FACET], kp[RIGHT_FACET], kp[DISC_MARGIN], kp[CANAL], kp[APEX],
                                              pts if len(pts) else None, bulge=msu[lv].bulge))
         assert grading.select_maximal_extrusion(results).value == msu[lv], lv
+
+
+def test_dicom_files_pass_dciodvfy(written):
+    import shutil
+    import subprocess
+
+    if shutil.which("dciodvfy") is None:
+        pytest.skip("dciodvfy (dicom3tools) is not installed")
+    for f in (written / "DICOM" / "SAG" / "IM0001.dcm", written / "DICOM" / "AX" / "IM0002.dcm"):
+        out = subprocess.run(["dciodvfy", str(f)], capture_output=True, text=True)
+        errors = [line for line in (out.stdout + out.stderr).splitlines() if line.startswith("Error")]
+        assert errors == [], f"{f.name}: {errors}"

@@ -122,7 +122,6 @@ def write_series(study: "PhantomStudy", which: str, out_dir: Path) -> list[Path]
         ds.ImageOrientationPatient = [_fmt(v) for v in (*g.row_direction, *g.column_direction)]
         ds.FrameOfReferenceUID = uids["frame_of_reference"]
         ds.PositionReferenceIndicator = ""
-        ds.Laterality = ""
         ds.SliceLocation = _fmt(float(g.position @ g.normal))
         ds.SamplesPerPixel = 1
         ds.PhotometricInterpretation = "MONOCHROME2"
