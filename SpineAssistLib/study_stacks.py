@@ -46,25 +46,6 @@ def _affine(datasets: list[Any]) -> np.ndarray:
     return a
 
 
-def _stacks_of(datasets: list[Any], role: str) -> list[list[Any]]:
-    """Split a series into stacks of parallel slices, each sorted along its normal."""
-    groups: list[tuple[np.ndarray, list[Any]]] = []
-    for ds in datasets:
-        iop = np.asarray(ds.ImageOrientationPatient, float)
-        n = np.cross(iop[:3], iop[3:])
-        for normal, members in groups:
-            if abs(float(normal @ n)) > 0.9995:  # within ~1.8 degrees: the same block
-                members.append(ds)
-                break
-        else:
-            groups.append((n, [ds]))
-    stacks = []
-    for normal, members in groups:
-        members.sort(key=lambda d: float(np.asarray(d.ImagePositionPatient, float) @ normal))
-        stacks.append(members)
-    return stacks
-
-
 def _to_stack(datasets: list[Any], role: str, name: str) -> ImageStack:
     voxels = []
     for ds in datasets:
@@ -89,15 +70,15 @@ def load_stacks(study_dir: Path, *, sagittal_uid: str | None = None, axial_uid: 
 
     index = study.index_folder(study_dir)
     choice = study.select_series(index, sagittal_uid=sagittal_uid, axial_uid=axial_uid)
-    warnings = list(getattr(choice, "notes", []) or [])
-    sag_ds = study.read_series_datasets(choice.sagittal)
-    sag_stacks = _stacks_of(sag_ds, "sagittal")
+    warnings = list(choice.notes)
+    sag_stacks = choice.sagittal.stacks
     if len(sag_stacks) > 1:
         warnings.append(f"the sagittal series has {len(sag_stacks)} orientations; the largest stack is used")
-    sagittal = _to_stack(max(sag_stacks, key=len), "sagittal", "sagittal")
+    biggest = max(sag_stacks, key=lambda st: len(st.slices))
+    sag_ds = study.read_series_datasets(choice.sagittal, biggest)
+    sagittal = _to_stack(sag_ds, "sagittal", "sagittal")
     axial: list[ImageStack] = []
     if use_axial and choice.axial is not None:
-        ax_ds = study.read_series_datasets(choice.axial)
-        for i, members in enumerate(_stacks_of(ax_ds, "axial"), start=1):
-            axial.append(_to_stack(members, "axial", f"axial block {i}"))
+        for i, stack in enumerate(choice.axial.stacks, start=1):
+            axial.append(_to_stack(study.read_series_datasets(choice.axial, stack), "axial", f"axial block {i}"))
     return LoadedStacks(str(sag_ds[0].StudyInstanceUID), sagittal, axial, warnings)
