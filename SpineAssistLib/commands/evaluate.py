@@ -21,6 +21,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        "The external set shifts the acquisition (resolution, SNR, orientation, contrast).")
     p.add_argument("--out", type=Path, default=Path("evaluation"), help="output folder (default ./evaluation)")
     p.add_argument("--studies", type=int, default=8, help="studies per test set (default 8)")
+    p.add_argument("--external-studies", type=int, default=None, help="studies in the external set (default: --studies)")
     p.add_argument("--first-seed", type=int, default=INTERNAL_FIRST_SEED, help="first test seed (default 3000)")
     p.add_argument("--cache", type=Path, default=None, help="phantom render cache folder (reused between runs)")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
@@ -35,8 +36,12 @@ def run(args: argparse.Namespace) -> int:
 
     if args.studies < 1:
         raise SpineAssistError(f"--studies must be 1 or more; got {args.studies}")
+    n_ext = args.studies if args.external_studies is None else args.external_studies
+    if n_ext < 1:
+        raise SpineAssistError(f"--external-studies must be 1 or more; got {n_ext}")
     seeds = list(range(args.first_seed, args.first_seed + args.studies))
-    report = evaluate_models(seeds, seeds, cache_dir=args.cache, device=args.device, n_boot=args.bootstrap)
+    ext = list(range(args.first_seed, args.first_seed + n_ext))
+    report = evaluate_models(seeds, ext, cache_dir=args.cache, device=args.device, n_boot=args.bootstrap)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "metrics.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     md = markdown_tables(report)

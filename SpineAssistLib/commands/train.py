@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     if args.data is None:
         raise SpineAssistError("--data DIR is required: a prepared training set, a SPIDER folder, or (with "
                                "--phantoms N) where to build a phantom training set")
-    command = "spineassist " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["train"] \
+    command = "spineassist " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["train"] \
         else f"spineassist train {args.name} --data {args.data}"
     record: dict = {"path": str(args.data)}
     data = args.data

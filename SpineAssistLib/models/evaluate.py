@@ -85,12 +85,15 @@ def evaluate_sagittal(models: Models, st: Mapping[str, Any], acc: dict[str, list
     in_plane = np.zeros((3, 3, 3), bool)
     in_plane[1] = True
     comp, n = ndimage.label(pred_mask, structure=in_plane)   # 2D components, slice by slice
-    owner = {}
-    for k in range(1, n + 1):
-        vals = lab[comp == k]
-        discs = vals[np.isin(vals, list(DISC_LABELS.values()))]
-        if len(discs):
-            owner[k] = int(np.bincount(discs).argmax())
+    # each predicted component belongs to the truth disc it overlaps most
+    sel = (comp > 0) & np.isin(lab, list(DISC_LABELS.values()))
+    pair, count = np.unique(comp[sel].astype(np.int64) * 256 + lab[sel], return_counts=True)
+    owner: dict[int, int] = {}
+    best: dict[int, int] = {}
+    for pv, c in zip(pair.tolist(), count.tolist()):
+        k, v = divmod(pv, 256)
+        if c > best.get(k, 0):
+            best[k], owner[k] = c, v
     for value in np.unique(lab):
         if int(value) not in DISC_NAMES:
             continue

@@ -67,7 +67,10 @@ def train_yolo(defn: ModelDef, data: str | Path, work_dir: Path, epochs: int, ba
     args = dict(data=str(data), epochs=int(epochs), imgsz=int(imgsz or defn.imgsz), batch=int(batch),
                 pretrained=False, amp=False, workers=0, device=device, plots=False, val=True, seed=int(seed),
                 deterministic=True, project=str(work_dir), name=defn.name, exist_ok=True, verbose=False,
-                patience=1000, close_mosaic=max(1, int(epochs) // 4))
+                patience=1000, close_mosaic=max(1, int(epochs) // 4),
+                # one optimiser step per batch (ultralytics otherwise accumulates to 64 images, which
+                # leaves a small set a couple of steps per epoch) and a short warm-up for short runs
+                nbs=int(batch), warmup_epochs=float(min(3, max(1, int(epochs) // 10))))
     if defn.task != "classify":
         args.update(YOLO_AUGMENT)
     args.update(overrides)
@@ -191,8 +194,12 @@ def _unet_val_dice(net: Any, files: list[Path], device: str) -> float:
 def _manifest_lock(path: Path):
     import fcntl
 
+    import hashlib
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(".lock"), "w") as lock:
+    # the lock lives in the temp folder: nothing but weights and the manifest in Resources/Models
+    key = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
+    with open(Path(tempfile.gettempdir()) / f"spineassist-manifest-{key}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
@@ -246,6 +253,7 @@ def train_model(name: str, data: str | Path, *, epochs: int | None = None, batch
         shutil.copyfile(tmp, target)
         extra = {"best_val_dice": extra["best_val_dice"], "final_loss": extra["history"][-1]["loss"]}
     else:
+        settings.update(nbs=settings["batch"], warmup_epochs=float(min(3, max(1, settings["epochs"] // 10))))
         best = train_yolo(defn, data, work, settings["epochs"], settings["batch"], seed, device)
         shutil.copyfile(best, target)
     seconds = time.perf_counter() - t0

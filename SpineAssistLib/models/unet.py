@@ -49,11 +49,8 @@ class UNetResult:
         from scipy import ndimage
 
         lab, n = ndimage.label(self.mask)
-        out = []
-        for k in range(1, n + 1):
-            m = lab == k
-            if m.sum() >= min_pixels:
-                out.append(m)
+        sizes = np.bincount(lab.ravel(), minlength=n + 1)
+        out = [lab == k for k in range(1, n + 1) if sizes[k] >= min_pixels]
         out.sort(key=lambda m: float(np.argwhere(m)[:, 0].mean()))
         return out
 
