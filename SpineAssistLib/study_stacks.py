@@ -46,7 +46,40 @@ def _affine(datasets: list[Any]) -> np.ndarray:
     return a
 
 
-def _to_stack(datasets: list[Any], role: str, name: str) -> ImageStack:
+def consistent_run(datasets: list[Any]) -> tuple[list[Any], str | None]:
+    """Return the longest run of evenly spaced slices (a missing slice splits the stack) and a warning, if any.
+
+    Slices must be sorted along their normal. Spacing counts as even within 10 % of the median step,
+    so one affine maps every kept slice exactly.
+    """
+    if len(datasets) < 3:
+        return datasets, None
+    iop = np.asarray(datasets[0].ImageOrientationPatient, float)
+    normal = np.cross(iop[:3], iop[3:])
+    pos = np.array([float(np.asarray(d.ImagePositionPatient, float) @ normal) for d in datasets])
+    steps = np.diff(pos)
+    step = float(np.median(steps))
+    breaks = [i + 1 for i, d in enumerate(steps) if abs(d - step) > 0.1 * abs(step)]
+    if not breaks:
+        return datasets, None
+    bounds = [0, *breaks, len(datasets)]
+    runs = [(a, b) for a, b in zip(bounds, bounds[1:])]
+    a, b = max(runs, key=lambda r: r[1] - r[0])
+    return datasets[a:b], (f"uneven slice spacing ({np.round(steps, 2).tolist()} mm): loaded the {b - a} evenly "
+                           f"spaced slices {a + 1}-{b} of {len(datasets)}")
+
+
+def _to_stack(datasets: list[Any], role: str, name: str, warnings: list[str] | None = None) -> ImageStack:
+    warnings = warnings if warnings is not None else []
+    shapes = [(int(d.Rows), int(d.Columns)) for d in datasets]
+    common = max(set(shapes), key=shapes.count)
+    if len(set(shapes)) > 1:
+        warnings.append(f"{name}: mixed image sizes {sorted(set(shapes))}; loaded the {shapes.count(common)} "
+                        f"slices of {common[0]}x{common[1]}")
+        datasets = [d for d, sh in zip(datasets, shapes) if sh == common]
+    datasets, gap = consistent_run(datasets)
+    if gap:
+        warnings.append(f"{name}: {gap}")
     voxels = []
     for ds in datasets:
         try:
@@ -57,9 +90,6 @@ def _to_stack(datasets: list[Any], role: str, name: str) -> ImageStack:
         slope = float(getattr(ds, "RescaleSlope", 1) or 1)
         intercept = float(getattr(ds, "RescaleIntercept", 0) or 0)
         voxels.append(px * slope + intercept)
-    shapes = {v.shape for v in voxels}
-    if len(shapes) > 1:
-        raise StudyError(f"the {role} series mixes image sizes {sorted(shapes)}; choose another series")
     return ImageStack(role, name, np.stack(voxels), _affine(datasets), datasets)
 
 
@@ -76,9 +106,9 @@ def load_stacks(study_dir: Path, *, sagittal_uid: str | None = None, axial_uid: 
         warnings.append(f"the sagittal series has {len(sag_stacks)} orientations; the largest stack is used")
     biggest = max(sag_stacks, key=lambda st: len(st.slices))
     sag_ds = study.read_series_datasets(choice.sagittal, biggest)
-    sagittal = _to_stack(sag_ds, "sagittal", "sagittal")
+    sagittal = _to_stack(sag_ds, "sagittal", "sagittal", warnings)
     axial: list[ImageStack] = []
     if use_axial and choice.axial is not None:
         for i, stack in enumerate(choice.axial.stacks, start=1):
-            axial.append(_to_stack(study.read_series_datasets(choice.axial, stack), "axial", f"axial block {i}"))
+            axial.append(_to_stack(study.read_series_datasets(choice.axial, stack), "axial", f"axial block {i}", warnings))
     return LoadedStacks(str(sag_ds[0].StudyInstanceUID), sagittal, axial, warnings)

@@ -97,6 +97,26 @@ def test_missing_slice_and_duplicate_reported(tmp_path):
     assert any("duplicate instance" in p for p in s.problems)
 
 
+def test_missing_slice_loads_the_longest_evenly_spaced_run_with_exact_geometry(tmp_path):
+    make_series(tmp_path, 9, skip=(2,), description="T2 TSE SAG")   # x = 0, 3.5, _, 10.5, ... 28
+    loaded = load_stacks(tmp_path, use_axial=False)
+    st = loaded.sagittal
+    assert st.voxels.shape[0] == 6                                       # slices 3..8 (the run after the gap)
+    xs = [float(ds.ImagePositionPatient[0]) for ds in st.datasets]
+    for k, x in enumerate(xs):                                           # the affine hits every kept slice
+        assert st.pixel_to_lps(k, np.array(0.0), np.array(0.0))[0] == pytest.approx(x)
+    assert any("uneven slice spacing" in w and "6 evenly spaced slices" in w for w in loaded.warnings)
+
+
+def test_mixed_sizes_load_the_majority_size_with_a_warning(tmp_path):
+    uid = make_series(tmp_path, 4, description="T2 TSE SAG")
+    make_slice(tmp_path / "odd.dcm", study_uid="2.25.100", series_uid=uid, origin=(14.0, 0, 0), iop=SAG_IOP,
+               rows=16, cols=16, instance=5)
+    loaded = load_stacks(tmp_path, use_axial=False)
+    assert loaded.sagittal.voxels.shape == (4, 32, 32)
+    assert any("mixed image sizes" in w for w in loaded.warnings)
+
+
 def test_rescale_slope_intercept_applied(tmp_path):
     make_series(tmp_path, 3, slope=2.0, intercept=-50.0, description="T2 TSE SAG")
     loaded = load_stacks(tmp_path, use_axial=False)
