@@ -41,6 +41,7 @@ SAGITTAL_MODELS = ("sag_disc_unet", "sag_vertebra_pose", "sag_pfirrmann_cls")
 AXIAL_MODELS = ("ax_disc_seg", "ax_msu_pose")
 
 VERTEBRA_MIN_SCORE = 0.25
+SACRUM_RETRY_SCORE = 0.1      # the sacrum anchors the count: accept a weaker detection rather than none
 APEX_MIN_SCORE = 0.5          # the pose model scores the apex low where there is no herniation
 HERNIATION_MIN_PIXELS = 6     # smaller herniation masks are taken as noise
 CSF_BAND_MM = (3.0, 9.0)      # the thecal sac lies this far behind the posterior vertebral line (epidural space, PLL)
@@ -94,7 +95,8 @@ def assess(sagittal: ImageStack, axial: Sequence[ImageStack] = (), *, study_inst
     mid = _mid_sagittal_slice(disc_masks_arr)
     result.key_slices[sagittal.name] = mid
     reporter.stage("sagittal models", 0.8, f"vertebral bodies and corners on slice {mid + 1}")
-    pose = models["sag_vertebra_pose"].predict(sagittal.voxels[mid], conf=VERTEBRA_MIN_SCORE)
+    mid, pose = _find_vertebrae(models["sag_vertebra_pose"], sagittal, mid)
+    result.key_slices[sagittal.name] = mid
     timings["sagittal models"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -169,6 +171,21 @@ def _mid_sagittal_slice(disc_masks: np.ndarray) -> int:
     # among near-maximal slices take the central one, so a single noisy slice does not win
     near = np.flatnonzero(areas >= 0.9 * areas.max())
     return int(near[len(near) // 2])
+
+
+def _find_vertebrae(pose_model: Any, stack: ImageStack, mid: int) -> tuple[int, Any]:
+    """Return the slice and the vertebra detections to count levels from: the mid-sagittal slice, or a
+    neighbour, or a lower confidence, whichever first shows the sacrum (the anchor of the count)."""
+    n = stack.voxels.shape[0]
+    slices = [k for k in (mid, mid - 1, mid + 1) if 0 <= k < n]
+    first = None
+    for conf in (VERTEBRA_MIN_SCORE, SACRUM_RETRY_SCORE):
+        for k in slices:
+            pose = pose_model.predict(stack.voxels[k], conf=conf)
+            first = first or (k, pose)
+            if any(pose.names[c] == "sacrum" for c in pose.classes):
+                return k, pose
+    return first
 
 
 def _label_levels(stack: ImageStack, k: int, pose: Any, disc_mask: np.ndarray, settings: Mapping[str, Any]):

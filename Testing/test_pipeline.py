@@ -156,3 +156,34 @@ def test_cancel_leaves_no_output(study_dir, tmp_path):
     with pytest.raises(Cancelled):
         run_assessment(study_dir, tmp_path / "out", models=_oracle(study_dir), progress=progress, cancel=token)
     assert not any(p.is_file() for p in (tmp_path / "out").rglob("*")) if (tmp_path / "out").exists() else True
+
+
+def _cli(*args, env=None):
+    import os
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "SpineAssistLib.cli", *args], capture_output=True, text=True,
+                          timeout=600, env={**os.environ, **(env or {})})
+
+
+def test_assess_command_with_the_bundled_models_and_json_progress(study_dir, tmp_path):
+    r = _cli("assess", str(study_dir), "--out", str(tmp_path / "out"), "--device", "cpu", "--json-progress")
+    assert r.returncode == 0, r.stderr
+    events = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+    assert events[0]["event"] == "progress" and events[-1]["event"] == "done"
+    assert events[-1]["findings"] == str(tmp_path / "out" / "findings.json")
+    a = Assessment.load(tmp_path / "out" / "findings.json")
+    assert [m.name for m in a.models] == ["sag_disc_unet", "sag_vertebra_pose", "sag_pfirrmann_cls", "ax_disc_seg", "ax_msu_pose"]
+    assert a.levels and all(lv.pfirrmann.status == "assessed" or lv.pfirrmann.reason for lv in a.levels)
+
+
+def test_a_wrong_weights_file_is_refused_with_a_restore_hint(study_dir, tmp_path, repo_root):
+    res = tmp_path / "Resources"
+    shutil.copytree(repo_root / "Resources", res)
+    (res / "Models" / "sag_disc_unet.pt").write_bytes(b"not the weights")
+    r = _cli("assess", str(study_dir), "--out", str(tmp_path / "out"), "--json-progress",
+             env={"SPINEASSIST_RESOURCES": str(res)})
+    assert r.returncode == 2
+    assert "sag_disc_unet.pt" in r.stderr and "Traceback" not in r.stderr
+    assert json.loads(r.stdout.strip().splitlines()[-1])["event"] == "error"
+    assert not (tmp_path / "out" / "findings.json").exists()
