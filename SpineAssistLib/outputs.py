@@ -58,7 +58,7 @@ def write_outputs(result: "AssessmentResult", out_dir: str | os.PathLike[str], *
     ``check`` is called between files (a cancel token's ``check``) so a cancelled run stops early
     and leaves ``out_dir`` as it was.
     """
-    out = Path(out_dir)
+    out = Path(out_dir).resolve()  # Slicer's bundle writer refuses relative paths
     out.mkdir(parents=True, exist_ok=True)
     written = WrittenOutputs(out)
     assessment = result.assessment
@@ -162,8 +162,9 @@ def _scene(result: "AssessmentResult", path: Path) -> bool:
     try:
         nodes = mrml.show_assessment(scene, result.assessment, **result.scene_inputs())
         mrml.save_state(scene, result.assessment, nodes)
-        if not scene.WriteToMRB(str(path)):
-            raise SpineAssistError(f"Slicer could not write the scene {path}; check free disk space")
+        if not scene.WriteToMRB(str(path.resolve())):
+            raise SpineAssistError(f"Slicer could not write the scene {path} (see the messages above); check that "
+                                   f"the output folder is writable and has free space")
     finally:
         scene.Clear(1)
     return True

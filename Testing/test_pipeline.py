@@ -187,3 +187,11 @@ def test_a_wrong_weights_file_is_refused_with_a_restore_hint(study_dir, tmp_path
     assert "sag_disc_unet.pt" in r.stderr and "Traceback" not in r.stderr
     assert json.loads(r.stdout.strip().splitlines()[-1])["event"] == "error"
     assert not (tmp_path / "out" / "findings.json").exists()
+
+
+def test_relative_output_folder_works(assessed, study_dir, tmp_path, monkeypatch):
+    # `make demo` passes a relative --out; Slicer's bundle writer needs absolute paths
+    monkeypatch.chdir(tmp_path)
+    done = run_assessment(study_dir, "relative-out", models=_oracle(study_dir))
+    assert (tmp_path / "relative-out" / "scene.mrb").is_file()
+    assert "scene.mrb" in done.written.files

@@ -87,7 +87,7 @@ def read_mrb(path: str | Path, scene: Any | None = None) -> Any:
     # back: keep the caller's, or every later .mrb read in this process fails.
     cwd = os.getcwd()
     try:
-        ok = scene.ReadFromMRB(str(path))
+        ok = scene.ReadFromMRB(str(path.resolve()))
     finally:
         os.chdir(cwd)
     if not ok:
