@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import shutil
 import statistics
@@ -72,7 +73,9 @@ def main(argv: list[str] | None = None) -> int:
             lines.append(f"| {s} | {statistics.median(p.get(s, 0.0) for p in per_stage):.2f} |")
         lines.append(f"| **total** | **{statistics.median(totals):.2f}** (min {min(totals):.2f}, max {max(totals):.2f}) |")
         lines.append("")
-        lines.append(f"Peak resident memory of the benchmark process: {peak:.0f} MB.")
+        lines.append(f"Peak resident memory of the benchmark process: {peak:.0f} MB. 1-minute load average at the end: "
+                     f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (above ~0.5 the machine was shared and the "
+                     f"times are inflated).")
         lines.append("")
     lines.append("Targets (issue 8): under 5 s per study on this 2-core CPU, under 1 s on a GPU; the published system took 14.5 s.")
     write_section("Assessment (spineassist assess)", "\n".join(lines))
