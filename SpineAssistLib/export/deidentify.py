@@ -189,3 +189,13 @@ def deidentify(ds: Dataset, settings: DeidentificationSettings | None = None) ->
 def deidentify_all(datasets: Iterable[Dataset], settings: DeidentificationSettings | None = None) -> list[Dataset]:
     """Return de-identified copies of ``datasets`` with one settings object (consistent pseudonyms and UIDs)."""
     return [deidentify(ds, settings) for ds in datasets]
+
+
+def deidentify_derived(ds: Dataset, settings: DeidentificationSettings) -> Dataset:
+    """Return a de-identified copy of an object SpineAssist derived from images already de-identified
+    with ``settings`` (a SEG or SR): its patient ID is already the pseudonym, its dates are already
+    shifted, and its UIDs must keep pointing at the de-identified images."""
+    return deidentify(ds, DeidentificationSettings(
+        patient_id=str(ds.PatientID), patient_name=settings.patient_name,
+        date_shift_days=0 if settings.date_shift_days is not None else None,
+        remap_uids=False, salt=settings.salt))

@@ -29,7 +29,7 @@ from ..findings import Assessment, Level
 from ..version import __version__
 from .atomic import atomic_path
 from .codes import ANATOMICAL_STRUCTURE, LUMBAR_SPINE, PRIVATE_SCHEME, coding_scheme_identification, disc_structure, stable_uid
-from .deidentify import DeidentificationSettings, deidentify, deidentify_all
+from .deidentify import DeidentificationSettings, deidentify_all, deidentify_derived
 
 MANUFACTURER = "SpineAssist project"
 SEG_SERIES_NUMBER = 901
@@ -165,10 +165,7 @@ def build_disc_seg(source_images: Sequence[Dataset], disc_labels: np.ndarray, as
     if any(d.SegmentedPropertyTypeCodeSequence[0].CodingSchemeDesignator == PRIVATE_SCHEME for d in seg.SegmentSequence):
         seg.CodingSchemeIdentificationSequence = [coding_scheme_identification()]
     if deidentification is not None:
-        seg = deidentify(seg, DeidentificationSettings(
-            patient_id=str(seg.PatientID), patient_name=deidentification.patient_name,
-            date_shift_days=0 if deidentification.date_shift_days is not None else None,
-            remap_uids=False, salt=deidentification.salt))
+        seg = deidentify_derived(seg, deidentification)
     return seg
 
 

@@ -34,7 +34,7 @@ from ..findings import Assessment, Finding, Level
 from ..version import __version__
 from . import codes as C
 from .atomic import atomic_path
-from .deidentify import DeidentificationSettings, deidentify, deidentify_all
+from .deidentify import DeidentificationSettings, deidentify_all, deidentify_derived
 from .dicom_seg import MANUFACTURER, _person_name, disc_tracking_uid
 
 SR_SERIES_NUMBER = 902
@@ -210,10 +210,7 @@ def build_measurement_report(assessment: Assessment, source_images: Sequence[Dat
     )
     sr.CodingSchemeIdentificationSequence = [C.coding_scheme_identification()]
     if deidentification is not None:
-        sr = deidentify(sr, DeidentificationSettings(
-            patient_id=str(sr.PatientID), patient_name=deidentification.patient_name,
-            date_shift_days=0 if deidentification.date_shift_days is not None else None,
-            remap_uids=False, salt=deidentification.salt))
+        sr = deidentify_derived(sr, deidentification)
     return sr
 
 

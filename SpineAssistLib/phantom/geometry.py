@@ -86,8 +86,27 @@ def _frame_from_phi(phi: float) -> np.ndarray:
     return np.column_stack([np.array([1.0, 0.0, 0.0]), ap, up])
 
 
+class LocalFrame:
+    """A structure placed at ``center`` (LPS mm) with rotation ``R`` (columns: its local axes in LPS)."""
+
+    center: np.ndarray
+    R: np.ndarray
+
+    def to_local(self, x, y, z):
+        """Return local (a, b, w) mm of LPS points (arrays); written out element-wise, as it runs per render sample."""
+        dx, dy, dz = x - self.center[0], y - self.center[1], z - self.center[2]
+        R = self.R
+        return (R[0, 0] * dx + R[1, 0] * dy + R[2, 0] * dz,
+                R[0, 1] * dx + R[1, 1] * dy + R[2, 1] * dz,
+                R[0, 2] * dx + R[1, 2] * dy + R[2, 2] * dz)
+
+    def to_lps(self, a: float, b: float, w: float) -> np.ndarray:
+        """Return the LPS mm point of local coordinates (a, b, w)."""
+        return self.center + self.R @ np.array([a, b, w], float)
+
+
 @dataclass
-class Vertebra:
+class Vertebra(LocalFrame):
     """A vertebral body as a rigid frame: centre (LPS mm), rotation (columns a, b, w) and size (mm)."""
 
     name: str
@@ -104,16 +123,6 @@ class Vertebra:
     phi: float = 0.0              # sagittal tilt before scoliosis (rad)
     modic: tuple[int, int] = (0, 0)  # Modic type at the inferior / superior endplate (0 none)
 
-    def to_local(self, x, y, z):
-        """Return local (a, b, w) mm of LPS points (arrays)."""
-        dx, dy, dz = x - self.center[0], y - self.center[1], z - self.center[2]
-        R = self.R
-        return (R[0, 0] * dx + R[1, 0] * dy + R[2, 0] * dz,
-                R[0, 1] * dx + R[1, 1] * dy + R[2, 1] * dz,
-                R[0, 2] * dx + R[1, 2] * dy + R[2, 2] * dz)
-
-    def to_lps(self, a: float, b: float, w: float) -> np.ndarray:
-        return self.center + self.R @ np.array([a, b, w], float)
 
     @property
     def posterior_wall(self) -> float:
@@ -195,7 +204,7 @@ class Herniation:
 
 
 @dataclass
-class Disc:
+class Disc(LocalFrame):
     """An intervertebral disc between two vertebral bodies, its grade and its shape details."""
 
     name: str
@@ -219,15 +228,6 @@ class Disc:
     canal_lr: float = 11.5                               # canal half-width, half-depth at the disc (mm)
     canal_ap: float = 8.5
 
-    def to_local(self, x, y, z):
-        dx, dy, dz = x - self.center[0], y - self.center[1], z - self.center[2]
-        R = self.R
-        return (R[0, 0] * dx + R[1, 0] * dy + R[2, 0] * dz,
-                R[0, 1] * dx + R[1, 1] * dy + R[2, 1] * dz,
-                R[0, 2] * dx + R[1, 2] * dy + R[2, 2] * dz)
-
-    def to_lps(self, a: float, b: float, n: float) -> np.ndarray:
-        return self.center + self.R @ np.array([a, b, n], float)
 
     @property
     def normal(self) -> np.ndarray:
