@@ -263,6 +263,13 @@ def pfirrmann_crops(image01: np.ndarray, labels: np.ndarray, grades: Mapping[str
     return out
 
 
+def pfirrmann_crop(slice_image: np.ndarray, disc_mask: np.ndarray) -> np.ndarray:
+    """Return the uint8 crop ``sag_pfirrmann_cls`` takes for one disc: the whole slice normalised
+    (so the disc keeps its brightness relative to CSF and the rest of the slice), then cropped by
+    ``disc_crop``. Pass the raw slice; give the result to the classifier's ``predict`` as is."""
+    return to_uint8(disc_crop(normalize_slice(slice_image), disc_mask))
+
+
 def disc_crop(image01: np.ndarray, disc_mask: np.ndarray) -> np.ndarray:
     """Return the square crop the Pfirrmann classifier sees: centred on the disc, side 1.8 x its width."""
     rows, cols = np.nonzero(disc_mask)

@@ -32,8 +32,8 @@ import numpy as np
 
 from .. import metrics as M
 from ..anatomy import CORNERS, DISC_LABELS, HERNIATION_LABEL, MSU_KEYPOINTS, corner_name
-from .datasets import DISC_NAMES, disc_crop
-from .imaging import normalize_slice, pixels_to_lps, stack_slice_affine, lps_to_pixels
+from .datasets import DISC_NAMES, pfirrmann_crop
+from .imaging import lps_to_pixels, pixels_to_lps, stack_slice_affine
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +150,6 @@ def evaluate_sagittal(models: Models, st: Mapping[str, Any], acc: dict[str, list
         if truth_slip is not None:
             acc["slip_err_mm"].append(abs(res.slip_mm - float(truth_slip)))
     # --- Pfirrmann on crops of the U-Net's disc instances on the mid slice
-    img01 = normalize_slice(img[mid])
     inst = preds[mid].instances()
     for value, level in DISC_NAMES.items():
         lvt = _truth_level(st, level)
@@ -165,7 +164,7 @@ def evaluate_sagittal(models: Models, st: Mapping[str, Any], acc: dict[str, list
             acc["pfirrmann_missed"].append(level)
             continue
         m = inst[int(np.argmax(overlaps))]
-        probs = models.pfirrmann.predict(disc_crop(img01, m)).probs
+        probs = models.pfirrmann.predict(pfirrmann_crop(img[mid], m)).probs
         acc["pfirrmann_true"].append(int(tv["grade"]))
         acc["pfirrmann_pred"].append(int(np.argmax(probs)) + 1)
         acc["pfirrmann_degenerated_score"].append(float(probs[2:].sum()))
