@@ -308,8 +308,9 @@ def _grade_pfirrmann(level: Level, stack: ImageStack, k: int, corners: Mapping[s
     if nucleus.sum() < 4:
         nucleus = mask
     annulus = mask & ~nucleus
-    crop = _disc_crop(image, mask)
-    probs = classifier.predict(crop).probs
+    from .models.datasets import pfirrmann_crop
+
+    probs = classifier.predict(pfirrmann_crop(stack.voxels[k], mask)).probs  # the crop the classifier was trained on
     grade = int(np.argmax(probs)) + 1
     confidence = float(np.max(probs))
 
@@ -340,17 +341,6 @@ def _grade_pfirrmann(level: Level, stack: ImageStack, k: int, corners: Mapping[s
 
 def _pair(p: np.ndarray | None, q: np.ndarray | None):
     return None if p is None or q is None else (tuple(p), tuple(q))
-
-
-def _disc_crop(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Return the square crop the Pfirrmann classifier was trained on: centred on the disc, 1.8 x its width."""
-    rows, cols = np.nonzero(mask)
-    rc, cc = rows.mean(), cols.mean()
-    half = 0.9 * max(cols.max() - cols.min() + 1, rows.max() - rows.min() + 1)
-    r0, r1 = int(round(rc - half)), int(round(rc + half))
-    c0, c1 = int(round(cc - half)), int(round(cc + half))
-    padded = np.pad(image, ((max(0, -r0), max(0, r1 - image.shape[0])), (max(0, -c0), max(0, c1 - image.shape[1]))))
-    return padded[r0 + max(0, -r0): r1 + max(0, -r0), c0 + max(0, -c0): c1 + max(0, -c0)]
 
 
 def _csf_signal(stack: ImageStack, k: int, corners: Mapping[str, Any], upper: str, lower: str) -> np.ndarray | None:

@@ -112,14 +112,17 @@ class OraclePfirrmann:
     def _truth_grade(self, crop: np.ndarray) -> int:
         from numpy.lib.stride_tricks import sliding_window_view
 
+        from SpineAssistLib.models.imaging import normalize_slice, to_uint8
+
         h, w = crop.shape
-        patch = crop[h // 2 - 1: h // 2 + 2, w // 2 - 1: w // 2 + 2]
+        patch = crop[h // 2 - 2: h // 2 + 3, w // 2 - 2: w // 2 + 3]
         for st, k, lab in self.o.by_image.values():
             if st.role != "sagittal":
                 continue
-            hits = np.argwhere((sliding_window_view(st.voxels[k], patch.shape) == patch).all(axis=(2, 3)))
-            if len(hits):
-                r, c = hits[0] + 1
+            seen = to_uint8(normalize_slice(st.voxels[k]))   # the crop is cut from the slice normalised like this
+            hits = np.argwhere((sliding_window_view(seen, patch.shape) == patch).all(axis=(2, 3)))
+            if len(hits) == 1:
+                r, c = hits[0] + 2
                 values = lab[max(r - 3, 0): r + 4, max(c - 3, 0): c + 4]
                 discs = [self.level_of[v] for v in np.unique(values) if v in self.level_of]
                 if discs and discs[0] in self.grades:
