@@ -205,6 +205,14 @@ class SpineAssistLogic:
         return assessment.save(target / "findings.json")
 
     # Teaching -----------------------------------------------------------------------------------
+    def export_training_data(self, dest: str | Path, salt: str = "") -> Any:
+        """Add this case, as the reader left it (segments, keypoints, grades in force), to the
+        training sets under ``dest``; return the ``TrainingExport`` (what was added)."""
+        from .export.training_data import write_training_data_from_scene
+
+        assessment, _ = self._need()
+        return write_training_data_from_scene(self.scene, dest, assessment=assessment, salt=salt)
+
     def teaching_steps(self, level: str, kind: str) -> list[TeachingStep]:
         assessment, _ = self._need()
         return teaching_steps(assessment.level(level), kind)

@@ -489,6 +489,12 @@ def _grade_msu(level: Level, slices: list[_AxialSlice], result: AssessmentResult
     res, s, conf = next(g for g in graded if g[0] is best)
     level.ldh = res.to_finding(confidence=min(max(conf, 0.0), 1.0))
     result.key_slices[s.stack.name] = s.k
+    if len(s.pose):
+        x1, y1, x2, y2 = s.pose.boxes[0]
+        a = s.stack.pixel_to_lps(s.k, np.array(y1), np.array(x1))
+        b = s.stack.pixel_to_lps(s.k, np.array(y2), np.array(x2))
+        result.boxes.append(Box("intervertebral disc", tuple(a), tuple(b), level.model_name, float(s.pose.scores[0]),
+                                s.stack.name, s.k, (float(y1), float(x1), float(y2), float(x2))))
     names = ("left medial facet", "right medial facet", "posterior disc margin", "herniation apex", "posterior canal")
     pts = {f"{level.name} {n}": p for n, p in res.geometry.points.items() if n in names}
     result.keypoints.setdefault("axial", {}).update(pts)

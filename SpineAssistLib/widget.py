@@ -8,7 +8,6 @@ with pytest outside Slicer.
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import time
 from pathlib import Path
@@ -346,10 +345,7 @@ class SpineAssistPanel:
         has_out = self.logic.loaded and self.logic.out_dir is not None
         for b in self.export_buttons:
             b.enabled = has_out and not running
-        self.export_buttons[-1].enabled = has_out and not running and _training_exporter() is not None
-        if _training_exporter() is None:
-            self.export_buttons[-1].toolTip = ("Training-data export is not in this version of SpineAssistLib "
-                                               "(SpineAssistLib.export.training_data is missing).")
+        self.export_buttons[-1].enabled = self.logic.loaded and not running
         self.unlock.enabled = self.logic.loaded
 
     # ------------------------------------------------------------------ the table
@@ -457,11 +453,12 @@ class SpineAssistPanel:
     def on_export_training(self) -> None:
         import qt
 
-        exporter = _training_exporter()
-        dest = qt.QFileDialog.getExistingDirectory(None, "Folder for the training data")
-        if exporter is None or not dest:
+        dest = qt.QFileDialog.getExistingDirectory(None, "Folder for the training data (cases accumulate there)")
+        if not dest:
             return
-        self._safe(lambda: exporter(self.logic.out_dir, self.study_dir, Path(dest)), "Training-data export failed")
+        result = self._safe(lambda: self.logic.export_training_data(Path(dest)), "Training-data export failed")
+        if result is not None:
+            self.status.text = result.summary().replace("\n", "<br>")
 
     # ------------------------------------------------------------------ teaching
     def on_teach_step(self, delta: int) -> None:
@@ -503,15 +500,6 @@ class SpineAssistPanel:
         self.job.cancel()
         self.logic.stop_live()
         slicer.mrmlScene.RemoveObserver(self._observer)
-
-
-def _training_exporter() -> Callable[[Path, Path | None, Path], Any] | None:
-    """Return ``write_training_data(out_dir, study_dir, dest)`` when the export package provides it, else None."""
-    if importlib.util.find_spec("SpineAssistLib.export.training_data") is None:
-        return None
-    from .export import training_data  # type: ignore[attr-defined]
-
-    return getattr(training_data, "write_training_data", None)
 
 
 __all__ = ["QtProcessRunner", "SpineAssistPanel"]

@@ -170,3 +170,22 @@ def test_corrections_from_nodes_reads_moved_and_deleted_points(mrml_scene):
     assert edits.errors == ["L4-L5 ldh: keypoints missing: L4-L5 posterior canal"]
     assert a.level("L4-L5").listhesis.value.grade == 2 and _row(nodes, "L4-L5")["Meyerding corrected"] == "yes"
     assert a.level("L4-L5").ldh.value == MSUGrade(1, "AB", "right")
+
+
+def test_a_small_facet_move_keeps_the_zone_the_mask_gave(mrml_scene):
+    from SpineAssistLib.findings import Geometry
+
+    a = case.assessment()
+    # the model's mask reached from 14 mm to 4 mm right of the mid-line (zones A and B: "AB right");
+    # the apex alone (12 mm right) would say zone B
+    a.level("L4-L5").ldh.geometry = Geometry(lines={"herniation extent": ((-14.0, 25.0, 2.5), (-4.0, 25.0, 2.5))})
+    a, nodes = case.show(mrml_scene, a)
+    live = mrml.LiveRegrading(mrml_scene, nodes, a, reader="dr.lee")
+    axial = nodes.keypoints["axial"]
+    left = _index(axial, "L4-L5 left medial facet")
+    axial.SetNthControlPointPosition(left, -20.5, -30.0, 2.5)          # RAS: 0.5 mm further left
+    assert not a.level("L4-L5").ldh.corrected, a.level("L4-L5").ldh.value
+    apex = _index(axial, "L4-L5 herniation apex")
+    axial.SetNthControlPointPosition(apex, 12.0, -37.0, 2.5)            # deeper: size 3, extent kept
+    assert a.level("L4-L5").ldh.value.size == 3 and a.level("L4-L5").ldh.value.zone == "AB"
+    live.stop()

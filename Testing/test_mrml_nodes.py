@@ -122,6 +122,7 @@ def test_table_has_one_row_per_level_with_model_values(mrml_scene):
     assert rows[0]["Meyerding"] == "1" and rows[0]["Slip %"] == "20.0" and rows[0]["Meyerding corrected"] == ""
     assert rows[1]["Herniation (MSU)"] == "not assessed"
     assert list(rows[0]) == list(mrml.TABLE_COLUMNS)
+    assert nodes.table.GetLocked() == 1      # read-only in Slicer's table view: corrections go through the panel
 
 
 def test_every_node_is_under_the_study_in_a_folder_per_layer(mrml_scene):

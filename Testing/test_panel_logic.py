@@ -156,3 +156,17 @@ def test_dicom_files_come_from_the_volumes_instance_uids(mrml_scene):
     assert files == ["/db/a.dcm", "/db/b.dcm"] and series == "1.2.3.4"
     with pytest.raises(ValueError, match="import the study again"):
         dicom_files_for_volume(volume, FakeDatabase({}))
+
+
+def test_training_export_from_the_panel_uses_the_readers_grade_and_says_what_it_left_out(mrml_scene, out_dir, tmp_path):
+    logic = loaded(mrml_scene, out_dir)
+    logic.correct("L4-L5", "pfirrmann", choice_index("pfirrmann", PfirrmannGrade(4)), note="dark nucleus")
+    result = logic.export_training_data(tmp_path / "train", salt="s")
+    crops = {p.parent.name for p in (tmp_path / "train" / "sag_pfirrmann_cls").rglob("*_L4-L5.png")}
+    assert crops == {"grade4"}                                    # the reader's grade, not the model's III
+    assert {p.parent.name for p in (tmp_path / "train" / "sag_pfirrmann_cls").rglob("*_L5-S1.png")} == {"grade2"}
+    assert result.counts["sag_disc_unet"] == 3                    # the three slices holding disc segments
+    assert result.counts["ax_msu_pose"] == 0
+    assert any("L4-L5" in n and "no axial slice" in n for n in result.notes)   # this case has no axial volume
+    with pytest.raises(RuntimeError, match="no assessment is loaded"):
+        SpineAssistLogic(mrml_scene).export_training_data(tmp_path / "other")

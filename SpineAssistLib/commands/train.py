@@ -33,6 +33,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sagittal-first-seed", type=int, default=DEFAULT_SAGITTAL_FIRST_SEED,
                    help="seed of the first sagittal-only phantom (default 5000)")
     p.add_argument("--cache", type=Path, default=None, help="phantom render cache (default DATA/../phantom-cache)")
+    p.add_argument("--herniation-rate", type=float, default=None, metavar="R",
+                   help="training phantoms get a herniation at each lumbar level with probability R (0-1) instead "
+                   "of the clinical 4-30 %%: class balancing for the axial models (default: clinical rates)")
+    p.add_argument("--init", type=Path, default=None, metavar="WEIGHTS",
+                   help="fine-tune from these weights (e.g. the bundled Resources/Models/NAME.pt) instead of "
+                   "training from scratch; YOLO models only")
     p.add_argument("--copies", type=int, default=2, help="augmented copies of each training image (default 2)")
     p.add_argument("--epochs", type=int, default=None, help="epochs (default: the full setting of each model)")
     p.add_argument("--batch", type=int, default=None, help="batch size (default: each model's setting)")
@@ -96,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
                                    f"in {data / n} or {data}, or pass --phantoms N to build one")
         print(f"training {n} on {prepared} ...", flush=True)
         entry = train_model(n, prepared, epochs=args.epochs, batch=args.batch, seed=args.seed, device=args.device,
-                            out_dir=args.out, data_record=record, command=command)
+                            out_dir=args.out, data_record=record, command=command, init=args.init)
         print(f"{n}: {entry['file']} {entry['size_bytes'] / 1e6:.1f} MB sha256 {entry['sha256'][:12]}... "
               f"in {entry['training']['seconds'] / 60:.1f} min", flush=True)
     return 0
@@ -121,10 +127,10 @@ def _build_phantoms(args: argparse.Namespace, names: list[str]) -> dict:
         studies.append(load_phantom(s, None, cache, sagittal_only=True))
     for s in seeds:
         print(f"phantom {s} ...", flush=True)
-        studies.append(load_phantom(s, None, cache, partial=True))
+        studies.append(load_phantom(s, _training_overrides(s, args.herniation_rate), cache, partial=True))
     val_fraction = 0.1 * len(seeds) / len(studies)
     key = {"seeds": [int(s["seed"]) for s in studies], "copies": args.copies, "seed": args.seed,
-           "val_fraction": val_fraction}
+           "val_fraction": val_fraction, "herniation_rate": args.herniation_rate}
     done = args.data / "datasets.json"
     built = json.loads(done.read_text(encoding="utf-8")) if done.is_file() else {}
     if {k: built.get(k) for k in key} == key and set(names) <= set(built.get("models", {})):
@@ -132,6 +138,21 @@ def _build_phantoms(args: argparse.Namespace, names: list[str]) -> dict:
     else:
         # every model's set at once, so that a later `train NAME` with the same phantoms reuses it
         build_from_phantoms(studies, args.data, None, copies=args.copies, seed=args.seed, val_fraction=val_fraction)
+        built = json.loads(done.read_text(encoding="utf-8"))
+        built["herniation_rate"] = args.herniation_rate
+        done.write_text(json.dumps(built, indent=1), encoding="utf-8")
     return {"source": "SpineAssist phantom (synthetic; not patients)", "phantom_seeds": [seeds[0], seeds[-1]],
             "sagittal_only_seeds": [sag_seeds[0], sag_seeds[-1]] if sag_seeds else [], "copies": args.copies,
-            "render": "phantom_cache.render_training_phantom"}
+            "render": "phantom_cache.render_training_phantom",
+            **({"herniation_rate": args.herniation_rate} if args.herniation_rate is not None else {})}
+
+
+def _training_overrides(seed: int, rate: float | None) -> dict | None:
+    if rate is None:
+        return None
+    from ..phantom.params import herniation_enriched_msu
+
+    try:
+        return {"msu": herniation_enriched_msu(seed, rate)}
+    except ValueError as e:
+        raise SpineAssistError(f"--herniation-rate: {e}") from None

@@ -190,12 +190,18 @@ def build_measurement_report(assessment: Assessment, source_images: Sequence[Dat
                 name="ANONYMOUS^READER" if deidentification is not None else _person_name(readers[-1])))
     context = hd.sr.ObservationContext(observer_person_context=person, observer_device_context=device)
     groups = [_group(lv, study_uid, images_by_uid, algorithm, deidentification) for lv in assessment.levels]
+    # The image library (TID 1600) describes the images the measurements were made on, not every
+    # image of the series: a library of all ~35 source images made the SR ten times larger and
+    # slower to build and write; the evidence sequence still lists every source image.
+    measured = {f.geometry.source.get("sop_instance_uid") for lv in assessment.levels
+                for f in (lv.pfirrmann, lv.ldh, lv.listhesis) if f.geometry is not None}
+    library = [ds for uid, ds in images_by_uid.items() if uid in measured] or images[:1]
     report = hd.sr.MeasurementReport(
         observation_context=context,
         procedure_reported=codes.SCT.ImagingProcedure,
         imaging_measurements=groups or None,
         title=codes.DCM.ImagingMeasurementReport,
-        referenced_images=images,
+        referenced_images=library,
     )
     sr = hd.sr.Comprehensive3DSR(
         evidence=images,

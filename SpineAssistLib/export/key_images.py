@@ -364,5 +364,5 @@ def render_key_image(image: KeyImage, assessment: Assessment, width_px: int = 48
         fig.legend(list(handles.values()), list(handles.keys()), loc="lower center", ncol=3, fontsize=7.5,
                    frameon=False, bbox_to_anchor=(0.5, 0.0))
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", facecolor="white")
+    fig.savefig(buf, format="png", facecolor="white", pil_kwargs={"compress_level": 1})
     return buf.getvalue()

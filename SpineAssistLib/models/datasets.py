@@ -84,11 +84,14 @@ class FolderWriter:
         cv2.imwrite(str(self.root / split / cls / f"{stem}.png"), to_uint8(image01))
         self.counts[split] += 1
 
-    def finish(self) -> Path:
+    def finish(self, borrow: bool = True) -> Path:
         """Return the root, after giving every empty class folder one image from the other split
-        (ultralytics needs each class in both splits; rare grades may miss one in a small set)."""
+        (ultralytics needs each class in both splits; rare grades may miss one in a small set).
+        ``borrow=False`` leaves the splits apart (a set that grows case by case; training borrows)."""
         import shutil
 
+        if not borrow:
+            return self.root
         for split, other in (("train", "val"), ("val", "train")):
             for d in sorted((self.root / split).iterdir()):
                 if not any(d.iterdir()):
@@ -197,14 +200,21 @@ def sagittal_pose_lines(study: Mapping[str, Any], slice_index: int) -> list[str]
     lab = study["sag_labels"][slice_index]
     shape = lab.shape
     px = _corner_pixels(study, slice_index)
+    given = (study.get("vertebra_boxes") or {}) if slice_index == int(study["sag_mid"]) else {}
     lines = []
     for name, value in VERTEBRA_LABELS.items():
-        m = lab == value
-        if m.sum() < 30:
-            continue
         kps = [px.get(corner_name(name, c)) for c in CORNERS]
         if name == "S1":
             kps[2] = kps[3] = None
+        if name in given:
+            if any(k is not None for k in kps):
+                box = _union(given[name], [k for k in kps if k is not None], 2.0)
+                lines.append(pose_line(1 if name == "S1" else 0, box, kps, shape))
+            continue
+        m = lab == value
+        if m.sum() < 30:
+            continue
+        if name == "S1":
             box = _union(box_of(m), [k for k in kps if k is not None], 2.0)
             # the sacrum label is the whole sacrum: box the S1 body's top part only
             top = min(k[1] for k in kps if k is not None) if any(kps) else box[1]
@@ -227,8 +237,10 @@ def axial_seg_lines(labels: np.ndarray) -> list[str]:
     return polygon_lines(0, disc) + polygon_lines(1, hern) + polygon_lines(2, sac)
 
 
-def axial_pose_line(labels: np.ndarray, affine: np.ndarray, keypoints: Mapping[str, Any]) -> str | None:
-    """Return the MSU-pose label line of one axial slice (facets ordered by image column)."""
+def axial_pose_line(labels: np.ndarray, affine: np.ndarray, keypoints: Mapping[str, Any],
+                    box: Sequence[float] | None = None) -> str | None:
+    """Return the MSU-pose label line of one axial slice (facets ordered by image column); the box
+    is the disc (and herniation) mask's, with the keypoints, unless ``box`` (x1, y1, x2, y2 px) is given."""
     pts = {}
     for name in MSU_KEYPOINTS:
         p = keypoints.get(name)
@@ -242,10 +254,10 @@ def axial_pose_line(labels: np.ndarray, affine: np.ndarray, keypoints: Mapping[s
         return None
     a, b = (fl, fr) if fl[0] <= fr[0] else (fr, fl)
     ordered = [a, b, pts[MSU_KEYPOINTS[2]], pts[MSU_KEYPOINTS[3]], pts[MSU_KEYPOINTS[4]]]
-    disc = np.isin(labels, list(DISC_LABELS.values())) | (labels == HERNIATION_LABEL)
-    box = box_of(disc)
     if box is None:
-        return None
+        box = box_of(np.isin(labels, list(DISC_LABELS.values())) | (labels == HERNIATION_LABEL))
+        if box is None:
+            return None
     box = _union(box, [k for k in ordered if k is not None], 3.0)
     return pose_line(0, box, ordered, labels.shape)
 
@@ -290,6 +302,20 @@ def _split(i: int, n: int, val_fraction: float) -> str:
     return "val" if i >= n - n_val else "train"
 
 
+def make_writers(out: Path, models: Sequence[str]) -> dict[str, Any]:
+    """Return a writer per model under ``out/<model>`` (existing files there are kept: sets grow)."""
+    writers: dict[str, Any] = {}
+    for m in models:
+        d = MODEL_DEFS[m]
+        if d.task == "classify":
+            writers[m] = FolderWriter(out / m, d.classes)
+        elif d.task == "unet-segment":
+            writers[m] = NpzWriter(out / m)
+        else:
+            writers[m] = YoloWriter(out / m, m)
+    return writers
+
+
 def build_from_phantoms(studies: Sequence[Mapping[str, Any]], out_dir: str | Path, models: Sequence[str] | None = None,
                         copies: int = 2, val_fraction: float = 0.1, seed: int = 0, sag_pose_slices: int = 1,
                         ) -> dict[str, dict[str, Any]]:
@@ -305,48 +331,12 @@ def build_from_phantoms(studies: Sequence[Mapping[str, Any]], out_dir: str | Pat
     if unknown:
         raise ValueError(f"unknown model(s) {', '.join(unknown)}; models are {', '.join(MODEL_DEFS)}")
     rng = np.random.default_rng(seed)
-    writers: dict[str, Any] = {}
-    for m in models:
-        d = MODEL_DEFS[m]
-        if d.task == "classify":
-            writers[m] = FolderWriter(out / m, d.classes)
-        elif d.task == "unet-segment":
-            writers[m] = NpzWriter(out / m)
-        else:
-            writers[m] = YoloWriter(out / m, m)
+    writers = make_writers(out, models)
     n = len(studies)
     for i, st in enumerate(studies):
         split = _split(i, n, val_fraction)
-        k = copies if split == "train" else 1
-        tag = f"s{int(st['seed']):06d}"
-        sag, lab = st["sag_images"], st["sag_labels"]
-        mid = int(st["sag_mid"])
-        grades = {lv: int(g) for lv, g in st["params"]["pfirrmann"].items()}
-        for s in range(len(sag)):
-            base = normalize_slice(sag[s])
-            near_mid = abs(s - mid) <= sag_pose_slices
-            for c in range(k):
-                img = augment_intensity(base, rng) if c or split == "train" else base
-                stem = f"{tag}_sag{s:02d}_{c}"
-                if "sag_disc_unet" in writers and np.isin(lab[s], list(DISC_LABELS.values())).any():
-                    writers["sag_disc_unet"].add(split, stem, img, np.isin(lab[s], list(DISC_LABELS.values())))
-                if near_mid and "sag_vertebra_pose" in writers:
-                    writers["sag_vertebra_pose"].add(split, stem, img, sagittal_pose_lines(st, s))
-                if near_mid and "sag_pfirrmann_cls" in writers:
-                    for level, g, crop in pfirrmann_crops(img, lab[s], grades):
-                        writers["sag_pfirrmann_cls"].add(split, PFIRRMANN_CLASSES[g - 1], f"{stem}_{level}", crop)
-        kp_by_slice = {a["slice_index"]: a for a in st["axial_keypoints"]}
-        for s in range(len(st["ax_images"])):
-            base = normalize_slice(st["ax_images"][s])
-            for c in range(k):
-                img = augment_intensity(base, rng) if c or split == "train" else base
-                stem = f"{tag}_ax{s:02d}_{c}"
-                if "ax_disc_seg" in writers:
-                    writers["ax_disc_seg"].add(split, stem, img, axial_seg_lines(st["ax_labels"][s]))
-                if "ax_msu_pose" in writers and s in kp_by_slice:
-                    line = axial_pose_line(st["ax_labels"][s], st["ax_affines"][s], kp_by_slice[s]["keypoints"])
-                    if line:
-                        writers["ax_msu_pose"].add(split, stem, img, [line])
+        add_study(writers, st, split, copies if split == "train" else 1, rng, f"s{int(st['seed']):06d}",
+                  sag_pose_slices, augment=True)
     result = {}
     for m, w in writers.items():
         path = w.finish() if isinstance(w, (YoloWriter, FolderWriter)) else w.root
@@ -355,6 +345,49 @@ def build_from_phantoms(studies: Sequence[Mapping[str, Any]], out_dir: str | Pat
                                                    "copies": copies, "val_fraction": val_fraction, "seed": seed,
                                                    "models": result}, indent=1), encoding="utf-8")
     return result
+
+
+def add_study(writers: Mapping[str, Any], st: Mapping[str, Any], split: str, copies: int, rng: np.random.Generator,
+              tag: str, sag_pose_slices: int = 1, augment: bool = True) -> None:
+    """Add one study (a ``phantom_cache`` dict, or ``export.training_data.training_case``) to ``writers``.
+
+    ``copies``: versions of each image (the first one plain unless ``augment`` and ``split`` is train);
+    ``tag``: the file-name prefix of this study. A study may carry ``vertebra_boxes`` (name -> pixel
+    box on its mid slice) and ``ax_boxes`` (axial slice index -> pixel box) instead of vertebra and
+    disc masks, as a reviewed assessment does.
+    """
+    sag, lab = st["sag_images"], st["sag_labels"]
+    mid = int(st["sag_mid"])
+    grades = {lv: int(g) for lv, g in st["params"]["pfirrmann"].items()}
+    for s in range(len(sag)):
+        base = normalize_slice(sag[s])
+        near_mid = abs(s - mid) <= sag_pose_slices
+        for c in range(copies):
+            img = augment_intensity(base, rng) if augment and (c or split == "train") else base
+            stem = f"{tag}_sag{s:02d}_{c}"
+            if "sag_disc_unet" in writers and np.isin(lab[s], list(DISC_LABELS.values())).any():
+                writers["sag_disc_unet"].add(split, stem, img, np.isin(lab[s], list(DISC_LABELS.values())))
+            if near_mid and "sag_vertebra_pose" in writers:
+                writers["sag_vertebra_pose"].add(split, stem, img, sagittal_pose_lines(st, s))
+            if near_mid and "sag_pfirrmann_cls" in writers:
+                for level, g, crop in pfirrmann_crops(img, lab[s], grades):
+                    writers["sag_pfirrmann_cls"].add(split, PFIRRMANN_CLASSES[g - 1], f"{stem}_{level}", crop)
+    kp_by_slice = {a["slice_index"]: a for a in st["axial_keypoints"]}
+    ax_boxes = st.get("ax_boxes") or {}
+    for s in range(len(st["ax_images"])):
+        if "ax_disc_seg" not in writers and s not in kp_by_slice:
+            continue
+        base = normalize_slice(st["ax_images"][s])
+        for c in range(copies):
+            img = augment_intensity(base, rng) if augment and (c or split == "train") else base
+            stem = f"{tag}_ax{s:02d}_{c}"
+            if "ax_disc_seg" in writers:
+                writers["ax_disc_seg"].add(split, stem, img, axial_seg_lines(st["ax_labels"][s]))
+            if "ax_msu_pose" in writers and s in kp_by_slice:
+                line = axial_pose_line(st["ax_labels"][s], st["ax_affines"][s], kp_by_slice[s]["keypoints"],
+                                       box=ax_boxes.get(s))
+                if line:
+                    writers["ax_msu_pose"].add(split, stem, img, [line])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -57,8 +57,9 @@ def _versions() -> dict[str, str]:
 
 
 def train_yolo(defn: ModelDef, data: str | Path, work_dir: Path, epochs: int, batch: int = 16, seed: int = 0,
-               device: str = "cpu", imgsz: int | None = None, **overrides: Any) -> Path:
-    """Return the best weights of a YOLOv8 model trained from scratch (no download) on ``data``."""
+               device: str = "cpu", imgsz: int | None = None, init: str | Path | None = None, **overrides: Any) -> Path:
+    """Return the best weights of a YOLOv8 model trained on ``data``: from scratch (the .yaml; no
+    download), or fine-tuned from the local weights file ``init``."""
     from .yolo import configure_offline
 
     configure_offline()
@@ -74,7 +75,7 @@ def train_yolo(defn: ModelDef, data: str | Path, work_dir: Path, epochs: int, ba
     if defn.task != "classify":
         args.update(YOLO_AUGMENT)
     args.update(overrides)
-    model = YOLO(defn.yaml, task=defn.task)
+    model = YOLO(str(init) if init else defn.yaml, task=defn.task)
     model.train(**args)
     save_dir = Path(model.trainer.save_dir)
     best = save_dir / "weights" / "best.pt"
@@ -226,7 +227,7 @@ def update_manifest(entry: Mapping[str, Any], manifest_path: Path | None = None)
 def train_model(name: str, data: str | Path, *, epochs: int | None = None, batch: int | None = None, seed: int = 0,
                 device: str = "cpu", out_dir: str | Path | None = None, work_dir: str | Path | None = None,
                 data_record: Mapping[str, Any] | None = None, command: str | None = None,
-                version: str | None = None) -> dict[str, Any]:
+                version: str | None = None, init: str | Path | None = None) -> dict[str, Any]:
     """Train model ``name`` on ``data`` (data.yaml, image folder or npz folder); return its manifest entry.
 
     The weights go to ``out_dir`` (default ``Resources/Models``) as ``<name>.pt``, and the entry
@@ -246,15 +247,27 @@ def train_model(name: str, data: str | Path, *, epochs: int | None = None, batch
     work = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix=f"spineassist-train-{name}-"))
     t0 = time.perf_counter()
     extra: dict[str, Any] = {}
+    if init is not None:
+        init = Path(init)
+        if defn.task == "unet-segment":
+            raise ModelError(f"--init (fine-tuning) is for the YOLO models; {name} is a U-Net trained from scratch")
+        if not init.is_file():
+            raise ModelError(f"--init {init}: no such weights file")
+        extra["initialised_from"] = {"file": init.name, "sha256": sha256_file(init)}
     if defn.task == "unet-segment":
         tmp = work / defn.file
         extra = train_unet(data, tmp, settings["epochs"], settings["batch"], settings.get("patch", 256),
                            settings.get("lr", 1e-3), seed, device)
         shutil.copyfile(tmp, target)
-        extra = {"best_val_dice": extra["best_val_dice"], "final_loss": extra["history"][-1]["loss"]}
+        history = extra
+        extra = {"best_val_dice": history["best_val_dice"], "final_loss": history["history"][-1]["loss"]}
     else:
+        if defn.task == "classify":
+            from .datasets import FolderWriter
+
+            FolderWriter(Path(data), defn.classes).finish()   # every class in both splits (ultralytics needs it)
         settings.update(nbs=settings["batch"], warmup_epochs=float(min(3, max(1, settings["epochs"] // 10))))
-        best = train_yolo(defn, data, work, settings["epochs"], settings["batch"], seed, device)
+        best = train_yolo(defn, data, work, settings["epochs"], settings["batch"], seed, device, init=init)
         shutil.copyfile(best, target)
     seconds = time.perf_counter() - t0
     return register_weights(name, target, settings=settings, seed=seed, device=device, seconds=seconds,

@@ -170,12 +170,13 @@ def _relabel_nodes(nodes: NodeSet, assessment: Assessment, levels: Mapping[str, 
 # ------------------------------------------------------------------------------------------------
 
 def grade_from_keypoints(level: str, kind: str, points_lps: Mapping[str, Sequence[float]],
-                         settings: Mapping[str, Any] | None = None) -> Any:
+                         settings: Mapping[str, Any] | None = None, herniation_points: Any = None) -> Any:
     """Return the grading rule's result (``MeyerdingResult`` or ``MSUResult``) for one level from named LPS points.
 
     Listhesis at ``"L4-L5"`` takes ``"L5 posterior-superior"`` (P), ``"L5 anterior-superior"`` (Q) and
     ``"L4 posterior-inferior"`` (R). Herniation takes the MSU points, named ``"L4-L5 left medial facet"``
-    or just ``"left medial facet"``; the apex is optional.
+    or just ``"left medial facet"``; the apex is optional. ``herniation_points`` (LPS mm) give the
+    herniation's lateral extent (the zones it reaches) where a mask is not at hand.
     """
     settings = settings or {}
     upper, _, lower = level.partition("-")
@@ -202,8 +203,18 @@ def grade_from_keypoints(level: str, kind: str, points_lps: Mapping[str, Sequenc
 
         left, right, margin, apex, canal = (named(n) for n in anatomy.MSU_KEYPOINTS)
         fl, fr, d, c = need(left, right, margin, canal)
-        return msu_grade(fl, fr, d, c, herniation_apex=points_lps.get(apex))
+        apex_point = points_lps.get(apex)
+        return msu_grade(fl, fr, d, c, herniation_apex=apex_point,
+                         herniation_points=herniation_points if apex_point is not None else None)
     raise ValueError(f"{kind} is not graded from keypoints; only listhesis (corners) and ldh (MSU points) are")
+
+
+def model_extent(finding: Any) -> Any:
+    """Return the two LPS ends of the herniation's lateral extent the model measured (from its mask),
+    or None. Moving a keypoint regrades with them, so the zone still follows the whole herniation
+    and not the apex alone (the scene holds no axial mask to measure it again)."""
+    line = finding.geometry.lines.get("herniation extent") if finding.kind == "ldh" else None
+    return None if line is None else [list(line[0]), list(line[1])]
 
 
 def regrade_from_keypoints(assessment: Assessment, level: str, kind: str, points_lps: Mapping[str, Sequence[float]],
@@ -215,7 +226,7 @@ def regrade_from_keypoints(assessment: Assessment, level: str, kind: str, points
     """
     reader = reader or current_reader()
     finding = assessment.level(level).finding(kind)
-    result = grade_from_keypoints(level, kind, points_lps, assessment.settings)
+    result = grade_from_keypoints(level, kind, points_lps, assessment.settings, model_extent(finding))
     new = result.value
     if new == finding.value:
         return None
@@ -310,7 +321,8 @@ class LiveRegrading:
         try:
             points = level_keypoints(self.nodes, level.model_name or level.name)
             correction = regrade_from_keypoints(self.assessment, level.name, kind, points, self.reader)
-            result = grade_from_keypoints(level.name, kind, points, self.assessment.settings)
+            result = grade_from_keypoints(level.name, kind, points, self.assessment.settings,
+                                          model_extent(level.finding(kind)))
         except ValueError as e:
             self.errors.append(str(e))
             return

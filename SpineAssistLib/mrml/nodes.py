@@ -454,6 +454,9 @@ def _add_table(scene: Any, parent: int) -> Any:
     table = scene.AddNewNodeByClass("vtkMRMLTableNode", "SpineAssist findings")
     for name in TABLE_COLUMNS:
         table.AddColumn().SetName(name)
+    # a view of the findings: Slicer's table view must not take edits the findings would not see
+    # (corrections go through the panel's controls, which offer only valid values)
+    table.SetLocked(1)
     _layer_attr(table, "findings")
     _place(scene, table, parent)
     return table

@@ -265,3 +265,29 @@ def sample_params(seed: int, **overrides: Any) -> PhantomParams:
         else:
             setattr(p, name, value)
     return p.validate()
+
+
+def herniation_enriched_msu(seed: int, rate: float) -> dict[str, dict[str, Any]]:
+    """Return ``msu`` overrides for a training phantom with herniations at ``rate`` per lumbar level.
+
+    At clinical prevalence (``_sample_msu``: 4-30 % per level) a training set of a few dozen
+    phantoms holds too few herniations for a model to learn the apex from; this draws the same
+    sizes, zones and sides at a chosen rate (class balancing, for training sets only). The rest
+    of the levels are normal or bulging as usual. Deterministic in ``seed``.
+    """
+    if not 0.0 <= float(rate) <= 1.0:
+        raise ValueError(f"herniation rate must lie in 0-1; got {rate!r}")
+    base = sample_params(seed)
+    rng = np.random.default_rng([int(seed), 0xE41])
+    out: dict[str, dict[str, Any]] = {}
+    for lv in base.lumbar_levels:
+        if rng.random() < rate:
+            size = _choice(rng, {1: 0.40, 2: 0.40, 3: 0.20})
+            zone = _choice(rng, {"A": 0.30, "AB": 0.25, "B": 0.25, "BC": 0.10, "C": 0.10} if size < 3
+                           else {"A": 0.6, "AB": 0.4})
+            side = None if zone == "A" else _choice(rng, {"left": 0.5, "right": 0.5})
+            grade = MSUGrade(size, zone, side)
+        else:
+            grade = MSUGrade(0, bulge=bool(rng.random() < 0.35))
+        out[lv] = grade.to_dict()
+    return out
