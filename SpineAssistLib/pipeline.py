@@ -450,7 +450,7 @@ def _paint_axial_labels(s: _AxialSlice, level: str) -> None:
 
 
 def _grade_msu(level: Level, slices: list[_AxialSlice], result: AssessmentResult) -> None:
-    from .grading import msu_grade, select_maximal_extrusion, voxel_centers_lps
+    from .grading import herniation_from_masks, msu_grade, select_maximal_extrusion, voxel_centers_lps
 
     if not slices:
         level.ldh = HerniationFinding(status="not_assessed", reason="no axial slice crosses this disc")
@@ -464,18 +464,23 @@ def _grade_msu(level: Level, slices: list[_AxialSlice], result: AssessmentResult
         lps = s.stack.pixel_to_lps(s.k, kp[:, 1], kp[:, 0])
         a_, b_ = lps[0], lps[1]
         left, right = (a_, b_) if a_[0] > b_[0] else (b_, a_)   # LPS +x is the patient's left
-        apex = lps[3] if sc[3] >= APEX_MIN_SCORE else None
-        hern_points = None
+        disc_points = hern_points = None
         if s.seg.masks is not None:
-            hmask = np.zeros(s.stack.voxels.shape[1:], bool)
+            masks = {name: np.zeros(s.stack.voxels.shape[1:], bool) for name in ("disc", "herniation")}
             for m, cls in zip(s.seg.masks, s.seg.classes):
-                if s.seg.names[cls] == "herniation":
-                    hmask |= m
-            if hmask.sum() >= HERNIATION_MIN_PIXELS:
-                hern_points = voxel_centers_lps(hmask, s.stack.slice_numpy_affine(s.k))
+                if s.seg.names[cls] in masks:
+                    masks[s.seg.names[cls]] |= m
+            A = s.stack.slice_numpy_affine(s.k)
+            if masks["disc"].any():
+                disc_points = voxel_centers_lps(masks["disc"], A)
+            if masks["herniation"].sum() >= HERNIATION_MIN_PIXELS:
+                hern_points = voxel_centers_lps(masks["herniation"], A)
+        # the masks say herniation or bulge (the pose model's apex score does not tell them apart)
+        apex, hern_points, bulge = herniation_from_masks(
+            disc_points, hern_points, lps[2], lps[4], lps[3] if sc[3] >= APEX_MIN_SCORE else None)
         origin, normal = s.stack.slice_plane(s.k)
         try:
-            res = msu_grade(left, right, lps[2], lps[4], apex, hern_points, bulge=hern_points is not None,
+            res = msu_grade(left, right, lps[2], lps[4], apex, hern_points, bulge=bulge,
                             slice_normal=tuple(normal),
                             source=_source(s.stack, s.k))
         except ValueError as e:

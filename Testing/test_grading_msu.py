@@ -278,3 +278,55 @@ def test_zero_slice_normal_is_refused():
 def test_bulge_must_be_a_boolean():
     with pytest.raises(TypeError, match="bulge"):
         grade(None, bulge="yes")
+
+
+# ---- bulge or herniation from masks (Fardon 2014: more than 25 % of the circumference is a bulge)
+
+def _disc_and_rim(rim_from_deg, rim_to_deg, thickness_mm=2.0, radius_mm=20.0, z=0.0):
+    """Return an axial disc (a 20 mm disc of points in the z = const plane) and material in a ring
+    sector just outside it, angles measured from patient left (+x) towards posterior (+y)."""
+    g = np.arange(-radius_mm, radius_mm + 0.5, 0.5)
+    xx, yy = np.meshgrid(g, g)
+    inside = xx ** 2 + yy ** 2 <= radius_mm ** 2
+    disc = np.column_stack([xx[inside], yy[inside], np.full(inside.sum(), z)])
+    g2 = np.arange(-radius_mm - thickness_mm, radius_mm + thickness_mm + 0.5, 0.5)
+    xx, yy = np.meshgrid(g2, g2)
+    r, a = np.hypot(xx, yy), np.degrees(np.arctan2(yy, xx)) % 360
+    sector = (r > radius_mm) & (r <= radius_mm + thickness_mm) & (a >= rim_from_deg) & (a <= rim_to_deg)
+    return disc, np.column_stack([xx[sector], yy[sector], np.full(sector.sum(), z)])
+
+
+def test_material_all_round_the_disc_is_a_bulge_without_an_apex():
+    from SpineAssistLib.grading import disc_material
+
+    disc, rim = _disc_and_rim(0, 360)
+    m = disc_material(disc, rim, posterior=(0, 1, 0))
+    assert m.bulge and m.apex is None and m.circumference > 0.9
+
+
+def test_focal_posterior_material_is_a_herniation_with_its_deepest_point_as_apex():
+    from SpineAssistLib.grading import disc_material
+
+    disc, blob = _disc_and_rim(80, 110, thickness_mm=6.0)        # 30° of the circumference, posterior
+    m = disc_material(disc, blob, posterior=(0, 1, 0))
+    assert not m.bulge and m.circumference < 0.25
+    assert m.apex[1] == pytest.approx(blob[:, 1].max())
+
+
+def test_a_herniation_on_a_bulge_keeps_only_the_focal_part():
+    from SpineAssistLib.grading import disc_material
+
+    disc, rim = _disc_and_rim(0, 360, thickness_mm=2.0)
+    _, blob = _disc_and_rim(170, 190, thickness_mm=8.0)           # a focal protrusion to the patient's right
+    m = disc_material(disc, np.vstack([rim, blob]), posterior=(0, 1, 0))
+    assert m.bulge and m.apex is not None
+    assert m.points[:, 0].max() < -15                             # only the protrusion, not the rim
+
+
+def test_herniation_from_masks_falls_back_to_the_models_apex_without_masks():
+    from SpineAssistLib.grading import herniation_from_masks
+
+    assert herniation_from_masks(None, None, (0, 0, 0), (0, 10, 0), (1.0, 4.0, 0.0)) == ((1.0, 4.0, 0.0), None, False)
+    disc, rim = _disc_and_rim(0, 360)
+    apex, points, bulge = herniation_from_masks(disc, rim, (0, 20, 0), (0, 35, 0), (1.0, 4.0, 0.0))
+    assert apex is None and points is None and bulge

@@ -405,3 +405,34 @@ def test_training_a_model_writes_weights_and_a_manifest_entry(tmp_path):
     assert sorted(specs) == ["ax_msu_pose", "sag_disc_unet"]
     for spec in specs.values():
         registry.verified_path(spec)
+
+
+def test_fine_tuning_hands_the_init_weights_to_ultralytics(monkeypatch, tmp_path):
+    """ultralytics rebuilds a .pt model from its yaml when pretrained=False: --init must name the file."""
+    import ultralytics
+
+    from SpineAssistLib.models.catalog import MODEL_DEFS
+    from SpineAssistLib.models.train import train_yolo
+
+    seen = {}
+
+    class FakeYOLO:
+        def __init__(self, model, task=None):
+            seen["model"] = model
+
+        def train(self, **kw):
+            seen.update(kw)
+            weights = tmp_path / "run" / "weights"
+            weights.mkdir(parents=True)
+            (weights / "best.pt").write_bytes(b"w")
+            self.trainer = type("T", (), {"save_dir": tmp_path / "run"})()
+
+    monkeypatch.setattr(ultralytics, "YOLO", FakeYOLO)
+    init = tmp_path / "start.pt"
+    init.write_bytes(b"x")
+    train_yolo(MODEL_DEFS["ax_msu_pose"], tmp_path / "data.yaml", tmp_path, epochs=1, init=init)
+    assert seen["model"] == str(init) and seen["pretrained"] == str(init)
+    seen.clear()
+    (tmp_path / "run").rename(tmp_path / "run-1")
+    train_yolo(MODEL_DEFS["ax_msu_pose"], tmp_path / "data.yaml", tmp_path, epochs=1)
+    assert seen["model"].endswith(".yaml") and seen["pretrained"] is False

@@ -9,7 +9,7 @@ One file per rule: ``levels``, ``meyerding``, ``msu``, ``pfirrmann``, ``slice_ma
 from .levels import (LabelledDisc, LabelledVertebra, LevelLabelling, SpineDetection, label_levels,
                      recount_lumbar_levels, relabel_levels, vertebrae_cranial_to_caudal)
 from .meyerding import MeyerdingResult, meyerding_from_percent, meyerding_grade
-from .msu import MSUResult, msu_grade, msu_size, select_maximal_extrusion
+from .msu import DiscMaterial, MSUResult, disc_material, herniation_from_masks, msu_grade, msu_size, select_maximal_extrusion
 from .pfirrmann import PfirrmannResult, pfirrmann_grade, rule_based_pfirrmann
 from .slice_mapping import SliceAssignment, SliceMapping, SlicePlane, disc_point_clouds, map_axial_slices
 from .vectors import voxel_centers_lps
@@ -18,7 +18,7 @@ __all__ = [
     "LabelledDisc", "LabelledVertebra", "LevelLabelling", "SpineDetection", "label_levels",
     "recount_lumbar_levels", "relabel_levels", "vertebrae_cranial_to_caudal",
     "MeyerdingResult", "meyerding_from_percent", "meyerding_grade",
-    "MSUResult", "msu_grade", "msu_size", "select_maximal_extrusion",
+    "DiscMaterial", "MSUResult", "disc_material", "herniation_from_masks", "msu_grade", "msu_size", "select_maximal_extrusion",
     "PfirrmannResult", "pfirrmann_grade", "rule_based_pfirrmann",
     "SliceAssignment", "SliceMapping", "SlicePlane", "disc_point_clouds", "map_axial_slices",
     "voxel_centers_lps",

@@ -333,3 +333,98 @@ def _zone_index(s_quarters: float) -> int:
     if abs(s_quarters) <= 2.0 + BOUNDARY_TOLERANCE:
         return 3 if s_quarters > 0 else 1
     return 4 if s_quarters > 0 else 0
+
+
+# ---- herniation or bulge, from masks -----------------------------------------------------------
+
+# Lumbar disc nomenclature 2.0 (Fardon et al., Spine J 2014): disc material beyond the disc space
+# over more than 25 % (90°) of the circumference is a bulge, not a herniation; a herniation is
+# localised (less than 25 %).
+BULGE_MIN_CIRCUMFERENCE = 0.25
+_ANGLE_BINS = 72   # 5° sectors
+
+
+@dataclass(frozen=True)
+class DiscMaterial:
+    """Disc material beyond the disc space on one axial slice, read from masks.
+
+    ``circumference``: fraction of the disc's circumference (about its centre) it covers;
+    ``bulge``: True when that exceeds 25 %; ``apex``: the herniation's most posterior point (LPS)
+    when it is a herniation, else None; ``points``: the material's points (LPS) for its extent.
+    """
+
+    circumference: float
+    bulge: bool
+    apex: tuple[float, float, float] | None
+    points: np.ndarray | None
+
+
+def disc_material(disc_points: Any, material_points: Any, posterior: PointLike,
+                  min_points: int = 4) -> DiscMaterial:
+    """Return whether the material beyond the disc (``material_points``, LPS mm) is a bulge or a
+    herniation, by how much of the disc's circumference it covers (``disc_points``: the disc's
+    own points, LPS mm); ``posterior``: the patient's posterior direction in the slice.
+
+    A herniation's apex is its point furthest along ``posterior``. When a herniation rides on a
+    bulge (material all round plus a focal protrusion), only the part deeper than the bulge's
+    typical thickness is taken as the herniation.
+    """
+    disc = lps_points("disc_points", disc_points)
+    material = None if material_points is None else lps_points("material_points", material_points)
+    post = _unit_or_raise(lps_point("posterior", posterior), "posterior is a zero vector")
+    if material is None or len(material) < min_points or len(disc) < min_points:
+        return DiscMaterial(0.0, False, None, None)
+    centre = disc.mean(axis=0)
+    rel_d, rel_m = disc - centre, material - centre
+    # the slice plane: the disc's points spread least along its normal
+    normal = np.linalg.svd(rel_d, full_matrices=False)[2][-1]
+    post = _unit_or_raise(post - (post @ normal) * normal, "posterior runs along the slice normal")
+    lateral = np.cross(normal, post)
+    angles = np.arctan2(rel_m @ post, rel_m @ lateral)
+    bins = np.unique(((angles + np.pi) / (2 * np.pi) * _ANGLE_BINS).astype(int) % _ANGLE_BINS)
+    circumference = len(bins) / _ANGLE_BINS
+    if circumference > BULGE_MIN_CIRCUMFERENCE:
+        # a bulge; a focal protrusion beyond it is still a herniation
+        radius_d = _radius_by_angle(rel_d, post, lateral)
+        beyond = np.hypot(rel_m @ post, rel_m @ lateral) - radius_d(angles)
+        thickness = float(np.median(beyond))
+        focal = beyond > thickness + max(2.0, thickness)
+        focal_bins = np.unique(((angles[focal] + np.pi) / (2 * np.pi) * _ANGLE_BINS).astype(int) % _ANGLE_BINS)
+        if focal.sum() < min_points or len(focal_bins) / _ANGLE_BINS > BULGE_MIN_CIRCUMFERENCE:
+            return DiscMaterial(circumference, True, None, None)
+        material = material[focal]
+    apex = material[int(np.argmax(material @ post))]
+    return DiscMaterial(circumference, circumference > BULGE_MIN_CIRCUMFERENCE, as_point(apex), material)
+
+
+def _radius_by_angle(rel: FloatArray, post: FloatArray, lateral: FloatArray):
+    """Return f(angles) -> the disc's outer radius in each 5° sector (its largest point there)."""
+    ang = np.arctan2(rel @ post, rel @ lateral)
+    r = np.hypot(rel @ post, rel @ lateral)
+    idx = ((ang + np.pi) / (2 * np.pi) * _ANGLE_BINS).astype(int) % _ANGLE_BINS
+    radius = np.zeros(_ANGLE_BINS)
+    np.maximum.at(radius, idx, r)
+    if (radius > 0).any():   # fill empty sectors from their neighbours
+        filled = np.where(radius > 0)[0]
+        radius = np.interp(np.arange(_ANGLE_BINS), filled, radius[filled], period=_ANGLE_BINS)
+
+    def at(angles: FloatArray) -> FloatArray:
+        return radius[((angles + np.pi) / (2 * np.pi) * _ANGLE_BINS).astype(int) % _ANGLE_BINS]
+
+    return at
+
+
+def herniation_from_masks(disc_points: Any, material_points: Any, posterior_disc_margin: PointLike,
+                          posterior_canal: PointLike, model_apex: PointLike | None = None
+                          ) -> tuple[tuple[float, float, float] | None, np.ndarray | None, bool]:
+    """Return (apex, herniation points, bulge) for ``msu_grade`` from one slice's segmentation.
+
+    The masks decide whether there is a herniation (``disc_material``: localised material) and
+    where its deepest point is; without material points, ``model_apex`` (a keypoint model's apex,
+    trusted only by the caller) is used as is.
+    """
+    if material_points is None or disc_points is None:
+        return (None if model_apex is None else as_point(lps_point("model_apex", model_apex))), None, False
+    posterior = lps_point("posterior_canal", posterior_canal) - lps_point("posterior_disc_margin", posterior_disc_margin)
+    m = disc_material(disc_points, material_points, posterior)
+    return m.apex, m.points, m.bulge

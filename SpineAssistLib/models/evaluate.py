@@ -179,7 +179,7 @@ def _class_mask(r: Any, cls: int, shape: tuple[int, int]) -> np.ndarray:
 
 def evaluate_axial(models: Models, st: Mapping[str, Any], acc: dict[str, list]) -> None:
     """Add one study's axial results (disc segmentation, MSU keypoints, herniation grades) to ``acc``."""
-    from ..grading import msu_grade, select_maximal_extrusion
+    from ..grading import herniation_from_masks, msu_grade, select_maximal_extrusion
 
     kp_truth = {a["slice_index"]: a for a in st["axial_keypoints"]}
     per_level: dict[str, list] = {}
@@ -200,7 +200,13 @@ def evaluate_axial(models: Models, st: Mapping[str, Any], acc: dict[str, list]) 
         lps = pixels_to_lps(kp, A)
         # patient left is +x in LPS: name the facets by it, not by image side
         left, right = (lps[0], lps[1]) if lps[0][0] >= lps[1][0] else (lps[1], lps[0])
-        apex = lps[3] if ks[3] >= APEX_SCORE else None
+        hp = None
+        if hern_pred.any():
+            idx = np.argwhere(hern_pred)
+            hp = pixels_to_lps(idx[:, ::-1].astype(float), A)
+        dp = pixels_to_lps(np.argwhere(disc_pred)[:, ::-1].astype(float), A) if disc_pred.any() else None
+        apex, hp, bulge = herniation_from_masks(dp, hp, lps[2], lps[4], lps[3] if ks[3] >= APEX_SCORE else None)
+        apex = None if apex is None else np.asarray(apex)
         if s in kp_truth:
             t = kp_truth[s]["keypoints"]
             tl = np.array(t[MSU_KEYPOINTS[0]]), np.array(t[MSU_KEYPOINTS[1]])
@@ -216,12 +222,8 @@ def evaluate_axial(models: Models, st: Mapping[str, Any], acc: dict[str, list]) 
         if level is None or not disc_pred.any():
             continue
         normal = np.cross(A[:3, 1], A[:3, 0])
-        hp = None
-        if hern_pred.any():
-            idx = np.argwhere(hern_pred)
-            hp = pixels_to_lps(idx[:, ::-1].astype(float), A)
         try:
-            res = msu_grade(left, right, lps[2], lps[4], apex, hp, slice_normal=normal)
+            res = msu_grade(left, right, lps[2], lps[4], apex, hp, bulge=bulge, slice_normal=normal)
         except ValueError as e:
             log.info("slice %d: MSU not measurable: %s", s, e)
             continue

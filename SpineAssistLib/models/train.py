@@ -74,6 +74,9 @@ def train_yolo(defn: ModelDef, data: str | Path, work_dir: Path, epochs: int, ba
                 nbs=int(batch), warmup_epochs=float(min(3, max(1, int(epochs) // 10))))
     if defn.task != "classify":
         args.update(YOLO_AUGMENT)
+    if init:
+        # ultralytics drops a .pt model's weights when pretrained=False: name the file instead
+        args["pretrained"] = str(init)
     args.update(overrides)
     model = YOLO(str(init) if init else defn.yaml, task=defn.task)
     model.train(**args)
