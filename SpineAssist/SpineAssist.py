@@ -117,4 +117,6 @@ class SpineAssistTest(ScriptedLoadableModuleTest):
         panel.on_edit(level.name, "pfirrmann", choice_index("pfirrmann", new))
         self.assertEqual(level.pfirrmann.value, new)
         self.assertEqual(level.pfirrmann.model, model)
+        export = logic.export_training_data(os.path.join(slicer.app.temporaryPath, "SpineAssist-training"))
+        self.assertGreater(export.counts["sag_disc_unet"], 0)
         self.delayDisplay("SpineAssist: whole flow passed")

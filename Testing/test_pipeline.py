@@ -280,3 +280,34 @@ def test_export_training_command_and_its_errors(assessed, tmp_path):
     assert "ax_msu_pose" in ok.stdout and (tmp_path / "t" / "ax_msu_pose" / "data.yaml").is_file()
     bad = _cli("export", "training", str(tmp_path), "--dest", str(tmp_path / "t2"))
     assert bad.returncode == 2 and "no scene.mrb" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_the_disc_unet_runs_from_the_centre_out_to_the_last_slice_with_a_disc():
+    from SpineAssistLib.pipeline import _segment_disc_slices
+    from SpineAssistLib.pipeline_types import ImageStack
+    from SpineAssistLib.progress import StageReporter
+
+    voxels = np.zeros((15, 32, 32), np.float32)
+    for k in range(15):
+        voxels[k] = k
+    seen = []
+
+    class Unet:
+        def predict(self, image):
+            k = int(image[0, 0])
+            seen.append(k)
+            m = np.zeros(image.shape, bool)
+            if 3 <= k <= 9:                                  # discs on slices 3-9 only
+                m[10:20, 10:20] = True
+            return type("R", (), {"mask": m})()
+
+    stack = ImageStack("sagittal", "sagittal", voxels, np.eye(4))
+    masks = _segment_disc_slices(Unet(), stack, StageReporter({"sagittal models": 1.0}))
+    assert sorted(seen) == list(range(2, 11))                # 2 and 10 show none: the walk stops there
+    assert masks[3:10].any(axis=(1, 2)).all() and not masks[:3].any() and not masks[10:].any()
+    # no disc near the centre: every slice is run
+    voxels[:] = 0
+    voxels[0] = 3
+    seen.clear()
+    _segment_disc_slices(Unet(), ImageStack("sagittal", "sagittal", voxels, np.eye(4)), StageReporter({"sagittal models": 1.0}))
+    assert len(seen) == 15
