@@ -27,6 +27,7 @@ import numpy as np
 from .anatomy import CORNERS, DISC_LABELS, HERNIATION_LABEL, THECAL_SAC_LABEL, corner_name
 from .errors import SpineAssistError
 from .findings import Assessment, HerniationFinding, Level, ModelInfo
+from .models.orientation import Oriented, SliceOrientation
 from .pipeline_types import AssessmentResult, Box, ImageStack
 from .progress import CancelToken, ProgressEvent, StageReporter
 
@@ -164,6 +165,7 @@ def _segment_disc_slices(unet: Any, stack: ImageStack, reporter: StageReporter) 
     n = stack.voxels.shape[0]
     masks = np.zeros(stack.voxels.shape, bool)
     done = 0
+    unet = Oriented(unet, _orientation(stack))
 
     def run(k: int) -> bool:
         nonlocal done
@@ -188,6 +190,11 @@ def _segment_disc_slices(unet: Any, stack: ImageStack, reporter: StageReporter) 
     return masks
 
 
+def _orientation(stack: ImageStack) -> SliceOrientation:
+    """Return how the stack's slices turn into the view the models were trained on."""
+    return SliceOrientation.of(stack.slice_numpy_affine(0), stack.role)
+
+
 CENTRAL_SLICES = 2          # slices either side of the centre always segmented
 MIN_DISC_SLICE_PIXELS = 20  # a slice with fewer disc pixels shows no disc
 
@@ -209,6 +216,7 @@ def _find_vertebrae(pose_model: Any, stack: ImageStack, mid: int) -> tuple[int, 
     n = stack.voxels.shape[0]
     slices = [k for k in (mid, mid - 1, mid + 1) if 0 <= k < n]
     first = None
+    pose_model = Oriented(pose_model, _orientation(stack))
     for conf in (VERTEBRA_MIN_SCORE, SACRUM_RETRY_SCORE):
         for k in slices:
             pose = pose_model.predict(stack.voxels[k], conf=conf)
@@ -340,7 +348,8 @@ def _grade_pfirrmann(level: Level, stack: ImageStack, k: int, corners: Mapping[s
     annulus = mask & ~nucleus
     from .models.datasets import pfirrmann_crop
 
-    probs = classifier.predict(pfirrmann_crop(stack.voxels[k], mask)).probs  # the crop the classifier was trained on
+    o = _orientation(stack)   # the crop the classifier was trained on: canonical view, whole slice normalised
+    probs = classifier.predict(pfirrmann_crop(o.image(stack.voxels[k]), o.image(mask))).probs
     grade = int(np.argmax(probs)) + 1
     confidence = float(np.max(probs))
 
@@ -462,8 +471,9 @@ def _run_axial_models(axial: Sequence[ImageStack], slices_by_level: Mapping[str,
         for stack, k in locs:
             reporter.stage("axial models", done / total, f"{level}: slice {k + 1} of {stack.name}")
             done += 1
-            s = _AxialSlice(stack, k, models["ax_disc_seg"].predict(stack.voxels[k]),
-                            models["ax_msu_pose"].predict(stack.voxels[k], max_det=1))
+            o = _orientation(stack)
+            s = _AxialSlice(stack, k, Oriented(models["ax_disc_seg"], o).predict(stack.voxels[k]),
+                            Oriented(models["ax_msu_pose"], o).predict(stack.voxels[k], max_det=1))
             _paint_axial_labels(s, level)
             out.setdefault(level, []).append(s)
     return out

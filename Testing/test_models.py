@@ -436,3 +436,72 @@ def test_fine_tuning_hands_the_init_weights_to_ultralytics(monkeypatch, tmp_path
     (tmp_path / "run").rename(tmp_path / "run-1")
     train_yolo(MODEL_DEFS["ax_msu_pose"], tmp_path / "data.yaml", tmp_path, epochs=1)
     assert seen["model"].endswith(".yaml") and seen["pretrained"] is False
+
+
+# ---- canonical view (models.orientation) ------------------------------------------------------
+
+def _slice_affine(row_dir, col_dir, origin=(5.0, -3.0, 7.0), spacing=(0.7, 0.6)):
+    A = np.eye(4)
+    A[:3, 0] = np.array(row_dir, float) * spacing[0]
+    A[:3, 1] = np.array(col_dir, float) * spacing[1]
+    A[:3, 2] = np.cross(row_dir, col_dir)
+    A[:3, 3] = origin
+    return A
+
+
+@pytest.mark.parametrize("row_dir,col_dir,plane,expected", [
+    ((0, 0, -1), (0, 1, 0), "sagittal", (False, False, False)),    # anterior on the left: as trained
+    ((0, 0, -1), (0, -1, 0), "sagittal", (False, False, True)),    # anterior on the right
+    ((0, 1, 0), (0, 0, -1), "sagittal", (True, False, False)),     # rows and columns swapped
+    ((0, 1, 0), (1, 0, 0), "axial", (False, False, False)),        # radiological (head first)
+    ((0, 1, 0), (-1, 0, 0), "axial", (False, False, True)),        # feet first: patient's left on the image left
+    ((0, -1, 0), (-1, 0, 0), "axial", (False, True, True)),        # prone
+])
+def test_slice_orientation_from_the_geometry(row_dir, col_dir, plane, expected):
+    from SpineAssistLib.models.orientation import SliceOrientation
+
+    o = SliceOrientation.of(_slice_affine(row_dir, col_dir), plane)
+    assert (o.transpose, o.flip_rows, o.flip_cols) == expected
+
+
+@pytest.mark.parametrize("transpose", [False, True])
+@pytest.mark.parametrize("flip_rows", [False, True])
+@pytest.mark.parametrize("flip_cols", [False, True])
+def test_canonical_view_round_trips_pixels_boxes_and_lps(transpose, flip_rows, flip_cols):
+    from SpineAssistLib.models.imaging import pixels_to_lps
+    from SpineAssistLib.models.orientation import SliceOrientation
+
+    o = SliceOrientation(transpose, flip_rows, flip_cols)
+    img = np.zeros((30, 50))
+    img[7, 41] = 1.0                                   # row 7, column 41
+    view = o.image(img)
+    r, c = np.argwhere(view == 1.0)[0]
+    assert o.xy_back(np.array([c, r]), view.shape).tolist() == [41, 7]
+    assert o.xy(np.array([41, 7]), img.shape).tolist() == [c, r]
+    assert np.array_equal(o.image_back(view), img)
+    box = o.box_back(np.array([[c - 2, r - 1, c + 3, r + 4]]), view.shape)[0]
+    assert box[0] <= 41 <= box[2] and box[1] <= 7 <= box[3]
+    A = _slice_affine((0, 0, -1), (0, 1, 0))
+    Ac = o.affine(A, img.shape)
+    assert np.allclose(pixels_to_lps(np.array([[c, r]]), Ac), pixels_to_lps(np.array([[41, 7]]), A))
+
+
+def test_a_model_sees_the_canonical_view_and_answers_in_the_slice_pixels():
+    from SpineAssistLib.models.orientation import Oriented, SliceOrientation
+    from SpineAssistLib.models.yolo import YoloResult
+
+    class BrightestPixel:          # a "model" that boxes and points at the brightest pixel it is shown
+        def predict(self, image, **_):
+            r, c = np.unravel_index(np.argmax(image), image.shape)
+            self.shown = image
+            return YoloResult(("disc",), np.array([[c - 1.0, r - 1.0, c + 1.0, r + 1.0]]), np.ones(1), np.zeros(1, int),
+                              keypoints=np.array([[[float(c), float(r)]]]), keypoint_scores=np.ones((1, 1)))
+
+    img = np.zeros((20, 40))
+    img[5, 30] = 1.0
+    model = BrightestPixel()
+    o = SliceOrientation.of(_slice_affine((0, 0, -1), (0, -1, 0)), "sagittal")   # anterior on the right
+    r = Oriented(model, o).predict(img)
+    assert np.argwhere(model.shown == 1.0)[0].tolist() == [5, 40 - 1 - 30]     # it saw the mirror image
+    assert r.keypoints[0, 0].tolist() == [30.0, 5.0]                            # and answers in the slice's pixels
+    assert r.boxes[0].tolist() == [29.0, 4.0, 31.0, 6.0]

@@ -283,6 +283,7 @@ def test_export_training_command_and_its_errors(assessed, tmp_path):
 
 
 def test_the_disc_unet_runs_from_the_centre_out_to_the_last_slice_with_a_disc():
+    from SpineAssistLib.models.unet import UNetResult
     from SpineAssistLib.pipeline import _segment_disc_slices
     from SpineAssistLib.pipeline_types import ImageStack
     from SpineAssistLib.progress import StageReporter
@@ -299,7 +300,7 @@ def test_the_disc_unet_runs_from_the_centre_out_to_the_last_slice_with_a_disc():
             m = np.zeros(image.shape, bool)
             if 3 <= k <= 9:                                  # discs on slices 3-9 only
                 m[10:20, 10:20] = True
-            return type("R", (), {"mask": m})()
+            return UNetResult(m, m.astype(np.float32))
 
     stack = ImageStack("sagittal", "sagittal", voxels, np.eye(4))
     masks = _segment_disc_slices(Unet(), stack, StageReporter({"sagittal models": 1.0}))

@@ -354,8 +354,12 @@ def add_study(writers: Mapping[str, Any], st: Mapping[str, Any], split: str, cop
     ``copies``: versions of each image (the first one plain unless ``augment`` and ``split`` is train);
     ``tag``: the file-name prefix of this study. A study may carry ``vertebra_boxes`` (name -> pixel
     box on its mid slice) and ``ax_boxes`` (axial slice index -> pixel box) instead of vertebra and
-    disc masks, as a reviewed assessment does.
+    disc masks, as a reviewed assessment does. Slices are written in the canonical view the models
+    see at inference (``orientation.canonical_study``).
     """
+    from .orientation import canonical_study
+
+    st = canonical_study(st)
     sag, lab = st["sag_images"], st["sag_labels"]
     mid = int(st["sag_mid"])
     grades = {lv: int(g) for lv, g in st["params"]["pfirrmann"].items()}

@@ -33,6 +33,7 @@ import numpy as np
 from .. import metrics as M
 from ..anatomy import CORNERS, DISC_LABELS, HERNIATION_LABEL, MSU_KEYPOINTS, corner_name
 from .datasets import DISC_NAMES, pfirrmann_crop
+from .orientation import Oriented, SliceOrientation
 from .imaging import lps_to_pixels, pixels_to_lps, stack_slice_affine
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,8 @@ def evaluate_sagittal(models: Models, st: Mapping[str, Any], acc: dict[str, list
     A = stack_slice_affine(st["sag_affine"], mid)
     spacing = float(np.linalg.norm(A[:3, 0]))
     # --- disc segmentation over the stack, per disc
-    preds = [models.unet.predict(img[s]) for s in range(len(img))]
+    o = SliceOrientation.of(A, "sagittal")       # the models see the canonical view (models.orientation)
+    preds = [Oriented(models.unet, o).predict(img[s]) for s in range(len(img))]
     pred_mask = np.stack([p.mask for p in preds])
     from scipy import ndimage
 
@@ -102,7 +104,7 @@ def evaluate_sagittal(models: Models, st: Mapping[str, Any], acc: dict[str, list
         acc["sag_iou"].append(M.iou(pm, truth))
         acc["sag_dice"].append(M.dice(pm, truth))
     # --- vertebra corners on the mid-sagittal slice
-    r = models.vertebra.predict(img[mid])
+    r = Oriented(models.vertebra, o).predict(img[mid])
     truth_px = {}
     for name, p in st["corners"].items():
         rr, cc, kk = lps_to_pixels(np.array(p), A)[0]
@@ -164,7 +166,7 @@ def evaluate_sagittal(models: Models, st: Mapping[str, Any], acc: dict[str, list
             acc["pfirrmann_missed"].append(level)
             continue
         m = inst[int(np.argmax(overlaps))]
-        probs = models.pfirrmann.predict(pfirrmann_crop(img[mid], m)).probs
+        probs = models.pfirrmann.predict(pfirrmann_crop(o.image(img[mid]), o.image(m))).probs
         acc["pfirrmann_true"].append(int(tv["grade"]))
         acc["pfirrmann_pred"].append(int(np.argmax(probs)) + 1)
         acc["pfirrmann_degenerated_score"].append(float(probs[2:].sum()))
@@ -186,14 +188,15 @@ def evaluate_axial(models: Models, st: Mapping[str, Any], acc: dict[str, list]) 
     for s in range(len(st["ax_images"])):
         img, lab, A = st["ax_images"][s], st["ax_labels"][s], st["ax_affines"][s]
         spacing = float(np.linalg.norm(A[:3, 0]))
-        seg = models.ax_seg.predict(img)
+        o = SliceOrientation.of(A, "axial")
+        seg = Oriented(models.ax_seg, o).predict(img)
         disc_pred = _class_mask(seg, 0, lab.shape)
         disc_true = np.isin(lab, list(DISC_LABELS.values()))
         if disc_true.sum() >= 20:
             acc["ax_iou"].append(M.iou(disc_pred, disc_true))
             acc["ax_dice"].append(M.dice(disc_pred, disc_true))
         hern_pred = _class_mask(seg, 1, lab.shape)
-        pose = models.ax_pose.predict(img)
+        pose = Oriented(models.ax_pose, o).predict(img)
         if not len(pose):
             continue
         kp, ks = pose.keypoints[int(np.argmax(pose.scores))], pose.keypoint_scores[int(np.argmax(pose.scores))]
