@@ -526,12 +526,16 @@ def _grade_msu(level: Level, slices: list[_AxialSlice], result: AssessmentResult
         except ValueError as e:
             log.info("%s slice %d: MSU keypoints unusable (%s)", level.name, s.k, e)
             continue
-        graded.append((res, s, float(np.mean(sc))))
+        graded.append((res, s, float(np.mean(sc)), 0 if disc_points is None else len(disc_points)))
     if not graded:
         level.ldh = HerniationFinding(status="not_assessed", reason="MSU keypoints not found on the axial slices")
         return
     best = select_maximal_extrusion([g[0] for g in graded])
-    res, s, conf = next(g for g in graded if g[0] is best)
+    if best.depth_ratio is None:
+        # no herniation on any slice: report (and show) the slice through the middle of the disc,
+        # where the disc is largest, not merely the first slice of the block
+        best = max(graded, key=lambda g: g[3])[0]
+    res, s, conf, _ = next(g for g in graded if g[0] is best)
     level.ldh = res.to_finding(confidence=min(max(conf, 0.0), 1.0))
     result.key_slices[s.stack.name] = s.k
     if len(s.pose):
