@@ -5,6 +5,7 @@ independently of how well the trained models perform (that is ``spineassist eval
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import SimpleITK as sitk
 from SpineAssistLib.anatomy import DISC_LABELS, HERNIATION_LABEL, THECAL_SAC_LABEL, VERTEBRA_LABELS, CORNERS
 from SpineAssistLib.findings import Assessment, ModelInfo
 from SpineAssistLib.models.catalog import AX_POSE_KEYPOINTS
+from SpineAssistLib.models.orientation import SliceOrientation
 from SpineAssistLib.models.yolo import YoloResult
 from SpineAssistLib.pipeline import ModelSet
 from SpineAssistLib.pipeline_types import ImageStack
@@ -42,6 +44,7 @@ class _Oracle:
         self.truth = Assessment.load(Path(study_dir) / "truth.json")
         labels = _label_slices(truth)
         self.by_image: dict[bytes, tuple[ImageStack, int, np.ndarray]] = {}
+        self.views: dict[bytes, SliceOrientation] = {}
         for st in stacks:
             for k in range(st.voxels.shape[0]):
                 origin = tuple(np.round(st.slice_plane(k)[0], 1))
@@ -51,10 +54,19 @@ class _Oracle:
                     assert np.linalg.norm(np.subtract(key, origin)) < 0.2, f"no truth labels for {st.name} slice {k}"
                     lab = labels[key]
                 self.by_image[st.voxels[k].tobytes()] = (st, k, lab)
+                # the pipeline shows models the canonical view (models.orientation): know it too
+                o = SliceOrientation.of(st.slice_numpy_affine(0), st.role)
+                if not o.identity:
+                    self.views[o.image(st.voxels[k]).tobytes()] = o
+                    self.by_image.setdefault(o.image(st.voxels[k]).tobytes(), (st, k, lab))
         self.sop_keypoints = {a["sop_instance_uid"]: a for a in self.keypoints["axial"]}
 
     def lookup(self, image: np.ndarray):
         return self.by_image[np.asarray(image).tobytes()]
+
+    def view_of(self, image: np.ndarray) -> SliceOrientation | None:
+        """The orientation ``image`` was shown in (None: the slice as stored)."""
+        return self.views.get(np.asarray(image).tobytes())
 
     def pixel(self, st: ImageStack, p) -> np.ndarray:
         i, j, _ = st.lps_to_index(np.asarray(p, float))
@@ -116,14 +128,17 @@ class OraclePfirrmann:
 
         h, w = crop.shape
         patch = crop[h // 2 - 2: h // 2 + 3, w // 2 - 2: w // 2 + 3]
-        for st, k, lab in self.o.by_image.values():
+        for st, k, lab in {id(v[0]) * 1000 + v[1]: v for v in self.o.by_image.values()}.values():
             if st.role != "sagittal":
                 continue
-            seen = to_uint8(normalize_slice(st.voxels[k]))   # the crop is cut from the slice normalised like this
+            # the crop is cut from the slice's canonical view, normalised like this
+            o = SliceOrientation.of(st.slice_numpy_affine(0), st.role)
+            seen = to_uint8(normalize_slice(o.image(st.voxels[k])))
+            view_lab = o.image(lab)
             hits = np.argwhere((sliding_window_view(seen, patch.shape) == patch).all(axis=(2, 3)))
             if len(hits) == 1:
                 r, c = hits[0] + 2
-                values = lab[max(r - 3, 0): r + 4, max(c - 3, 0): c + 4]
+                values = view_lab[max(r - 3, 0): r + 4, max(c - 3, 0): c + 4]
                 discs = [self.level_of[v] for v in np.unique(values) if v in self.level_of]
                 if discs and discs[0] in self.grades:
                     return self.grades[discs[0]]
@@ -165,7 +180,7 @@ class OracleMSUPose:
         self.o = oracle
 
     def predict(self, image, **_) -> YoloResult:
-        st, k, _ = self.o.lookup(image)
+        st, k, lab = self.o.lookup(image)
         uid = str(st.datasets[k].SOPInstanceUID)
         entry = self.o.sop_keypoints.get(uid)
         if entry is None:
@@ -178,13 +193,44 @@ class OracleMSUPose:
             p = pts.get(name)
             kp.append(self.o.pixel(st, p) if p is not None else self.o.pixel(st, pts["posterior disc margin"]))
             sc.append(1.0 if p is not None else 0.0)
-        return YoloResult(self.names, np.array([[0, 0, 10, 10]], float), np.ones(1), np.zeros(1, int),
-                          keypoints=np.asarray([kp], float), keypoint_scores=np.asarray([sc]))
+        kp = np.asarray(kp, float)
+        rows, cols = np.nonzero(np.isin(lab, [*DISC_LABELS.values(), HERNIATION_LABEL]))
+        xs, ys = np.concatenate([cols, kp[:, 0]]), np.concatenate([rows, kp[:, 1]])
+        box = [[xs.min() - 2, ys.min() - 2, xs.max() + 2, ys.max() + 2]]   # the disc and its keypoints, as trained
+        return YoloResult(self.names, np.array(box, float), np.ones(1), np.zeros(1, int),
+                          keypoints=kp[None], keypoint_scores=np.asarray([sc]))
+
+
+class _InView:
+    """Answers an oracle's question asked in the canonical view, in that view's pixels."""
+
+    def __init__(self, oracle: _Oracle, model):
+        self.o, self.model = oracle, model
+
+    def predict(self, image, *args, **kwargs):
+        o = self.o.view_of(image)
+        if o is None:
+            return self.model.predict(image, *args, **kwargs)
+        st, k, _ = self.o.lookup(image)
+        r = self.model.predict(st.voxels[k], *args, **kwargs)
+        shape = st.voxels.shape[1:]
+        changes = {}
+        for name in ("mask", "probability"):
+            if isinstance(getattr(r, name, None), np.ndarray):
+                changes[name] = o.image(getattr(r, name))
+        if getattr(r, "masks", None) is not None:
+            changes["masks"] = np.array([o.image(m) for m in r.masks]).reshape(len(r.masks), *o.canonical_shape(shape))
+        if getattr(r, "boxes", None) is not None and len(r.boxes):
+            changes["boxes"] = np.array([o.box(b, shape) for b in r.boxes])
+        if getattr(r, "keypoints", None) is not None and r.keypoints.size:
+            changes["keypoints"] = o.xy(r.keypoints, shape)
+        return dataclasses.replace(r, **changes)
 
 
 def oracle_models(study_dir: Path, stacks: list[ImageStack]) -> ModelSet:
     o = _Oracle(study_dir, stacks)
-    models = {"sag_disc_unet": OracleUNet(o), "sag_vertebra_pose": OracleVertebraPose(o),
-              "sag_pfirrmann_cls": OraclePfirrmann(o), "ax_disc_seg": OracleAxialSeg(o), "ax_msu_pose": OracleMSUPose(o)}
+    models = {"sag_disc_unet": _InView(o, OracleUNet(o)), "sag_vertebra_pose": _InView(o, OracleVertebraPose(o)),
+              "sag_pfirrmann_cls": OraclePfirrmann(o), "ax_disc_seg": _InView(o, OracleAxialSeg(o)),
+              "ax_msu_pose": _InView(o, OracleMSUPose(o))}
     infos = [ModelInfo(f"oracle_{n}", "0" * 64, "truth") for n in models]
     return ModelSet(models, infos)

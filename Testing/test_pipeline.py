@@ -312,3 +312,24 @@ def test_the_disc_unet_runs_from_the_centre_out_to_the_last_slice_with_a_disc():
     seen.clear()
     _segment_disc_slices(Unet(), ImageStack("sagittal", "sagittal", voxels, np.eye(4)), StageReporter({"sagittal models": 1.0}))
     assert len(seen) == 15
+
+
+def test_a_feet_first_study_with_anterior_on_the_right_grades_like_the_truth(tmp_path):
+    """Models see the canonical view (models.orientation); every answer must map back to the right anatomy."""
+    params = sample_params(21, patient_position="FFS", sag_anterior_left=False, lumbar_count=5, slip_percent={"L4-L5": 22.0},
+                           msu={"L5-S1": {"msu_size": 2, "msu_zone": "AB", "side": "left", "bulge": False}})
+    study = write_study(generate_study(21, params), tmp_path / "study")
+    done = run_assessment(study, tmp_path / "out", models=_oracle(study))
+    truth = Assessment.load(study / "truth.json")
+    got = done.result.assessment
+    for t in truth.levels:
+        lv = got.level(t.name)
+        assert lv.pfirrmann.value == t.pfirrmann.value, lv.name
+        assert lv.listhesis.value.grade == t.listhesis.value.grade, lv.name
+        assert (lv.ldh.value is None) == (t.ldh.value is None), lv.name
+        if t.ldh.value is not None:
+            assert (lv.ldh.value.size, lv.ldh.value.side, lv.ldh.value.bulge) == \
+                (t.ldh.value.size, t.ldh.value.side, t.ldh.value.bulge), lv.name
+    assert got.level("L4-L5").listhesis.value.direction == "antero"
+    l5s1 = got.level("L5-S1").ldh.value
+    assert (l5s1.size, l5s1.zone, l5s1.side) == (2, "AB", "left")        # the patient's left, not the image's
