@@ -327,3 +327,16 @@ def test_dicom_files_pass_dciodvfy(written):
         out = subprocess.run(["dciodvfy", str(f)], capture_output=True, text=True)
         errors = [line for line in (out.stdout + out.stderr).splitlines() if line.startswith("Error")]
         assert errors == [], f"{f.name}: {errors}"
+
+
+def test_herniation_enriched_training_phantoms():
+    from SpineAssistLib.phantom.params import herniation_enriched_msu
+
+    every = herniation_enriched_msu(7000, 1.0)
+    assert every and all(g["msu_size"] > 0 for g in every.values())
+    assert all(g["msu_size"] == 0 for g in herniation_enriched_msu(7000, 0.0).values())
+    assert herniation_enriched_msu(7001, 0.5) == herniation_enriched_msu(7001, 0.5)        # deterministic
+    p = sample_params(7001, msu=herniation_enriched_msu(7001, 0.5))                         # valid phantom params
+    assert set(p.msu) == set(sample_params(7001).msu)
+    with pytest.raises(ValueError, match="0-1"):
+        herniation_enriched_msu(1, 1.5)
