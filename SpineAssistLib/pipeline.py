@@ -159,35 +159,13 @@ def _source(stack: ImageStack, k: int) -> dict[str, str]:
 
 
 def _segment_disc_slices(unet: Any, stack: ImageStack, reporter: StageReporter) -> np.ndarray:
-    """Return the U-Net's disc masks of the sagittal slices: the central ones, then outwards on
-    each side until a slice shows no disc (slices beyond the discs' lateral edge stay empty and
-    are not run, about a fifth of a lumbar series)."""
+    """Return the U-Net's disc masks of the sagittal slices (``models.unet.segment_sagittal_stack``)."""
+    from .models.unet import segment_sagittal_stack
+
     n = stack.voxels.shape[0]
-    masks = np.zeros(stack.voxels.shape, bool)
-    done = 0
-    unet = Oriented(unet, _orientation(stack))
-
-    def run(k: int) -> bool:
-        nonlocal done
-        reporter.stage("sagittal models", 0.7 * done / n)
-        done += 1
-        masks[k] = unet.predict(stack.voxels[k]).mask
-        return int(masks[k].sum()) >= MIN_DISC_SLICE_PIXELS
-
-    centre = range(max(0, n // 2 - CENTRAL_SLICES), min(n, n // 2 + CENTRAL_SLICES + 1))
-    found = [k for k in centre if run(k)]
-    lo, hi = centre.start, centre.stop - 1
-    if not found:                 # no disc near the centre (an off-centre spine): run every slice
-        for k in [*range(0, lo), *range(hi + 1, n)]:
-            run(k)
-        return masks
-    for k in range(lo - 1, -1, -1):
-        if not run(k):
-            break
-    for k in range(hi + 1, n):
-        if not run(k):
-            break
-    return masks
+    spacing = (float(np.linalg.norm(stack.affine[:3, 1])), float(np.linalg.norm(stack.affine[:3, 0])))
+    return segment_sagittal_stack(Oriented(unet, _orientation(stack)), stack.voxels, spacing,
+                                  on_slice=lambda done: reporter.stage("sagittal models", 0.7 * done / n))
 
 
 def _orientation(stack: ImageStack) -> SliceOrientation:
@@ -195,8 +173,6 @@ def _orientation(stack: ImageStack) -> SliceOrientation:
     return SliceOrientation.of(stack.slice_numpy_affine(0), stack.role)
 
 
-CENTRAL_SLICES = 2          # slices either side of the centre always segmented
-MIN_DISC_SLICE_PIXELS = 20  # a slice with fewer disc pixels shows no disc
 
 
 def _mid_sagittal_slice(disc_masks: np.ndarray) -> int:
@@ -468,14 +444,21 @@ def _run_axial_models(axial: Sequence[ImageStack], slices_by_level: Mapping[str,
         if stack.labels is None:
             stack.labels = np.zeros(stack.voxels.shape, np.uint16)
     for level, locs in slices_by_level.items():
+        by_stack: dict[int, list[tuple[ImageStack, int]]] = {}
         for stack, k in locs:
-            reporter.stage("axial models", done / total, f"{level}: slice {k + 1} of {stack.name}")
-            done += 1
+            by_stack.setdefault(id(stack), []).append((stack, k))
+        for group in by_stack.values():      # the slices of one level and stack run as one batch
+            stack, ks = group[0][0], [k for _, k in group]
+            reporter.stage("axial models", done / total, f"{level}: {len(ks)} slice(s) of {stack.name}")
+            done += len(ks)
             o = _orientation(stack)
-            s = _AxialSlice(stack, k, Oriented(models["ax_disc_seg"], o).predict(stack.voxels[k]),
-                            Oriented(models["ax_msu_pose"], o).predict(stack.voxels[k], max_det=1))
-            _paint_axial_labels(s, level)
-            out.setdefault(level, []).append(s)
+            images = [stack.voxels[k] for k in ks]
+            segs = Oriented(models["ax_disc_seg"], o).predict_many(images)
+            poses = Oriented(models["ax_msu_pose"], o).predict_many(images, max_det=1)
+            for k, seg, pose in zip(ks, segs, poses):
+                s = _AxialSlice(stack, k, seg, pose)
+                _paint_axial_labels(s, level)
+                out.setdefault(level, []).append(s)
     return out
 
 

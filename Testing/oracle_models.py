@@ -77,11 +77,15 @@ class OracleUNet:
     def __init__(self, oracle: _Oracle):
         self.o = oracle
 
-    def predict(self, image, threshold: float = 0.5):
+    def predict(self, image, threshold: float = 0.5, roi=None):
         from SpineAssistLib.models.unet import UNetResult
 
         _, _, lab = self.o.lookup(image)
         mask = np.isin(lab, list(DISC_LABELS.values()))
+        if roi is not None:          # the part the pipeline asked for
+            inside = np.zeros(mask.shape, bool)
+            inside[roi] = True
+            mask &= inside
         return UNetResult(mask, mask.astype(np.float32))
 
 
@@ -151,7 +155,12 @@ class OraclePfirrmann:
         return YoloResult(("grade1", "grade2", "grade3", "grade4", "grade5"), probs=probs)
 
 
-class OracleAxialSeg:
+class _Many:
+    def predict_many(self, images, *args, **kwargs):
+        return [self.predict(image, *args, **kwargs) for image in images]
+
+
+class OracleAxialSeg(_Many):
     names = ("disc", "herniation", "thecal sac")
 
     def __init__(self, oracle: _Oracle):
@@ -173,7 +182,7 @@ class OracleAxialSeg:
                           masks=np.asarray(masks, bool).reshape(n, *lab.shape))
 
 
-class OracleMSUPose:
+class OracleMSUPose(_Many):
     names = ("disc",)
 
     def __init__(self, oracle: _Oracle):
@@ -212,6 +221,7 @@ class _InView:
         if o is None:
             return self.model.predict(image, *args, **kwargs)
         st, k, _ = self.o.lookup(image)
+        roi = kwargs.pop("roi", None)             # in the view's pixels: applied to the answer below
         r = self.model.predict(st.voxels[k], *args, **kwargs)
         shape = st.voxels.shape[1:]
         changes = {}
@@ -224,7 +234,16 @@ class _InView:
             changes["boxes"] = np.array([o.box(b, shape) for b in r.boxes])
         if getattr(r, "keypoints", None) is not None and r.keypoints.size:
             changes["keypoints"] = o.xy(r.keypoints, shape)
+        if roi is not None:
+            for name in ("mask", "probability"):
+                if name in changes:
+                    inside = np.zeros(changes[name].shape, bool)
+                    inside[roi] = True
+                    changes[name] = np.where(inside, changes[name], 0).astype(changes[name].dtype)
         return dataclasses.replace(r, **changes)
+
+    def predict_many(self, images, *args, **kwargs):
+        return [self.predict(image, *args, **kwargs) for image in images]
 
 
 def oracle_models(study_dir: Path, stacks: list[ImageStack]) -> ModelSet:

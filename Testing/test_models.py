@@ -354,6 +354,25 @@ def test_shipped_models_predict_on_a_phantom(phantom_slices):
     assert msu.keypoints.shape == (len(msu), 5, 2) and msu.keypoint_scores.shape == (len(msu), 5)
 
 
+def test_a_batch_of_slices_gets_the_answers_of_one_by_one(phantom_slices):
+    from SpineAssistLib.models import load_model
+
+    images = list(phantom_slices["ax_images"][:3])
+    for name in ("ax_disc_seg", "ax_msu_pose"):
+        model = load_model(name, device="cpu")
+        one = [model.predict(x, max_det=1) for x in images]
+        many = model.predict_many(images, max_det=1)
+        assert [len(r) for r in many] == [len(r) for r in one] and sum(len(r) for r in one) >= 1
+        for a, b in zip(one, many):
+            np.testing.assert_allclose(a.boxes, b.boxes, atol=0.01)
+            if a.keypoints is not None:
+                np.testing.assert_allclose(a.keypoints, b.keypoints, atol=0.01)
+            if a.masks is not None:
+                assert (a.masks == b.masks).all()
+    with pytest.raises(ValueError, match="one shape"):
+        model.predict_many([images[0], images[0][:100]])
+
+
 @pytest.mark.gpu
 def test_models_run_on_the_gpu(phantom_slices):
     from SpineAssistLib.models import load_model
@@ -436,6 +455,23 @@ def test_fine_tuning_hands_the_init_weights_to_ultralytics(monkeypatch, tmp_path
     (tmp_path / "run").rename(tmp_path / "run-1")
     train_yolo(MODEL_DEFS["ax_msu_pose"], tmp_path / "data.yaml", tmp_path, epochs=1)
     assert seen["model"].endswith(".yaml") and seen["pretrained"] is False
+
+
+def test_fine_tune_records_how_its_starting_weights_were_trained(tmp_path):
+    """A fine-tune's manifest entry carries the parent's training record when a manifest knows the parent."""
+    import json
+
+    from SpineAssistLib.models.train import _lineage, sha256_file
+
+    parent = tmp_path / "parent.pt"
+    parent.write_bytes(b"parent weights")
+    record = _lineage(parent)
+    assert record == {"file": "parent.pt", "sha256": sha256_file(parent)}   # unknown weights: file and hash only
+    training = {"command": "spineassist train ax_msu_pose --epochs 30", "seed": 0}
+    (tmp_path / "manifest.json").write_text(json.dumps({"models": [
+        {"name": "ax_msu_pose", "sha256": "0" * 64, "training": {"command": "other"}},
+        {"name": "ax_msu_pose", "sha256": sha256_file(parent), "training": training}]}))
+    assert _lineage(parent)["training"] == training
 
 
 # ---- canonical view (models.orientation) ------------------------------------------------------

@@ -290,28 +290,87 @@ def test_the_disc_unet_runs_from_the_centre_out_to_the_last_slice_with_a_disc():
 
     voxels = np.zeros((15, 32, 32), np.float32)
     for k in range(15):
-        voxels[k] = k
+        voxels[k, 0:3, 2 * k:2 * k + 3] = 100.0               # slice k says which it is, raw or normalised
     seen = []
 
     class Unet:
-        def predict(self, image):
-            k = int(image[0, 0])
+        def predict(self, image, roi=None):
+            cols = np.nonzero(image[1])[0]
+            k = int(cols.min()) // 2 if len(cols) else -1
             seen.append(k)
             m = np.zeros(image.shape, bool)
             if 3 <= k <= 9:                                  # discs on slices 3-9 only
                 m[10:20, 10:20] = True
             return UNetResult(m, m.astype(np.float32))
 
-    stack = ImageStack("sagittal", "sagittal", voxels, np.eye(4))
+    sagittal = np.array([[0, 0, 1, 0], [1, 0, 0, 0], [0, -1, 0, 0], [0, 0, 0, 1.0]])   # the canonical view
+    stack = ImageStack("sagittal", "sagittal", voxels, sagittal)
     masks = _segment_disc_slices(Unet(), stack, StageReporter({"sagittal models": 1.0}))
     assert sorted(seen) == list(range(2, 11))                # 2 and 10 show none: the walk stops there
     assert masks[3:10].any(axis=(1, 2)).all() and not masks[:3].any() and not masks[10:].any()
     # no disc near the centre: every slice is run
     voxels[:] = 0
-    voxels[0] = 3
+    voxels[0, 0:3, 6:9] = 100.0
     seen.clear()
-    _segment_disc_slices(Unet(), ImageStack("sagittal", "sagittal", voxels, np.eye(4)), StageReporter({"sagittal models": 1.0}))
+    _segment_disc_slices(Unet(), ImageStack("sagittal", "sagittal", voxels, sagittal), StageReporter({"sagittal models": 1.0}))
     assert len(seen) == 15
+
+
+def test_beyond_the_central_slices_the_unet_sees_only_the_box_around_their_discs():
+    """Slices outside the centre are run on the box around the central slices' discs plus a margin in mm."""
+    from SpineAssistLib.models.unet import UNetResult, segment_sagittal_stack
+
+    calls = []
+
+    class Unet:
+        def predict(self, image, roi=None):
+            calls.append(roi)
+            m = np.zeros(image.shape, bool)
+            m[20:30, 10:16] = True                            # discs in rows 20-29, cols 10-15
+            m[40, 30] = len(calls) == 2                       # ... and one more pixel on a central slice
+            if roi is not None:
+                inside = np.zeros(image.shape, bool)
+                inside[roi] = True
+                m &= inside
+            return UNetResult(m, m.astype(np.float32))
+
+    voxels = np.zeros((9, 64, 48), np.float32)
+    masks = segment_sagittal_stack(Unet(), voxels, (2.0, 0.5), margin_mm=10.0)
+    assert calls[:5] == [None] * 5 and len(calls) == 9       # the five central slices whole, then 4 more
+    # 10 mm = 5 rows (2 mm) or 20 columns (0.5 mm) around rows 20-40, cols 10-30
+    assert calls[5:] == [(slice(15, 46), slice(0, 48))] * 4
+    assert masks.any(axis=(1, 2)).all()
+    calls.clear()
+    segment_sagittal_stack(Unet(), voxels, (2.0, 0.5), margin_mm=None)
+    assert calls == [None] * 9                                # margin None: every slice whole
+
+
+def test_the_unet_runs_on_a_region_of_a_slice_normalised_whole():
+    import torch
+
+    from SpineAssistLib.models.imaging import normalize_slice
+    from SpineAssistLib.models.unet import UNetModel, build_unet
+
+    torch.manual_seed(0)
+    unet = UNetModel.__new__(UNetModel)
+    unet.name, unet.device, unet.net = "test", "cpu", build_unet().eval()
+    image = np.random.default_rng(1).uniform(0, 900, (40, 56)).astype(np.float32)
+    image[:, :8] = 5000.0                                      # bright outside the region: sets the whole slice's range
+    roi = (slice(4, 36), slice(16, 48))
+    r = unet.predict(image, roi=roi)
+    assert r.probability.shape == image.shape and not r.probability[:4].any() and not r.probability[:, :16].any()
+    expected = unet._forward(normalize_slice(image)[roi], "cpu")
+    np.testing.assert_allclose(r.probability[roi], expected, atol=1e-6)
+
+
+def test_a_region_maps_into_the_canonical_view_with_the_slice():
+    from SpineAssistLib.models.orientation import SliceOrientation
+
+    image = np.arange(6 * 9).reshape(6, 9)
+    roi = (slice(1, 4), slice(2, 7))
+    for o in (SliceOrientation(t, r, c) for t in (False, True) for r in (False, True) for c in (False, True)):
+        view_roi = o.roi(roi, image.shape)
+        assert sorted(o.image(image)[view_roi].ravel()) == sorted(image[roi].ravel()), o
 
 
 def test_a_feet_first_study_with_anterior_on_the_right_grades_like_the_truth(tmp_path):

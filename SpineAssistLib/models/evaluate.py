@@ -35,6 +35,7 @@ from ..anatomy import CORNERS, DISC_LABELS, HERNIATION_LABEL, MSU_KEYPOINTS, cor
 from .datasets import DISC_NAMES, pfirrmann_crop
 from .orientation import Oriented, SliceOrientation
 from .imaging import lps_to_pixels, pixels_to_lps, stack_slice_affine
+from .unet import UNetResult, segment_sagittal_stack
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +81,9 @@ def evaluate_sagittal(models: Models, st: Mapping[str, Any], acc: dict[str, list
     spacing = float(np.linalg.norm(A[:3, 0]))
     # --- disc segmentation over the stack, per disc
     o = SliceOrientation.of(A, "sagittal")       # the models see the canonical view (models.orientation)
-    preds = [Oriented(models.unet, o).predict(img[s]) for s in range(len(img))]
-    pred_mask = np.stack([p.mask for p in preds])
+    # as the pipeline segments a stack (central slices out, cropped around the discs)
+    pred_mask = segment_sagittal_stack(Oriented(models.unet, o), np.asarray(img),
+                                       (spacing, float(np.linalg.norm(A[:3, 1]))))
     from scipy import ndimage
 
     in_plane = np.zeros((3, 3, 3), bool)
@@ -152,7 +154,7 @@ def evaluate_sagittal(models: Models, st: Mapping[str, Any], acc: dict[str, list
         if truth_slip is not None:
             acc["slip_err_mm"].append(abs(res.slip_mm - float(truth_slip)))
     # --- Pfirrmann on crops of the U-Net's disc instances on the mid slice
-    inst = preds[mid].instances()
+    inst = UNetResult(pred_mask[mid], pred_mask[mid].astype(np.float32)).instances()
     for value, level in DISC_NAMES.items():
         lvt = _truth_level(st, level)
         truth_mask = lab[mid] == value

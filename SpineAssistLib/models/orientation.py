@@ -127,6 +127,18 @@ class SliceOrientation:
         out[:3, 3] = origin
         return out
 
+    def roi(self, roi: tuple[slice, slice], shape: tuple[int, int]) -> tuple[slice, slice]:
+        """Return a region (rows, columns) of a slice of ``shape`` as the same region of the canonical view."""
+        rows, cols = (roi[0].indices(shape[0])[:2], roi[1].indices(shape[1])[:2])
+        if self.transpose:
+            rows, cols = cols, rows
+        h, w = self.canonical_shape(shape)
+        if self.flip_rows:
+            rows = (h - rows[1], h - rows[0])
+        if self.flip_cols:
+            cols = (w - cols[1], w - cols[0])
+        return slice(*rows), slice(*cols)
+
     def box_back(self, boxes: np.ndarray, canonical_shape: tuple[int, int]) -> np.ndarray:
         """Return boxes (N, 4) x1, y1, x2, y2 of the canonical view in the slice's own pixels."""
         b = np.asarray(boxes, float).reshape(-1, 4)
@@ -150,8 +162,20 @@ class Oriented:
         if o.identity:
             return self.model.predict(image, *args, **kwargs)
         view = o.image(image)
-        r = self.model.predict(view, *args, **kwargs)
-        shape = view.shape[:2]
+        if kwargs.get("roi") is not None:
+            kwargs["roi"] = o.roi(kwargs["roi"], np.shape(image)[:2])
+        return self._back(self.model.predict(view, *args, **kwargs), view.shape[:2])
+
+    def predict_many(self, images: Any, *args: Any, **kwargs: Any) -> list[Any]:
+        """``predict`` of several slices of one stack, run as one batch (a model's ``predict_many``)."""
+        o = self.orientation
+        if o.identity:
+            return self.model.predict_many(images, *args, **kwargs)
+        views = [o.image(image) for image in images]
+        return [self._back(r, v.shape[:2]) for r, v in zip(self.model.predict_many(views, *args, **kwargs), views)]
+
+    def _back(self, r: Any, shape: tuple[int, int]) -> Any:
+        o = self.orientation
         changes: dict[str, Any] = {}
         for name in ("mask", "probability", "masks"):
             v = getattr(r, name, None)

@@ -227,6 +227,23 @@ def update_manifest(entry: Mapping[str, Any], manifest_path: Path | None = None)
     return path
 
 
+def _lineage(init: Path) -> dict[str, Any]:
+    """Describe the weights a fine-tune starts from: file, SHA-256 and, where a manifest beside them or
+    the bundled manifest knows them, how they were trained (so a chain of fine-tunes stays traceable)."""
+    digest = sha256_file(init)
+    record: dict[str, Any] = {"file": init.name, "sha256": digest}
+    for manifest in (init.parent / "manifest.json", models_dir() / "manifest.json"):
+        try:
+            entries = json.loads(manifest.read_text(encoding="utf-8")).get("models", [])
+        except (OSError, ValueError):
+            continue
+        for entry in entries:
+            if entry.get("sha256") == digest and "training" in entry:
+                record["training"] = entry["training"]
+                return record
+    return record
+
+
 def train_model(name: str, data: str | Path, *, epochs: int | None = None, batch: int | None = None, seed: int = 0,
                 device: str = "cpu", out_dir: str | Path | None = None, work_dir: str | Path | None = None,
                 data_record: Mapping[str, Any] | None = None, command: str | None = None,
@@ -256,7 +273,7 @@ def train_model(name: str, data: str | Path, *, epochs: int | None = None, batch
             raise ModelError(f"--init (fine-tuning) is for the YOLO models; {name} is a U-Net trained from scratch")
         if not init.is_file():
             raise ModelError(f"--init {init}: no such weights file")
-        extra["initialised_from"] = {"file": init.name, "sha256": sha256_file(init)}
+        extra["initialised_from"] = _lineage(init)
     if defn.task == "unet-segment":
         tmp = work / defn.file
         extra = train_unet(data, tmp, settings["epochs"], settings["batch"], settings.get("patch", 256),

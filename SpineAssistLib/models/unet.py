@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -68,11 +68,22 @@ class UNetModel:
         self.net.load_state_dict({k: v.float() for k, v in state.items()})
         self.net.eval()
 
-    def predict(self, image: np.ndarray, threshold: float = 0.5) -> UNetResult:
-        """Return the disc mask of one 2D slice (raw scanner values, any size)."""
+    def predict(self, image: np.ndarray, threshold: float = 0.5,
+                roi: tuple[slice, slice] | None = None) -> UNetResult:
+        """Return the disc mask of one 2D slice (raw scanner values, any size).
+
+        ``roi`` (rows, columns): run the network on that part only (the rest of the mask is empty).
+        The slice is normalised whole before it is cropped, as in training (whole slices cut into
+        256 x 256 patches).
+        """
         img = normalize_slice(image)
-        prob, used = run_with_fallback(lambda dev: self._forward(img, dev), self.device)
+        part = img if roi is None else img[roi]
+        prob, used = run_with_fallback(lambda dev: self._forward(part, dev), self.device)
         self.device = used
+        if roi is not None:
+            whole = np.zeros(img.shape, np.float32)
+            whole[roi] = prob
+            prob = whole
         return UNetResult(prob >= threshold, prob)
 
     def _forward(self, img: np.ndarray, device: str) -> np.ndarray:
@@ -86,3 +97,60 @@ class UNetModel:
             t = torch.from_numpy(x)[None, None].to(device)
             p = torch.softmax(net(t), dim=1)[0, 1]
         return p.cpu().numpy()[:h, :w].astype(np.float32)
+
+
+CENTRAL_SLICES = 2          # slices either side of the centre always segmented
+MIN_DISC_SLICE_PIXELS = 20  # a slice with fewer disc pixels shows no disc
+DISC_ROI_MARGIN_MM = 30.0   # margin around the first slice's discs where the other slices are segmented
+
+
+def segment_sagittal_stack(unet: Any, voxels: np.ndarray, pixel_spacing_mm: tuple[float, float],
+                           on_slice: Callable[[int], None] | None = None,
+                           margin_mm: float | None = DISC_ROI_MARGIN_MM) -> np.ndarray:
+    """Return the disc masks (slices, rows, cols) of a sagittal stack, as the pipeline segments it.
+
+    The central slices are run, then outwards on each side until a slice shows no disc (slices
+    beyond the discs' lateral edge stay empty and are not run, about a fifth of a lumbar series).
+    The central slices are run whole; the others only inside the box around their discs widened
+    by ``margin_mm`` (None: every slice whole), a third of the pixels and of the time. ``unet`` is a UNetModel,
+    or one wrapped by ``orientation.Oriented``; ``on_slice(done)`` is called before each slice.
+    """
+    n = voxels.shape[0]
+    masks = np.zeros(voxels.shape, bool)
+    done = 0
+    roi: tuple[slice, slice] | None = None
+
+    def run(k: int) -> bool:
+        nonlocal done, roi
+        if on_slice is not None:
+            on_slice(done)
+        done += 1
+        masks[k] = unet.predict(voxels[k], roi=roi).mask
+        return int(masks[k].sum()) >= MIN_DISC_SLICE_PIXELS
+
+    centre = range(max(0, n // 2 - CENTRAL_SLICES), min(n, n // 2 + CENTRAL_SLICES + 1))
+    found = [k for k in centre if run(k)]
+    lo, hi = centre.start, centre.stop - 1
+    if found and margin_mm is not None:
+        roi = _disc_roi(masks[lo:hi + 1].any(axis=0), pixel_spacing_mm, margin_mm)
+    if not found:                 # no disc near the centre (an off-centre spine): run every slice
+        for k in [*range(0, lo), *range(hi + 1, n)]:
+            run(k)
+        return masks
+    for k in range(lo - 1, -1, -1):
+        if not run(k):
+            break
+    for k in range(hi + 1, n):
+        if not run(k):
+            break
+    return masks
+
+
+def _disc_roi(mask: np.ndarray, spacing_mm: tuple[float, float], margin_mm: float) -> tuple[slice, slice]:
+    """Return the rows and columns around the discs of one slice's mask, widened by ``margin_mm``."""
+    rows, cols = np.nonzero(mask)
+    out = []
+    for idx, size, mm in ((rows, mask.shape[0], spacing_mm[0]), (cols, mask.shape[1], spacing_mm[1])):
+        pad = int(np.ceil(margin_mm / max(float(mm), 1e-3)))
+        out.append(slice(max(0, int(idx.min()) - pad), min(size, int(idx.max()) + 1 + pad)))
+    return out[0], out[1]
