@@ -4,6 +4,11 @@ All files are first written into a staging folder inside OUT and moved into plac
 one of them is complete, so an interrupted run (Ctrl-C, an error, a cancelled Slicer job) never
 leaves a half-written file under a final name. A reader-corrected findings.json already in OUT is
 read first and its corrections are carried into the new findings (the reader has the last word).
+
+With ``parallel=True`` (the command line's default) the report and the SEG are written by a forked
+child process while this one writes the SR and the scene: each is single-threaded Python, so two
+cores halve the time. The child only writes into the staging folder; nothing is moved into place
+until both have finished without error.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,11 +58,12 @@ def previous_findings(out_dir: Path) -> Assessment | None:
 
 def write_outputs(result: "AssessmentResult", out_dir: str | os.PathLike[str], *,
                   keep_corrections: bool = True,
-                  check: Callable[[], None] = lambda: None) -> WrittenOutputs:
+                  check: Callable[[], None] = lambda: None, parallel: bool = False) -> WrittenOutputs:
     """Write all outputs of ``result`` into ``out_dir``; return what was written.
 
     ``check`` is called between files (a cancel token's ``check``) so a cancelled run stops early
-    and leaves ``out_dir`` as it was.
+    and leaves ``out_dir`` as it was. ``parallel``: write the report and SEG in a forked child
+    process meanwhile (Linux and macOS with 2+ cores; not from inside a GUI application).
     """
     out = Path(out_dir).resolve()  # Slicer's bundle writer refuses relative paths
     out.mkdir(parents=True, exist_ok=True)
@@ -74,24 +81,109 @@ def write_outputs(result: "AssessmentResult", out_dir: str | os.PathLike[str], *
                 assessment.warnings.append(f"reader and new model disagree: {line}")
 
     staging = Path(tempfile.mkdtemp(prefix=".spineassist-staging-", dir=out))
+    child = None
     try:
-        for name, writer in _writers():
-            check()
-            target = staging / name
-            try:
-                made = writer(result, target)
-            except _Skip as skip:
-                written.skipped[name] = str(skip)
-                log.info("%s not written: %s", name, skip)
+        writers = _writers()
+        if parallel and _can_fork():
+            child = _ChildWriters(result, staging, [(n, w) for n, w in writers if n in CHILD_OUTPUTS])
+            writers = [(n, w) for n, w in writers if n not in CHILD_OUTPUTS]
+        outcomes = {name: _write_one(name, writer, result, staging, check) for name, writer in writers}
+        if child is not None:
+            outcomes.update(child.wait())
+        for name, _ in _writers():
+            if name not in outcomes:
                 continue
-            if made:
+            made, why = outcomes[name]
+            if why is not None:
+                written.skipped[name] = why
+                log.info("%s not written: %s", name, why)
+            elif made:
                 written.files[name] = out / name
         check()
         for name in written.files:
             os.replace(staging / name, out / name)
     finally:
+        if child is not None:
+            child.stop()
         shutil.rmtree(staging, ignore_errors=True)
     return written
+
+
+CHILD_OUTPUTS = ("report.html", "seg.dcm")    # written by the child process (about half the time)
+CHILD_TIMEOUT_S = 600.0                        # a child that has not answered by then is stopped
+
+
+def _write_one(name: str, writer: Callable[["AssessmentResult", Path], bool], result: "AssessmentResult",
+               staging: Path, check: Callable[[], None] = lambda: None) -> tuple[bool, str | None]:
+    """Return (written, why skipped) for one output."""
+    check()
+    try:
+        return writer(result, staging / name), None
+    except _Skip as skip:
+        return False, str(skip)
+
+
+def _can_fork() -> bool:
+    import multiprocessing
+
+    # Linux only: on macOS a forked child of a process that loaded system frameworks may crash
+    return sys.platform.startswith("linux") and (os.cpu_count() or 1) > 1 and \
+        "fork" in multiprocessing.get_all_start_methods()
+
+
+class _ChildWriters:
+    """Some writers run in a forked child; ``wait`` returns their outcomes or raises their error."""
+
+    def __init__(self, result: "AssessmentResult", staging: Path,
+                 writers: list[tuple[str, Callable[["AssessmentResult", Path], bool]]]):
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("fork")
+        self._recv, send = ctx.Pipe(duplex=False)
+        self._proc = ctx.Process(target=_child_main, args=(result, staging, writers, send), daemon=True,
+                                 name="spineassist-outputs")
+        self._proc.start()
+        send.close()
+
+    def wait(self) -> dict[str, tuple[bool, str | None]]:
+        message = None
+        try:
+            if self._recv.poll(CHILD_TIMEOUT_S):
+                message = self._recv.recv()
+        except EOFError:
+            pass
+        if message is None and self._proc.is_alive():
+            self._proc.terminate()
+        self._proc.join()
+        if message is None:
+            raise SpineAssistError(f"the process writing {', '.join(CHILD_OUTPUTS)} stopped without an answer (exit "
+                                   f"status {self._proc.exitcode}); nothing was moved into the output folder")
+        kind, payload = message
+        if kind == "ok":
+            return payload
+        error_type, text, trace = payload
+        log.debug("output child failed:\n%s", trace)
+        if error_type == "SpineAssistError":
+            raise SpineAssistError(text)
+        raise RuntimeError(f"writing {', '.join(CHILD_OUTPUTS)} failed: {error_type}: {text}")
+
+    def stop(self) -> None:
+        if self._proc.is_alive():       # this process stopped early (cancel, error): the child goes too
+            self._proc.terminate()
+            self._proc.join(5)
+        self._recv.close()
+
+
+def _child_main(result: "AssessmentResult", staging: Path,
+                writers: list[tuple[str, Callable[["AssessmentResult", Path], bool]]], send: Any) -> None:
+    import traceback
+
+    try:
+        send.send(("ok", {name: _write_one(name, writer, result, staging) for name, writer in writers}))
+    except BaseException as e:  # noqa: BLE001 - every failure is reported to the parent, which raises it
+        send.send(("error", (type(e).__name__, str(e), traceback.format_exc())))
+    finally:
+        send.close()
 
 
 class _Skip(Exception):

@@ -573,11 +573,13 @@ def run_assessment(study_dir: str | Path, out_dir: str | Path, *, device: str = 
                    sagittal_uid: str | None = None, axial_uid: str | None = None, use_axial: bool = True,
                    progress: Callable[[ProgressEvent], None] | None = None, cancel: CancelToken | None = None,
                    settings: Mapping[str, Any] | None = None,
-                   models: Callable[[Any], ModelSet] | None = None) -> Done:
+                   models: Callable[[Any], ModelSet] | None = None, parallel_outputs: bool = True) -> Done:
     """Load the study in ``study_dir``, assess it and write every output into ``out_dir``; return what was done.
 
     ``models`` builds the ModelSet from the loaded stacks (tests inject oracle models); by default
-    the bundled models are loaded and verified on ``device``.
+    the bundled models are loaded and verified on ``device``. ``parallel_outputs``: write the report
+    and SEG in a forked process meanwhile (``outputs.write_outputs``); the Slicer module runs this
+    in its own process (the ``assess`` command), never inside Slicer.
     """
     from .outputs import write_outputs
     from .study_stacks import load_stacks
@@ -593,6 +595,6 @@ def run_assessment(study_dir: str | Path, out_dir: str | Path, *, device: str = 
                     settings=settings, reporter=reporter)
     result.assessment.warnings[:0] = loaded.warnings
     reporter.stage("outputs", 0.0, f"writing {out_dir}")
-    written = write_outputs(result, out_dir, check=reporter.cancel.check)
+    written = write_outputs(result, out_dir, check=reporter.cancel.check, parallel=parallel_outputs)
     reporter.done()
     return Done(result, written, time.perf_counter() - t0)

@@ -46,6 +46,28 @@ def test_report_table_marks_corrections_and_not_assessed(report):
     assert S.PATIENT_NAME not in report and "MRN-000123" not in report
 
 
+def test_each_key_image_has_its_legend_beside_it(report):
+    """The legend is HTML under each image: what each colour and line style means."""
+    legends = re.findall(r'<div class="legend">(.*?)</div>', report)
+    assert len(legends) == 2
+    sagittal, axial = legends
+    assert "disc segmentation" in sagittal and "detection box" in sagittal and "herniation" not in sagittal
+    assert "herniation outline" in axial and 'stroke="#ff0000"' in axial          # drawn in red, said in red
+    assert "stroke-dasharray" in sagittal                                          # the dashed detection box
+
+
+def test_key_image_parts_name_what_the_image_draws():
+    from SpineAssistLib.export.key_images import render_key_image_parts
+
+    ax = S.axial_series()[1]
+    png, legend = render_key_image_parts(KeyImage.from_dicom(ax, "axial", level="L4-L5", mask=S.herniation_mask()),
+                                         S.assessment(ax.SOPInstanceUID))
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    labels = {e.label: e for e in legend}
+    assert labels["herniation outline"].color == "#ff0000" and labels["herniation outline"].linestyle == "-"
+    assert labels["quarter points (zone borders)"].marker == "D" and labels["quarter points (zone borders)"].linestyle == ""
+
+
 def test_key_image_maps_lps_to_pixels_like_dicom():
     # 3-4-5: a point 3 mm along the rows and 4 mm down the columns of a 0.5 x 2 mm grid.
     img = KeyImage(np.zeros((10, 10)), origin=(10.0, 20.0, 30.0), row_direction=(0, 1, 0),

@@ -158,6 +158,60 @@ def test_cancel_leaves_no_output(study_dir, tmp_path):
     assert not any(p.is_file() for p in (tmp_path / "out").rglob("*")) if (tmp_path / "out").exists() else True
 
 
+def test_outputs_in_parallel_equal_outputs_one_by_one(assessed, tmp_path):
+    """The forked writer (report, SEG) and this process (SR, scene) together write what one process writes."""
+    from SpineAssistLib import outputs
+
+    done = assessed[0]
+    serial = outputs.write_outputs(done.result, tmp_path / "serial", keep_corrections=False, parallel=False)
+    both = outputs.write_outputs(done.result, tmp_path / "parallel", keep_corrections=False, parallel=True)
+    assert sorted(serial.files) == sorted(both.files) == sorted(outputs.OUTPUT_FILES)
+    assert (tmp_path / "serial" / "findings.json").read_bytes() == (tmp_path / "parallel" / "findings.json").read_bytes()
+    for name in ("report.html", "seg.dcm"):                 # written by the child: complete and readable
+        assert (tmp_path / "parallel" / name).stat().st_size > 0.9 * (tmp_path / "serial" / name).stat().st_size
+    import pydicom
+    assert len(pydicom.dcmread(tmp_path / "parallel" / "seg.dcm").SegmentSequence) == \
+        len(pydicom.dcmread(tmp_path / "serial" / "seg.dcm").SegmentSequence)
+    assert sorted(p.name for p in (tmp_path / "parallel").iterdir()) == sorted(outputs.OUTPUT_FILES)   # no staging left
+
+
+@pytest.mark.parametrize("where", ["child", "parent"])
+def test_a_failing_writer_in_either_process_leaves_the_folder_as_it_was(assessed, tmp_path, monkeypatch, where):
+    from SpineAssistLib import outputs
+
+    def broken(result, path):
+        path.write_text("half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(outputs, "_report" if where == "child" else "_sr", broken)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("the reader's")
+    with pytest.raises((RuntimeError, OSError), match="disk full"):
+        outputs.write_outputs(assessed[0].result, out, keep_corrections=False, parallel=True)
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+
+
+def test_cancelling_while_the_child_writes_stops_it_and_moves_nothing(assessed, tmp_path, monkeypatch):
+    import multiprocessing
+
+    from SpineAssistLib import outputs
+
+    def slow_report(result, path):
+        import time
+        time.sleep(30)
+        return True
+
+    def cancel():
+        raise Cancelled("cancelled")
+
+    monkeypatch.setattr(outputs, "_report", slow_report)
+    out = tmp_path / "out"
+    with pytest.raises(Cancelled):
+        outputs.write_outputs(assessed[0].result, out, keep_corrections=False, parallel=True, check=cancel)
+    assert not multiprocessing.active_children() and list(out.iterdir()) == []
+
+
 def _cli(*args, env=None):
     import os
     import sys

@@ -25,7 +25,7 @@ from typing import Any, Sequence
 from ..findings import Assessment, Finding, Level
 from .atomic import atomic_write
 from .codes import key_measurement, slip_percent
-from .key_images import KeyImage, render_key_image
+from .key_images import KeyImage, LegendEntry, render_key_image_parts
 
 DISCLAIMER = ("Research use only. SpineAssist is not validated on patients; its models were trained on "
               "synthetic data. Every finding must be checked by a qualified reader.")
@@ -47,6 +47,8 @@ table.levels th{background:#eef2f6}
 figure{margin:0;border:1px solid #ccc;padding:6px;background:#fafafa;max-width:100%;flex:0 1 auto}
 figure img{display:block;max-width:100%;height:auto}
 figcaption{font-size:12px;color:#444;margin-top:4px;max-width:480px}
+.legend{display:flex;flex-wrap:wrap;gap:2px 12px;font-size:11.5px;color:#222;margin-top:4px;max-width:480px}
+.legend .lg{display:inline-flex;align-items:center;gap:4px;white-space:nowrap}
 table.log{border-collapse:collapse;font-size:12px}table.log td,table.log th{border:1px solid #ddd;padding:3px 6px;text-align:left}
 footer{margin-top:30px;font-size:11px;color:#777}
 """
@@ -141,6 +143,22 @@ def _caption(image: KeyImage, assessment: Assessment) -> str:
     return ""
 
 
+def _legend_html(entries: Sequence[LegendEntry]) -> str:
+    """Return a key image's legend: a small inline SVG of each line or marker, then its label."""
+    items = []
+    for e in entries:
+        dash = {"--": ' stroke-dasharray="4 2"', ":": ' stroke-dasharray="1.5 2"'}.get(e.linestyle, "")
+        parts = [f'<line x1="1" y1="5" x2="21" y2="5" stroke="{_e(e.color)}" stroke-width="2"{dash}/>'] \
+            if e.linestyle else []
+        if e.marker == "o":
+            parts.append(f'<circle cx="11" cy="5" r="3.5" fill="{_e(e.color)}" stroke="black" stroke-width="0.7"/>')
+        elif e.marker == "D":
+            parts.append(f'<path d="M11 1 L15 5 L11 9 L7 5 Z" fill="{_e(e.color)}" stroke="black" stroke-width="0.7"/>')
+        items.append(f'<span class="lg"><svg width="22" height="10" aria-hidden="true">{"".join(parts)}</svg>'
+                     f"{_e(e.label)}</span>")
+    return f'<div class="legend">{"".join(items)}</div>' if items else ""
+
+
 def render_report_html(assessment: Assessment, images: Sequence[KeyImage] = (),
                        title: str = "SpineAssist lumbar spine MRI assessment") -> str:
     """Return the report as one HTML string with every image embedded (base64 PNG data URIs)."""
@@ -161,9 +179,10 @@ def render_report_html(assessment: Assessment, images: Sequence[KeyImage] = (),
 
     figures = []
     for img in images:
-        png = base64.b64encode(render_key_image(img, a)).decode("ascii")
+        data, legend = render_key_image_parts(img, a)
+        png = base64.b64encode(data).decode("ascii")
         alt = img.title or f"{img.level or ''} {img.plane} key image".strip()
-        figures.append(f'<figure><img alt="{_e(alt)}" src="data:image/png;base64,{png}">'
+        figures.append(f'<figure><img alt="{_e(alt)}" src="data:image/png;base64,{png}">{_legend_html(legend)}'
                        f"<figcaption>{_e(_caption(img, a))}</figcaption></figure>")
     figs_html = (f'<div class="figs">{"".join(figures)}</div>' if figures
                  else '<p class="na">No key images were given for this report.</p>')
