@@ -354,6 +354,35 @@ def test_shipped_models_predict_on_a_phantom(phantom_slices):
     assert msu.keypoints.shape == (len(msu), 5, 2) and msu.keypoint_scores.shape == (len(msu), 5)
 
 
+def test_the_monai_free_unet_is_monais_unet():
+    """Inference rebuilds MONAI's U-Net from torch.nn (no 7 s MONAI import): same keys, same output."""
+    import torch
+
+    from SpineAssistLib.models.unet import build_inference_unet, build_unet
+    from SpineAssistLib.resources import resource_path
+
+    torch.manual_seed(3)
+    monai_net, ours = build_unet().eval(), build_inference_unet().eval()
+    assert list(monai_net.state_dict()) == list(ours.state_dict())
+    x = torch.rand(2, 1, 96, 128)
+    for state in (monai_net.state_dict(), torch.load(resource_path("Models", "sag_disc_unet.pt"), weights_only=True)):
+        monai_net.load_state_dict(state)
+        ours.load_state_dict(state, strict=True)
+        with torch.inference_mode():
+            assert torch.equal(monai_net(x), ours(x))
+
+
+def test_loading_the_disc_unet_does_not_import_monai(repo_root):
+    import subprocess
+    import sys
+
+    code = ("import sys; from SpineAssistLib.models import load_model; "
+            "import numpy as np; load_model('sag_disc_unet', device='cpu').predict(np.random.rand(64, 64)); "
+            "print('monai' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=repo_root, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
 def test_a_batch_of_slices_gets_the_answers_of_one_by_one(phantom_slices):
     from SpineAssistLib.models import load_model
 

@@ -30,11 +30,18 @@ MIN_DISC_PIXELS = 20
 
 
 def build_unet() -> Any:
-    """Return a fresh MONAI 2D U-Net: 1 input channel, 2 output classes (background, disc)."""
+    """Return a fresh MONAI 2D U-Net: 1 input channel, 2 output classes (background, disc) - for training."""
     from monai.networks.nets import UNet
 
     return UNet(spatial_dims=2, in_channels=1, out_channels=2, channels=UNET_CHANNELS, strides=UNET_STRIDES,
                 num_res_units=UNET_RES_UNITS)
+
+
+def build_inference_unet() -> Any:
+    """Return the same network built without importing MONAI (``unet_net``; 7 s less per process)."""
+    from .unet_net import ResidualUNet2D
+
+    return ResidualUNet2D(1, 2, UNET_CHANNELS, UNET_STRIDES, UNET_RES_UNITS)
 
 
 @dataclass
@@ -63,9 +70,9 @@ class UNetModel:
 
         self.name = name
         self.device = select_device(device)
-        self.net = build_unet()
+        self.net = build_inference_unet()
         state = torch.load(str(weights), map_location="cpu", weights_only=True)
-        self.net.load_state_dict({k: v.float() for k, v in state.items()})
+        self.net.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
         self.net.eval()
 
     def predict(self, image: np.ndarray, threshold: float = 0.5,
