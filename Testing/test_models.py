@@ -455,6 +455,32 @@ def test_training_a_model_writes_weights_and_a_manifest_entry(tmp_path):
         registry.verified_path(spec)
 
 
+def test_the_disc_unet_fine_tunes_from_given_weights(tmp_path):
+    import torch
+
+    from SpineAssistLib.models.datasets import build_from_phantoms
+    from SpineAssistLib.models.train import sha256_file, train_model, train_unet
+    from SpineAssistLib.models.unet import build_unet
+    from SpineAssistLib.errors import ModelError
+
+    sets = build_from_phantoms([_toy_study(1), _toy_study(2)], tmp_path / "sets", ["sag_disc_unet"], copies=1,
+                               val_fraction=0.5)
+    data = sets["sag_disc_unet"]["path"]
+    torch.manual_seed(5)
+    start = {k: v.half() for k, v in build_unet().state_dict().items()}
+    torch.save(start, tmp_path / "start.pt")
+    train_unet(data, tmp_path / "a.pt", epochs=0, patch=32, init=tmp_path / "start.pt")    # no step: the start itself
+    kept = torch.load(tmp_path / "a.pt", weights_only=True)
+    assert all(torch.equal(kept[k], start[k]) for k in start)
+    entry = train_model("sag_disc_unet", data, epochs=1, batch=2, out_dir=tmp_path / "models",
+                        work_dir=tmp_path / "work", init=tmp_path / "start.pt")
+    assert entry["training"]["initialised_from"]["sha256"] == sha256_file(tmp_path / "start.pt")
+    assert "best_val_dice" in entry["training"]
+    (tmp_path / "bad.pt").write_bytes(b"not weights")
+    with pytest.raises(ModelError, match="not sag_disc_unet weights"):
+        train_unet(data, tmp_path / "b.pt", epochs=1, init=tmp_path / "bad.pt")
+
+
 def test_fine_tuning_hands_the_init_weights_to_ultralytics(monkeypatch, tmp_path):
     """ultralytics rebuilds a .pt model from its yaml when pretrained=False: --init must name the file."""
     import ultralytics

@@ -126,8 +126,12 @@ class _DiscPatches:
 
 
 def train_unet(data_dir: str | Path, out_file: Path, epochs: int, batch: int = 8, patch: int = 256, lr: float = 1e-3,
-               seed: int = 0, device: str = "cpu", log_every: int = 1) -> dict[str, Any]:
-    """Train the disc U-Net on ``data_dir/{train,val}/*.npz``; write fp16 weights; return the history."""
+               seed: int = 0, device: str = "cpu", log_every: int = 1,
+               init: str | Path | None = None) -> dict[str, Any]:
+    """Train the disc U-Net on ``data_dir/{train,val}/*.npz``; write fp16 weights; return the history.
+
+    ``init``: start from these weights (a fine-tune) instead of a random initialisation.
+    """
     import torch
     from monai.losses import DiceCELoss
 
@@ -139,7 +143,14 @@ def train_unet(data_dir: str | Path, out_file: Path, epochs: int, batch: int = 8
     if not train_files:
         raise ModelError(f"{data_dir}/train holds no .npz samples; build the dataset first")
     torch.manual_seed(seed)
-    net = build_unet().to(device)
+    net = build_unet()
+    if init is not None:
+        try:
+            state = torch.load(str(init), map_location="cpu", weights_only=True)
+            net.load_state_dict({k: v.float() for k, v in state.items()})
+        except Exception as e:  # noqa: BLE001 - any unreadable or mismatched file gets one clear message
+            raise ModelError(f"--init {init}: not sag_disc_unet weights ({type(e).__name__}: {str(e)[:200]})") from None
+    net = net.to(device)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs))
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
@@ -169,6 +180,8 @@ def train_unet(data_dir: str | Path, out_file: Path, epochs: int, batch: int = 8
         if not val_files or dice >= best_dice:
             best_dice = dice
             best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+    if best_state is None:        # no epoch run (epochs=0): the starting weights
+        best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
     out_file.parent.mkdir(parents=True, exist_ok=True)
     # fp16 halves the file; inference casts back to float32
     torch.save({k: v.half() if v.is_floating_point() else v for k, v in best_state.items()}, str(out_file))
@@ -269,18 +282,15 @@ def train_model(name: str, data: str | Path, *, epochs: int | None = None, batch
     extra: dict[str, Any] = {}
     if init is not None:
         init = Path(init)
-        if defn.task == "unet-segment":
-            raise ModelError(f"--init (fine-tuning) is for the YOLO models; {name} is a U-Net trained from scratch")
         if not init.is_file():
             raise ModelError(f"--init {init}: no such weights file")
         extra["initialised_from"] = _lineage(init)
     if defn.task == "unet-segment":
         tmp = work / defn.file
-        extra = train_unet(data, tmp, settings["epochs"], settings["batch"], settings.get("patch", 256),
-                           settings.get("lr", 1e-3), seed, device)
+        history = train_unet(data, tmp, settings["epochs"], settings["batch"], settings.get("patch", 256),
+                             settings.get("lr", 1e-3), seed, device, init=init)
         shutil.copyfile(tmp, target)
-        history = extra
-        extra = {"best_val_dice": history["best_val_dice"], "final_loss": history["history"][-1]["loss"]}
+        extra.update(best_val_dice=history["best_val_dice"], final_loss=history["history"][-1]["loss"])
     else:
         if defn.task == "classify":
             from .datasets import FolderWriter
