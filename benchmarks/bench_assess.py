@@ -105,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     lines.append(f"Wall time of the whole command, from start to exit: Python start, imports (torch, ultralytics, "
                  f"highdicom, slicer-core), model loading and SHA-256 checks, then the assessment above. Median of "
                  f"{len(cold)}: **{statistics.median(cold):.2f} s** (min {min(cold):.2f}, max {max(cold):.2f}). A batch "
-                 f"run or the Slicer module pays the start once per process, the per-study time above per study.")
+                 f"(`spineassist assess A B C --out OUT`) pays the start once and the per-study time above per "
+                 f"study; each run from the Slicer module starts one such process.")
     lines.append("")
     lines.append("Targets (issue 8): under 5 s per study on this 2-core CPU, under 1 s on a GPU; the published system took 14.5 s.")
     write_section("Assessment (spineassist assess)", "\n".join(lines))
