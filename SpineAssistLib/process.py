@@ -4,8 +4,8 @@ The Slicer panel never runs the models in Slicer's own process: it starts the sa
 terminal user runs, with ``--json-progress``, and reads one JSON object a line from its stdout::
 
     {"event": "progress", "stage": "...", "fraction": 0.0-1.0, "message": "..."}
-    {"event": "done", "out": OUT, "findings": OUT/findings.json, "scene": OUT/scene.mrb}
-    {"event": "error", "message": "..."}
+    {"event": "done", "study": STUDY, "out": OUT, "findings": OUT/findings.json, "scene": OUT/scene.mrb, "seconds": s}
+    {"event": "error", "study": STUDY, "message": "..."}
 
 Exit status 0 done, 2 user error (message on stderr too), 130 cancelled. Cancel terminates the
 process (SIGTERM); the command moves its outputs into place only when complete.
