@@ -63,7 +63,7 @@ def write_outputs(result: "AssessmentResult", out_dir: str | os.PathLike[str], *
 
     ``check`` is called between files (a cancel token's ``check``) so a cancelled run stops early
     and leaves ``out_dir`` as it was. ``parallel``: write the report and SEG in a forked child
-    process meanwhile (Linux and macOS with 2+ cores; not from inside a GUI application).
+    process meanwhile (Linux with 2+ cores, else one by one; not from inside a GUI application).
     """
     out = Path(out_dir).resolve()  # Slicer's bundle writer refuses relative paths
     out.mkdir(parents=True, exist_ok=True)

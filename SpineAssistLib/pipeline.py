@@ -173,8 +173,6 @@ def _orientation(stack: ImageStack) -> SliceOrientation:
     return SliceOrientation.of(stack.slice_numpy_affine(0), stack.role)
 
 
-
-
 def _mid_sagittal_slice(disc_masks: np.ndarray) -> int:
     """Return the slice with the largest disc area: discs are widest at the mid-line."""
     areas = disc_masks.reshape(disc_masks.shape[0], -1).sum(axis=1)

@@ -381,7 +381,7 @@ def disc_material(disc_points: Any, material_points: Any, posterior: PointLike,
     post = _unit_or_raise(post - (post @ normal) * normal, "posterior runs along the slice normal")
     lateral = np.cross(normal, post)
     angles = np.arctan2(rel_m @ post, rel_m @ lateral)
-    bins = np.unique(((angles + np.pi) / (2 * np.pi) * _ANGLE_BINS).astype(int) % _ANGLE_BINS)
+    bins = np.unique(_sector(angles))
     circumference = len(bins) / _ANGLE_BINS
     if circumference > BULGE_MIN_CIRCUMFERENCE:
         # a bulge; a focal protrusion beyond it is still a herniation
@@ -389,7 +389,7 @@ def disc_material(disc_points: Any, material_points: Any, posterior: PointLike,
         beyond = np.hypot(rel_m @ post, rel_m @ lateral) - radius_d(angles)
         thickness = float(np.median(beyond))
         focal = beyond > thickness + max(2.0, thickness)
-        focal_bins = np.unique(((angles[focal] + np.pi) / (2 * np.pi) * _ANGLE_BINS).astype(int) % _ANGLE_BINS)
+        focal_bins = np.unique(_sector(angles[focal]))
         if focal.sum() < min_points or len(focal_bins) / _ANGLE_BINS > BULGE_MIN_CIRCUMFERENCE:
             return DiscMaterial(circumference, True, None, None)
         material = material[focal]
@@ -397,11 +397,16 @@ def disc_material(disc_points: Any, material_points: Any, posterior: PointLike,
     return DiscMaterial(circumference, circumference > BULGE_MIN_CIRCUMFERENCE, as_point(apex), material)
 
 
+def _sector(angles: FloatArray) -> np.ndarray:
+    """Return the 5° sector (0-71) of each angle in radians (-pi..pi)."""
+    return ((np.asarray(angles) + np.pi) / (2 * np.pi) * _ANGLE_BINS).astype(int) % _ANGLE_BINS
+
+
 def _radius_by_angle(rel: FloatArray, post: FloatArray, lateral: FloatArray):
     """Return f(angles) -> the disc's outer radius in each 5° sector (its largest point there)."""
     ang = np.arctan2(rel @ post, rel @ lateral)
     r = np.hypot(rel @ post, rel @ lateral)
-    idx = ((ang + np.pi) / (2 * np.pi) * _ANGLE_BINS).astype(int) % _ANGLE_BINS
+    idx = _sector(ang)
     radius = np.zeros(_ANGLE_BINS)
     np.maximum.at(radius, idx, r)
     if (radius > 0).any():   # fill empty sectors from their neighbours
@@ -409,7 +414,7 @@ def _radius_by_angle(rel: FloatArray, post: FloatArray, lateral: FloatArray):
         radius = np.interp(np.arange(_ANGLE_BINS), filled, radius[filled], period=_ANGLE_BINS)
 
     def at(angles: FloatArray) -> FloatArray:
-        return radius[((angles + np.pi) / (2 * np.pi) * _ANGLE_BINS).astype(int) % _ANGLE_BINS]
+        return radius[_sector(angles)]
 
     return at
 

@@ -183,7 +183,7 @@ def _class_mask(r: Any, cls: int, shape: tuple[int, int]) -> np.ndarray:
 
 def evaluate_axial(models: Models, st: Mapping[str, Any], acc: dict[str, list]) -> None:
     """Add one study's axial results (disc segmentation, MSU keypoints, herniation grades) to ``acc``."""
-    from ..grading import herniation_from_masks, msu_grade, select_maximal_extrusion
+    from ..grading import herniation_from_masks, msu_grade, select_maximal_extrusion, voxel_centers_lps
 
     kp_truth = {a["slice_index"]: a for a in st["axial_keypoints"]}
     per_level: dict[str, list] = {}
@@ -205,11 +205,8 @@ def evaluate_axial(models: Models, st: Mapping[str, Any], acc: dict[str, list]) 
         lps = pixels_to_lps(kp, A)
         # patient left is +x in LPS: name the facets by it, not by image side
         left, right = (lps[0], lps[1]) if lps[0][0] >= lps[1][0] else (lps[1], lps[0])
-        hp = None
-        if hern_pred.any():
-            idx = np.argwhere(hern_pred)
-            hp = pixels_to_lps(idx[:, ::-1].astype(float), A)
-        dp = pixels_to_lps(np.argwhere(disc_pred)[:, ::-1].astype(float), A) if disc_pred.any() else None
+        hp = voxel_centers_lps(hern_pred, A) if hern_pred.any() else None
+        dp = voxel_centers_lps(disc_pred, A) if disc_pred.any() else None
         apex, hp, bulge = herniation_from_masks(dp, hp, lps[2], lps[4], lps[3] if ks[3] >= APEX_SCORE else None)
         apex = None if apex is None else np.asarray(apex)
         if s in kp_truth:

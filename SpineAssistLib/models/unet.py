@@ -108,7 +108,7 @@ class UNetModel:
 
 CENTRAL_SLICES = 2          # slices either side of the centre always segmented
 MIN_DISC_SLICE_PIXELS = 20  # a slice with fewer disc pixels shows no disc
-DISC_ROI_MARGIN_MM = 30.0   # margin around the first slice's discs where the other slices are segmented
+DISC_ROI_MARGIN_MM = 30.0   # margin around the central slices' discs where the other slices are segmented
 
 
 def segment_sagittal_stack(unet: Any, voxels: np.ndarray, pixel_spacing_mm: tuple[float, float],
@@ -119,8 +119,9 @@ def segment_sagittal_stack(unet: Any, voxels: np.ndarray, pixel_spacing_mm: tupl
     The central slices are run, then outwards on each side until a slice shows no disc (slices
     beyond the discs' lateral edge stay empty and are not run, about a fifth of a lumbar series).
     The central slices are run whole; the others only inside the box around their discs widened
-    by ``margin_mm`` (None: every slice whole), a third of the pixels and of the time. ``unet`` is a UNetModel,
-    or one wrapped by ``orientation.Oriented``; ``on_slice(done)`` is called before each slice.
+    by ``margin_mm`` (None: every slice whole), a third of the pixels and of the time. ``unet`` is a
+    UNetModel, or one wrapped by ``orientation.Oriented``; ``on_slice(done)`` is called before each
+    slice.
     """
     n = voxels.shape[0]
     masks = np.zeros(voxels.shape, bool)
@@ -138,12 +139,12 @@ def segment_sagittal_stack(unet: Any, voxels: np.ndarray, pixel_spacing_mm: tupl
     centre = range(max(0, n // 2 - CENTRAL_SLICES), min(n, n // 2 + CENTRAL_SLICES + 1))
     found = [k for k in centre if run(k)]
     lo, hi = centre.start, centre.stop - 1
-    if found and margin_mm is not None:
-        roi = _disc_roi(masks[lo:hi + 1].any(axis=0), pixel_spacing_mm, margin_mm)
     if not found:                 # no disc near the centre (an off-centre spine): run every slice
         for k in [*range(0, lo), *range(hi + 1, n)]:
             run(k)
         return masks
+    if margin_mm is not None:
+        roi = _disc_roi(masks[lo:hi + 1].any(axis=0), pixel_spacing_mm, margin_mm)
     for k in range(lo - 1, -1, -1):
         if not run(k):
             break

@@ -115,20 +115,13 @@ class YoloModel:
 
     def predict(self, image: np.ndarray, conf: float = 0.25, iou: float = 0.5, max_det: int = 30) -> YoloResult:
         """Return the detections on one 2D slice (raw scanner values or uint8 grey)."""
-        bgr = to_bgr(image)
-
-        def call(device: str):
-            return self.model.predict(bgr, imgsz=self.imgsz, conf=conf, iou=iou, max_det=max_det, device=device,
-                                      verbose=False, retina_masks=True)[0]
-
-        r, used = run_with_fallback(call, self.device)
-        self.device = used
-        return _result(r, self.names, bgr.shape[:2])
+        return self.predict_many([image], conf=conf, iou=iou, max_det=max_det)[0]
 
     def predict_many(self, images: Sequence[np.ndarray], conf: float = 0.25, iou: float = 0.5,
                      max_det: int = 30) -> list[YoloResult]:
         """Return the detections on several 2D slices of one shape, run as one batch (a fifth faster
-        than one by one on a CPU, more on a GPU); the same answers as ``predict`` slice by slice."""
+        than one by one on a CPU, more on a GPU); the same answers as ``predict`` slice by slice.
+        Slices are raw scanner values or uint8 grey."""
         if not len(images):
             return []
         bgr = [to_bgr(image) for image in images]
