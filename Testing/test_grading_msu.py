@@ -13,6 +13,7 @@ from test_grading_transforms import PROPERTY_SETTINGS, mirror_left_right, simila
 
 from SpineAssistLib.findings import HerniationFinding
 from SpineAssistLib.grading import msu_grade, msu_size, select_maximal_extrusion, voxel_centers_lps
+from SpineAssistLib.grading.msu import MIN_ZONE_OVERLAP_FRACTION
 
 LEFT, RIGHT, DISC, CANAL = (20.0, 30.0, 0.0), (-20.0, 30.0, 0.0), (0.0, 20.0, 0.0), (0.0, 45.0, 0.0)
 
@@ -186,7 +187,10 @@ def herniations(draw):
     x = draw(away)
     width = draw(st.floats(0.0, 12.0))
     lo = draw(st.floats(x - width, x))
-    assume(all(abs(abs(e) - b) > 0.05 for e in (lo, lo + width) for b in (10.0, 20.0)))
+    # zone edges (10, 20 mm: quarters of the 40 mm facet line) and, a tenth of a quarter either side,
+    # where an end's overlap with the next zone crosses MIN_ZONE_OVERLAP_FRACTION
+    edges = [b + d for b in (10.0, 20.0) for d in (0.0, -10.0 * MIN_ZONE_OVERLAP_FRACTION, 10.0 * MIN_ZONE_OVERLAP_FRACTION)]
+    assume(all(abs(abs(e) - b) > 0.05 for e in (lo, lo + width) for b in edges))
     assume(all(abs(abs(lo + width / 2) - b) > 1e-3 for b in (2.5,)))
     return apex_at(x=x, depth=draw(depths)), (lo, lo + width)
 
