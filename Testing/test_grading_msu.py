@@ -327,6 +327,19 @@ def test_a_herniation_on_a_bulge_keeps_only_the_focal_part():
     assert m.points[:, 0].max() < -15                             # only the protrusion, not the rim
 
 
+def test_anterior_material_is_no_herniation_to_grade():
+    """MSU measures towards the canal: an anterior protrusion (alone, or on a bulge) gives no apex,
+    so no negative depth reaches the report."""
+    from SpineAssistLib.grading import disc_material
+
+    disc, front = _disc_and_rim(250, 290, thickness_mm=6.0)      # anterior (-y), 40° of the circumference
+    m = disc_material(disc, front, posterior=(0, 1, 0))
+    assert not m.bulge and m.apex is None and m.points is None
+    _, rim = _disc_and_rim(0, 360, thickness_mm=2.0)
+    m = disc_material(disc, np.vstack([rim, front]), posterior=(0, 1, 0))
+    assert m.bulge and m.apex is None and m.points is None
+
+
 def test_herniation_from_masks_falls_back_to_the_models_apex_without_masks():
     from SpineAssistLib.grading import herniation_from_masks
 

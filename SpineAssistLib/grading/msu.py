@@ -367,7 +367,9 @@ def disc_material(disc_points: Any, material_points: Any, posterior: PointLike,
 
     A herniation's apex is its point furthest along ``posterior``. When a herniation rides on a
     bulge (material all round plus a focal protrusion), only the part deeper than the bulge's
-    typical thickness is taken as the herniation.
+    typical thickness is taken as the herniation. Only material in the posterior half of the disc
+    (towards the canal and foramina, lateral included) is a herniation for MSU; anterior material
+    alone gives no apex.
     """
     disc = lps_points("disc_points", disc_points)
     material = None if material_points is None else lps_points("material_points", material_points)
@@ -392,7 +394,12 @@ def disc_material(disc_points: Any, material_points: Any, posterior: PointLike,
         focal_bins = np.unique(_sector(angles[focal]))
         if focal.sum() < min_points or len(focal_bins) / _ANGLE_BINS > BULGE_MIN_CIRCUMFERENCE:
             return DiscMaterial(circumference, True, None, None)
-        material = material[focal]
+        material, rel_m = material[focal], rel_m[focal]
+    # MSU grades material towards the canal and foramina: the posterior half of the disc (lateral
+    # included); an anterior protrusion has no depth beyond the intra-facet line to measure
+    material = material[rel_m @ post >= 0.0]
+    if len(material) < min_points:
+        return DiscMaterial(circumference, circumference > BULGE_MIN_CIRCUMFERENCE, None, None)
     apex = material[int(np.argmax(material @ post))]
     return DiscMaterial(circumference, circumference > BULGE_MIN_CIRCUMFERENCE, as_point(apex), material)
 
