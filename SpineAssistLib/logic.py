@@ -52,9 +52,9 @@ def plane_of_direction(ijk_to_ras: Any) -> str:
 
 def volume_plane(volume: Any) -> str:
     """Return the plane of a scalar volume node's slices (see plane_of_direction)."""
-    import vtk
+    from vtkmodules.vtkCommonMath import vtkMatrix4x4
 
-    m = vtk.vtkMatrix4x4()
+    m = vtkMatrix4x4()
     volume.GetIJKToRASDirectionMatrix(m)
     return plane_of_direction([[m.GetElement(r, c) for c in range(3)] for r in range(3)])
 
@@ -219,7 +219,7 @@ class SpineAssistLogic:
 
     def show_teaching_step(self, level: str, kind: str, index: int) -> TeachingStep:
         """Show only the lines and points step ``index`` names for one finding; return the step."""
-        import vtk
+        from vtkmodules.vtkCommonDataModel import vtkVector3d
 
         from .mrml.nodes import ATTR_FINDING, ATTR_LINE, ATTR_MODEL_LEVEL, lps_to_ras
 
@@ -236,7 +236,7 @@ class SpineAssistLogic:
         points.RemoveAllControlPoints()
         geometry = lv.finding(kind).geometry
         for name in step.points:
-            points.AddControlPoint(vtk.vtkVector3d(*lps_to_ras(geometry.points[name])), name)
+            points.AddControlPoint(vtkVector3d(*lps_to_ras(geometry.points[name])), name)
         return step
 
     def end_teaching(self) -> None:

@@ -5,10 +5,12 @@ one of them is complete, so an interrupted run (Ctrl-C, an error, a cancelled Sl
 leaves a half-written file under a final name. A reader-corrected findings.json already in OUT is
 read first and its corrections are carried into the new findings (the reader has the last word).
 
-With ``parallel=True`` (the command line's default) the report and the SEG are written by a forked
-child process while this one writes the SR and the scene: each is single-threaded Python, so two
-cores halve the time. The child only writes into the staging folder; nothing is moved into place
-until both have finished without error.
+With ``parallel=True`` (the command line's default) two writer processes (``WriterProcesses``)
+write the report and SEG, and the SR and scene: each writer is single-threaded Python, so two
+cores halve the time. The command line starts them before the models run, so they import their
+libraries (slicer-core, highdicom, matplotlib: 3-4 s in a new process) while the models compute.
+They only write into the staging folder; nothing is moved into place until both have finished
+without error.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -58,12 +61,15 @@ def previous_findings(out_dir: Path) -> Assessment | None:
 
 def write_outputs(result: "AssessmentResult", out_dir: str | os.PathLike[str], *,
                   keep_corrections: bool = True,
-                  check: Callable[[], None] = lambda: None, parallel: bool = False) -> WrittenOutputs:
+                  check: Callable[[], None] = lambda: None, parallel: bool = False,
+                  writers: "WriterProcesses | None" = None) -> WrittenOutputs:
     """Write all outputs of ``result`` into ``out_dir``; return what was written.
 
     ``check`` is called between files (a cancel token's ``check``) so a cancelled run stops early
-    and leaves ``out_dir`` as it was. ``parallel``: write the report and SEG in a forked child
-    process meanwhile (Linux with 2+ cores, else one by one; not from inside a GUI application).
+    and leaves ``out_dir`` as it was. ``writers``: started writer processes to write the report,
+    SEG, SR and scene (``WriterProcesses.start``); ``parallel`` without them: fork one now for the
+    report and SEG while this process writes the rest (Linux with 2+ cores, else one by one in this
+    process; not from inside a GUI application).
     """
     out = Path(out_dir).resolve()  # Slicer's bundle writer refuses relative paths
     out.mkdir(parents=True, exist_ok=True)
@@ -81,15 +87,16 @@ def write_outputs(result: "AssessmentResult", out_dir: str | os.PathLike[str], *
                 assessment.warnings.append(f"reader and new model disagree: {line}")
 
     staging = Path(tempfile.mkdtemp(prefix=".spineassist-staging-", dir=out))
-    child = None
+    own = None
     try:
-        writers = _writers()
-        if parallel and _can_fork():
-            child = _ChildWriters(result, staging, [(n, w) for n, w in writers if n in CHILD_OUTPUTS])
-            writers = [(n, w) for n, w in writers if n not in CHILD_OUTPUTS]
-        outcomes = {name: _write_one(name, writer, result, staging, check) for name, writer in writers}
-        if child is not None:
-            outcomes.update(child.wait())
+        if writers is None and parallel:   # forked now from this (large) process: one child, this one writes too
+            writers = own = WriterProcesses.start(WRITER_GROUPS[:1])
+        here = [(n, w) for n, w in _writers() if writers is None or writers.closed or n not in writers.outputs]
+        if writers is not None and not writers.closed:
+            writers.send(result, staging)
+        outcomes = {name: _write_one(name, writer, result, staging, check) for name, writer in here}
+        if writers is not None and not writers.closed:
+            outcomes.update(writers.wait(check))
         for name, _ in _writers():
             if name not in outcomes:
                 continue
@@ -103,24 +110,34 @@ def write_outputs(result: "AssessmentResult", out_dir: str | os.PathLike[str], *
         for name in written.files:
             os.replace(staging / name, out / name)
     finally:
-        if child is not None:
-            child.stop()
+        if own is not None or (writers is not None and writers.busy):   # a failure here left them mid-job
+            (own or writers).close()
         shutil.rmtree(staging, ignore_errors=True)
     return written
 
 
-CHILD_OUTPUTS = ("report.html", "seg.dcm")    # written by the child process (about half the time)
-CHILD_TIMEOUT_S = 600.0                        # a child that has not answered by then is stopped
+WRITER_GROUPS = (("report.html", "seg.dcm"), ("sr.dcm", "scene.mrb"))   # one process each, about equal time
+WRITER_IMPORTS = {      # what each writer imports (and its first use loads), ahead of the work
+    "report.html": ("SpineAssistLib.export.report_html", "matplotlib.backends.backend_agg", "matplotlib.figure",
+                    "matplotlib.lines", "matplotlib.patches", "matplotlib.colors"),
+    "seg.dcm": ("SpineAssistLib.export.dicom_seg", "highdicom", "highdicom.seg"),
+    "sr.dcm": ("SpineAssistLib.export.dicom_sr", "highdicom", "highdicom.sr"),
+    "scene.mrb": ("slicer", "SpineAssistLib.mrml", "SpineAssistLib.mrml.nodes", "vtkmodules.util.numpy_support"),
+}
+CHILD_TIMEOUT_S = 600.0   # writer processes that have not answered by then are stopped
 
 
 def _write_one(name: str, writer: Callable[["AssessmentResult", Path], bool], result: "AssessmentResult",
                staging: Path, check: Callable[[], None] = lambda: None) -> tuple[bool, str | None]:
     """Return (written, why skipped) for one output."""
     check()
+    t = time.perf_counter()
     try:
         return writer(result, staging / name), None
     except _Skip as skip:
         return False, str(skip)
+    finally:
+        log.debug("%s: %.2f s (process %d)", name, time.perf_counter() - t, os.getpid())
 
 
 def _can_fork() -> bool:
@@ -131,59 +148,174 @@ def _can_fork() -> bool:
         "fork" in multiprocessing.get_all_start_methods()
 
 
-class _ChildWriters:
-    """Some writers run in a forked child; ``wait`` returns their outcomes or raises their error."""
+class WriterProcesses:
+    """Forked processes that write the report and SEG, and the SR and scene, of each result sent.
 
-    def __init__(self, result: "AssessmentResult", staging: Path,
-                 writers: list[tuple[str, Callable[["AssessmentResult", Path], bool]]]):
+    Start them early (``start()`` before the models run: the command line does): each imports
+    its writers' libraries at once, in parallel with the models, and then waits. ``send`` hands
+    them a result (pickled, about 45 MB and 0.1 s for a lumbar study) and ``wait`` collects what
+    they wrote or raises their error. One result at a time; they serve every study of a batch.
+    A cancel, an error or a timeout stops them (``closed``); ``close`` ends them.
+    """
+
+    def __init__(self, groups: tuple[tuple[str, ...], ...] = WRITER_GROUPS):
         import multiprocessing
 
         ctx = multiprocessing.get_context("fork")
-        self._recv, send = ctx.Pipe(duplex=False)
-        self._proc = ctx.Process(target=_child_main, args=(result, staging, writers, send), daemon=True,
-                                 name="spineassist-outputs")
-        self._proc.start()
-        send.close()
+        self.outputs = tuple(name for group in groups for name in group)
+        self.closed = False
+        self._busy = False
+        self._children: list[tuple[Any, Any, tuple[str, ...]]] = []
+        sys.stdout.flush()     # a forked child must not write this process's buffered output again
+        sys.stderr.flush()
+        for group in groups:
+            mine, theirs = ctx.Pipe(duplex=True)
+            ours = [mine] + [c for _, c, _ in self._children]   # inherited by the child, which closes them
+            proc = ctx.Process(target=_writer_main, args=(theirs, group, ours), daemon=True,
+                               name=f"spineassist-writer-{'+'.join(group)}")
+            proc.start()
+            theirs.close()
+            self._children.append((proc, mine, group))
 
-    def wait(self) -> dict[str, tuple[bool, str | None]]:
-        message = None
+    @property
+    def busy(self) -> bool:
+        """Whether a result was sent and its outcomes not yet collected."""
+        return self._busy
+
+    @classmethod
+    def start(cls, groups: tuple[tuple[str, ...], ...] = WRITER_GROUPS) -> "WriterProcesses | None":
+        """Return started writer processes, or None where they cannot run (not Linux, one core)."""
+        return cls(groups) if _can_fork() else None
+
+    def send(self, result: "AssessmentResult", staging: Path) -> None:
+        import pickle
+
+        if self.closed or self._busy:
+            raise RuntimeError("the writer processes are closed or still writing")
+        data = pickle.dumps((str(staging), result), protocol=pickle.HIGHEST_PROTOCOL)
+        self._busy = True
         try:
-            if self._recv.poll(CHILD_TIMEOUT_S):
-                message = self._recv.recv()
-        except EOFError:
-            pass
-        if message is None and self._proc.is_alive():
-            self._proc.terminate()
-        self._proc.join()
-        if message is None:
-            raise SpineAssistError(f"the process writing {', '.join(CHILD_OUTPUTS)} stopped without an answer (exit "
-                                   f"status {self._proc.exitcode}); nothing was moved into the output folder")
-        kind, payload = message
-        if kind == "ok":
-            return payload
-        error_type, text, trace = payload
-        log.debug("output child failed:\n%s", trace)
-        if error_type == "SpineAssistError":
-            raise SpineAssistError(text)
-        raise RuntimeError(f"writing {', '.join(CHILD_OUTPUTS)} failed: {error_type}: {text}")
+            for _, conn, _ in self._children:
+                conn.send_bytes(data)
+        except BaseException:
+            self.close()
+            raise
 
-    def stop(self) -> None:
-        if self._proc.is_alive():       # this process stopped early (cancel, error): the child goes too
-            self._proc.terminate()
-            self._proc.join(5)
-        self._recv.close()
+    def wait(self, check: Callable[[], None] = lambda: None) -> dict[str, tuple[bool, str | None]]:
+        """Return the outcomes of every writer process; raise the first error (and stop them)."""
+        outcomes: dict[str, tuple[bool, str | None]] = {}
+        deadline = time.monotonic() + CHILD_TIMEOUT_S
+        try:
+            for proc, conn, group in self._children:
+                message = None
+                while message is None:
+                    check()
+                    try:
+                        if conn.poll(0.05):
+                            message = conn.recv()
+                        elif not proc.is_alive() or time.monotonic() > deadline:
+                            break
+                    except EOFError:
+                        break
+                if message is None:
+                    raise SpineAssistError(
+                        f"the process writing {', '.join(group)} stopped without an answer (exit status "
+                        f"{proc.exitcode}); nothing was moved into the output folder")
+                kind, payload = message
+                if kind != "ok":
+                    error_type, text, trace = payload
+                    log.debug("writer process failed:\n%s", trace)
+                    if error_type == "SpineAssistError":
+                        raise SpineAssistError(text)
+                    raise RuntimeError(f"writing {', '.join(group)} failed: {error_type}: {text}")
+                outcomes.update(payload)
+        except BaseException:
+            self.close()          # a half-done job leaves them out of step: they stop
+            raise
+        self._busy = False
+        return outcomes
+
+    def close(self) -> None:
+        """End the writer processes (at once if they are writing)."""
+        if not self._children:
+            self.closed = True
+            return
+        for proc, conn, _ in self._children:
+            conn.close()          # an idle writer reads end-of-file and exits
+            if self._busy and proc.is_alive():
+                proc.terminate()
+        for proc, _, _ in self._children:
+            proc.join(5)
+            if proc.is_alive():   # pragma: no cover - a writer stuck in a library call
+                proc.kill()
+                proc.join(5)
+        self._children = []
+        self.closed = True
+
+    def __enter__(self) -> "WriterProcesses":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
 
-def _child_main(result: "AssessmentResult", staging: Path,
-                writers: list[tuple[str, Callable[["AssessmentResult", Path], bool]]], send: Any) -> None:
+def _writer_main(conn: Any, outputs: tuple[str, ...], parent_ends: list[Any]) -> None:
+    """A writer process: import its libraries, then write each result it is sent until end-of-file."""
+    import importlib
+    import pickle
+    import signal
     import traceback
 
-    try:
-        send.send(("ok", {name: _write_one(name, writer, result, staging) for name, writer in writers}))
-    except BaseException as e:  # noqa: BLE001 - every failure is reported to the parent, which raises it
-        send.send(("error", (type(e).__name__, str(e), traceback.format_exc())))
-    finally:
-        send.close()
+    for end in parent_ends:      # else the parent closing its end would not reach us as end-of-file
+        end.close()
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)    # Ctrl-C is the parent's to handle: it stops us
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)   # not the parent's cancel handler: terminate ends us
+    for module in dict.fromkeys(m for name in outputs for m in WRITER_IMPORTS.get(name, ())):
+        try:
+            importlib.import_module(module)
+        except Exception as e:  # noqa: BLE001 - the writer imports it again and reports the error
+            log.debug("writer process: importing %s failed: %s", module, e)
+    _warm_up(outputs)
+    while True:
+        try:
+            data = conn.recv_bytes()
+        except (EOFError, OSError):
+            return
+        try:
+            staging, result = pickle.loads(data)
+            writers = [(n, w) for n, w in _writers() if n in outputs]
+            conn.send(("ok", {name: _write_one(name, w, result, Path(staging)) for name, w in writers}))
+        except BaseException as e:  # noqa: BLE001 - every failure is reported to the parent, which raises it
+            conn.send(("error", (type(e).__name__, str(e), traceback.format_exc())))
+
+
+def _warm_up(outputs: tuple[str, ...]) -> None:
+    """Pay the libraries' first-use costs before a result arrives: highdicom reads the DICOM
+    standard's tables (0.5 s) on its first SEG or SR; matplotlib loads its font on its first text."""
+    if {"seg.dcm", "sr.dcm"} & set(outputs):
+        try:
+            from highdicom import _standard_utils as standard   # private, but only a warm-up: may change
+
+            standard.get_sop_class_iod_map()
+            standard.get_iod_module_map()
+            standard.get_module_attribute_map()
+        except Exception as e:  # noqa: BLE001 - the first SEG/SR then reads the tables itself
+            log.debug("writer process: highdicom warm-up skipped: %s", e)
+    if "report.html" in outputs:
+        try:
+            import io
+
+            from matplotlib.backends.backend_agg import FigureCanvasAgg
+            from matplotlib.figure import Figure
+
+            fig = Figure(figsize=(0.5, 0.5), dpi=50)
+            ax = fig.add_subplot()
+            ax.imshow([[0, 1], [1, 0]], cmap="gray")
+            ax.text(0, 0, "L4-L5")
+            FigureCanvasAgg(fig).print_png(io.BytesIO())
+        except Exception as e:  # noqa: BLE001
+            log.debug("writer process: matplotlib warm-up skipped: %s", e)
 
 
 class _Skip(Exception):

@@ -571,13 +571,16 @@ def run_assessment(study_dir: str | Path, out_dir: str | Path, *, device: str = 
                    sagittal_uid: str | None = None, axial_uid: str | None = None, use_axial: bool = True,
                    progress: Callable[[ProgressEvent], None] | None = None, cancel: CancelToken | None = None,
                    settings: Mapping[str, Any] | None = None,
-                   models: Callable[[Any], ModelSet] | None = None, parallel_outputs: bool = True) -> Done:
+                   models: Callable[[Any], ModelSet] | None = None, parallel_outputs: bool = True,
+                   writers: Any = None) -> Done:
     """Load the study in ``study_dir``, assess it and write every output into ``out_dir``; return what was done.
 
     ``models`` builds the ModelSet from the loaded stacks (tests inject oracle models); by default
-    the bundled models are loaded and verified on ``device``. ``parallel_outputs``: write the report
-    and SEG in a forked process meanwhile (``outputs.write_outputs``); the Slicer module runs this
-    in its own process (the ``assess`` command), never inside Slicer.
+    the bundled models are loaded and verified on ``device``. ``writers``: writer processes started
+    before (``outputs.WriterProcesses``; the command line starts them first, so they import their
+    libraries while the models run) write the report, SEG, SR and scene; without them
+    ``parallel_outputs`` forks one now for the report and SEG. The Slicer module runs this in its
+    own process (the ``assess`` command), never inside Slicer.
     """
     from .outputs import write_outputs
     from .study_stacks import load_stacks
@@ -593,6 +596,6 @@ def run_assessment(study_dir: str | Path, out_dir: str | Path, *, device: str = 
                     settings=settings, reporter=reporter)
     result.assessment.warnings[:0] = loaded.warnings
     reporter.stage("outputs", 0.0, f"writing {out_dir}")
-    written = write_outputs(result, out_dir, check=reporter.cancel.check, parallel=parallel_outputs)
+    written = write_outputs(result, out_dir, check=reporter.cancel.check, parallel=parallel_outputs, writers=writers)
     reporter.done()
     return Done(result, written, time.perf_counter() - t0)

@@ -383,6 +383,62 @@ def test_loading_the_disc_unet_does_not_import_monai(repo_root):
     assert out.stdout.strip() == "False"
 
 
+def test_running_the_models_does_not_import_torchvision(repo_root):
+    """torchvision's import pulls in torch._dynamo: 2 s of every run. Ultralytics imports it for
+    its NMS warm-up and the classifier's transforms; inference here needs neither."""
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np; from SpineAssistLib.models import load_model; "
+            "[load_model(n, device='cpu').predict(np.random.rand(96, 96) * 500) for n in "
+            "('sag_vertebra_pose', 'sag_pfirrmann_cls', 'ax_disc_seg', 'ax_msu_pose')]; "
+            "print(sorted(m for m in ('torchvision', 'torch._dynamo') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=repo_root, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_the_classifier_gives_ultralytics_probabilities(phantom_slices):
+    """The classifier is called directly (no torchvision transforms): the same probabilities as
+    ultralytics' predictor, for crops smaller, larger, and not square."""
+    import torchvision  # noqa: F401 - ultralytics' classify predictor needs it (here only)
+
+    from SpineAssistLib.models import load_model
+    from SpineAssistLib.models.imaging import to_bgr
+
+    sag = phantom_slices["sag_images"][0]
+    model = load_model("sag_pfirrmann_cls", device="cpu")
+    crops = [sag[100:164, 100:164], sag[80:240, 90:250], sag[100:190, 60:200], sag[50:250, 120:180]]
+    ours = model.predict_many(crops)
+    for crop, r in zip(crops, ours):
+        ref = model.model.predict(to_bgr(crop), imgsz=model.imgsz, device="cpu", verbose=False)[0].probs.data.numpy()
+        np.testing.assert_allclose(r.probs, ref, atol=1e-5)
+        assert r.top_class == int(np.argmax(ref))
+    assert len({r.top_class for r in ours}) >= 1 and all(r.probs.shape == (5,) for r in ours)
+
+
+def test_classifier_checkpoints_lose_their_torchvision_transforms(tmp_path):
+    import shutil
+
+    import torch
+    from ultralytics.data.augment import classify_transforms
+
+    from SpineAssistLib.models.train import drop_classify_transforms
+    from SpineAssistLib.resources import resource_path
+
+    path = tmp_path / "cls.pt"
+    shutil.copyfile(resource_path("Models", "sag_pfirrmann_cls.pt"), path)
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    assert getattr(ckpt["model"], "transforms", None) is None          # the shipped file has none
+    ckpt["model"].transforms = classify_transforms(128)                  # as ultralytics' training saves it
+    torch.save(ckpt, path)
+    assert drop_classify_transforms(path) is True
+    again = torch.load(path, map_location="cpu", weights_only=False)
+    assert again["model"].transforms is None
+    for a, b in zip(ckpt["model"].state_dict().values(), again["model"].state_dict().values()):
+        assert torch.equal(a, b)
+    assert drop_classify_transforms(path) is False
+
+
 def test_a_batch_of_slices_gets_the_answers_of_one_by_one(phantom_slices):
     from SpineAssistLib.models import load_model
 

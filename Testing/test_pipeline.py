@@ -17,6 +17,7 @@ from oracle_models import oracle_models
 from SpineAssistLib.errors import Cancelled
 from SpineAssistLib.findings import Assessment, PfirrmannGrade, validate_findings_json
 from SpineAssistLib.grading import msu_grade
+from SpineAssistLib.outputs import OUTPUT_FILES
 from SpineAssistLib.phantom import generate_study, sample_params, write_study
 from SpineAssistLib.pipeline import run_assessment
 from SpineAssistLib.progress import CancelToken
@@ -212,6 +213,88 @@ def test_cancelling_while_the_child_writes_stops_it_and_moves_nothing(assessed, 
     assert not multiprocessing.active_children() and list(out.iterdir()) == []
 
 
+def test_writer_processes_serve_several_results_and_write_what_one_process_writes(assessed, tmp_path, monkeypatch):
+    """The command line's writer processes, started before the models run, write every result sent."""
+    import multiprocessing
+
+    import pydicom
+
+    from SpineAssistLib import outputs
+
+    done = assessed[0]
+    serial = outputs.write_outputs(done.result, tmp_path / "serial", keep_corrections=False, parallel=False)
+    with outputs.WriterProcesses() as writers:
+        def broken(result, path):
+            raise OSError("not the writer process's code")
+
+        monkeypatch.setattr(outputs, "_scene", broken)   # patched after they started: they write their own
+        for name in ("a", "b"):
+            got = outputs.write_outputs(done.result, tmp_path / name, keep_corrections=False, writers=writers)
+            assert sorted(got.files) == sorted(serial.files) == sorted(outputs.OUTPUT_FILES)
+            assert not writers.busy and not writers.closed
+            assert (tmp_path / name / "findings.json").read_bytes() == (tmp_path / "serial" / "findings.json").read_bytes()
+            for f in ("report.html", "seg.dcm", "sr.dcm", "scene.mrb"):
+                assert (tmp_path / name / f).stat().st_size > 0.9 * (tmp_path / "serial" / f).stat().st_size
+            assert len(pydicom.dcmread(tmp_path / name / "sr.dcm").ContentSequence) == \
+                len(pydicom.dcmread(tmp_path / "serial" / "sr.dcm").ContentSequence)
+    assert writers.closed and not multiprocessing.active_children()
+
+
+def test_a_failing_writer_process_stops_them_and_later_outputs_are_written_here(assessed, tmp_path, monkeypatch):
+    import multiprocessing
+
+    from SpineAssistLib import outputs
+
+    real_sr = outputs._sr
+
+    def broken(result, path):
+        path.write_text("half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(outputs, "_sr", broken)
+    writers = outputs.WriterProcesses()                 # forked with the broken SR writer
+    monkeypatch.setattr(outputs, "_sr", real_sr)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("the reader's")
+    try:
+        with pytest.raises(RuntimeError, match="disk full"):
+            outputs.write_outputs(assessed[0].result, out, keep_corrections=False, writers=writers)
+        assert writers.closed and not multiprocessing.active_children()
+        assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+        again = outputs.write_outputs(assessed[0].result, out, keep_corrections=False, writers=writers)
+        assert sorted(again.files) == sorted(outputs.OUTPUT_FILES)      # written in this process instead
+    finally:
+        writers.close()
+
+
+def test_cancelling_while_the_writer_processes_write_stops_them(assessed, tmp_path, monkeypatch):
+    import multiprocessing
+    import time
+
+    from SpineAssistLib import outputs
+
+    def slow_report(result, path):
+        time.sleep(30)
+        return True
+
+    monkeypatch.setattr(outputs, "_report", slow_report)
+    writers = outputs.WriterProcesses()
+    calls = []
+
+    def cancel():
+        calls.append(1)
+        if len(calls) > 5:          # the first checks pass (findings.json/.csv are written), then cancel
+            raise Cancelled("cancelled")
+
+    out = tmp_path / "out"
+    t = time.perf_counter()
+    with pytest.raises(Cancelled):
+        outputs.write_outputs(assessed[0].result, out, keep_corrections=False, writers=writers, check=cancel)
+    assert time.perf_counter() - t < 10
+    assert writers.closed and not multiprocessing.active_children() and list(out.iterdir()) == []
+
+
 def _cli(*args, env=None):
     import os
     import sys
@@ -252,6 +335,8 @@ def test_several_studies_in_one_command_each_get_their_folder_and_a_bad_one_is_s
     first, second = tmp_path / "out" / study_dir.name, tmp_path / "out" / f"{study_dir.name}-2"
     assert Assessment.load(first / "findings.json").study_instance_uid == \
         Assessment.load(second / "findings.json").study_instance_uid
+    for folder in (first, second):                              # the shared writer processes wrote both
+        assert sorted(p.name for p in folder.iterdir()) == sorted(OUTPUT_FILES)
     assert not (tmp_path / "out" / "no-dicom").exists()
     assert "2 of 3 studies assessed" in r.stderr and "no-dicom" in r.stderr and "Traceback" not in r.stderr
     assert batch_folders([Path("a/x"), Path("b/x"), Path("c/y")], Path("o")) == [Path("o/x"), Path("o/x-2"), Path("o/y")]

@@ -8,6 +8,7 @@ that cannot be read is reported and skipped while the others are assessed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import signal
 import sys
@@ -49,14 +50,20 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _assess_one(args: argparse.Namespace, study: Path, out: Path, cancel: CancelToken, models=None) -> int:
+def _assess_one(args: argparse.Namespace, study: Path, out: Path, cancel: CancelToken, models=None,
+                writers=None) -> int:
     from ..pipeline import run_assessment
+
+    from ..outputs import WriterProcesses
 
     progress = json_lines_printer(sys.stdout) if args.json_progress else text_printer(sys.stderr)
     try:
-        done = run_assessment(study, out, device=args.device, sagittal_uid=args.sagittal,
-                              axial_uid=args.axial, use_axial=not args.no_axial, progress=progress, cancel=cancel,
-                              models=models)
+        # the writer processes start first: they import their libraries while the models run
+        with contextlib.nullcontext(writers) if writers is not None else \
+                WriterProcesses.start() or contextlib.nullcontext() as started:
+            done = run_assessment(study, out, device=args.device, sagittal_uid=args.sagittal,
+                                  axial_uid=args.axial, use_axial=not args.no_axial, progress=progress,
+                                  cancel=cancel, models=models, writers=started)
     except SpineAssistError as e:
         if args.json_progress:
             print(json.dumps({"event": "error", "study": str(study), "message": str(e)}), flush=True)
@@ -87,6 +94,7 @@ def batch_folders(studies: list[Path], out: Path) -> list[Path]:
 
 def _assess_batch(args: argparse.Namespace, studies: list[Path], cancel: CancelToken) -> int:
     from ..errors import Cancelled
+    from ..outputs import WriterProcesses
     from ..pipeline import AXIAL_MODELS, SAGITTAL_MODELS, ModelSet
 
     if args.sagittal or args.axial:
@@ -99,16 +107,17 @@ def _assess_batch(args: argparse.Namespace, studies: list[Path], cancel: CancelT
         return cache[0]
 
     failed: list[tuple[Path, str]] = []
-    for i, (study, out) in enumerate(zip(studies, batch_folders(studies, args.out)), 1):
-        cancel.check()
-        print(f"== study {i} of {len(studies)}: {study} -> {out}", file=sys.stderr, flush=True)
-        try:
-            _assess_one(args, study, out, cancel, models=models)
-        except Cancelled:
-            raise
-        except SpineAssistError as e:
-            failed.append((study, str(e)))
-            print(f"error: {study}: {e}", file=sys.stderr, flush=True)
+    with WriterProcesses.start() or contextlib.nullcontext() as writers:   # shared by every study
+        for i, (study, out) in enumerate(zip(studies, batch_folders(studies, args.out)), 1):
+            cancel.check()
+            print(f"== study {i} of {len(studies)}: {study} -> {out}", file=sys.stderr, flush=True)
+            try:
+                _assess_one(args, study, out, cancel, models=models, writers=writers)
+            except Cancelled:
+                raise
+            except SpineAssistError as e:
+                failed.append((study, str(e)))
+                print(f"error: {study}: {e}", file=sys.stderr, flush=True)
     done = len(studies) - len(failed)
     print(f"{done} of {len(studies)} studies assessed into {args.out}" +
           "".join(f"\n  not assessed: {study}: {why}" for study, why in failed), file=sys.stderr, flush=True)

@@ -70,7 +70,7 @@ def _split_of(case_id: str) -> str:
 # ---- reading the scene ------------------------------------------------------------------------
 
 def _array(node: Any) -> np.ndarray:
-    from vtk.util import numpy_support
+    from vtkmodules.util import numpy_support
 
     image = node.GetImageData()
     if image is None:
@@ -81,11 +81,11 @@ def _array(node: Any) -> np.ndarray:
 
 def _numpy_affine(node: Any) -> np.ndarray:
     """Return the (slice, row, column) -> LPS affine of a volume node."""
-    import vtk
+    from vtkmodules.vtkCommonMath import vtkMatrix4x4
 
     from ..mrml.nodes import LPS_TO_RAS
 
-    m = vtk.vtkMatrix4x4()
+    m = vtkMatrix4x4()
     node.GetIJKToRASMatrix(m)
     ijk_to_lps = LPS_TO_RAS @ np.array([[m.GetElement(r, c) for c in range(4)] for r in range(4)])
     out = ijk_to_lps.copy()
@@ -95,13 +95,13 @@ def _numpy_affine(node: Any) -> np.ndarray:
 
 def _disc_label_map(scene: Any, segmentation: Any, volume: Any, assessment: Assessment) -> np.ndarray:
     """Return the segmentation's discs as a label map on ``volume``'s grid, valued by the level in force."""
-    import vtk
+    from vtkmodules.vtkCommonCore import vtkStringArray
 
     from ..mrml.nodes import TAG_MODEL_NAME, TAG_STRUCTURE, level_by_model_name, segment_tag
     from ..mrml.scene import segmentations_logic
 
     seg = segmentation.GetSegmentation()
-    ids, values = vtk.vtkStringArray(), []
+    ids, values = vtkStringArray(), []
     for i in range(seg.GetNumberOfSegments()):
         segment = seg.GetNthSegment(i)
         if segment_tag(segment, TAG_STRUCTURE) != "disc":

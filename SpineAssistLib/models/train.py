@@ -305,6 +305,30 @@ def train_model(name: str, data: str | Path, *, epochs: int | None = None, batch
                             extra=extra, out_dir=out)
 
 
+def drop_classify_transforms(weights: str | Path) -> bool:
+    """Remove the torchvision preprocessing object ultralytics pickles into a classifier's
+    checkpoint (``model.transforms``); return whether the file changed.
+
+    Unpickling it imports torchvision and torch._dynamo, 2 s of every run; inference makes the
+    same input without it (``yolo.classify_input``) and ultralytics rebuilds it when absent.
+    """
+    import torch
+
+    path = Path(weights)
+    ckpt = torch.load(str(path), map_location="cpu", weights_only=False)
+    changed = False
+    for key in ("model", "ema"):
+        net = ckpt.get(key) if isinstance(ckpt, dict) else None
+        if net is not None and getattr(net, "transforms", None) is not None:
+            net.transforms = None
+            changed = True
+    if changed:
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save(ckpt, str(tmp))
+        os.replace(tmp, path)
+    return changed
+
+
 def register_weights(name: str, weights: str | Path, *, settings: Mapping[str, Any], seed: int, device: str,
                      seconds: float | None, data_record: Mapping[str, Any], command: str | None = None,
                      version: str | None = None, extra: Mapping[str, Any] | None = None,
@@ -319,6 +343,8 @@ def register_weights(name: str, weights: str | Path, *, settings: Mapping[str, A
     target = out / defn.file
     if Path(weights).resolve() != target.resolve():
         shutil.copyfile(weights, target)
+    if defn.task == "classify":
+        drop_classify_transforms(target)
     entry = {
         "name": name, "file": defn.file, "sha256": sha256_file(target), "size_bytes": target.stat().st_size,
         "task": defn.task, "architecture": defn.architecture, "description": defn.description,

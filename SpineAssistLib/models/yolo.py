@@ -109,9 +109,13 @@ class YoloModel:
         self.imgsz = int(imgsz)
         self.device = select_device(device)
         self.model = YOLO(str(weights), task=task)
+        # ultralytics' warm-up imports torchvision (and torch._dynamo with it, 2 s on this CPU) only
+        # to use its NMS; ultralytics' own NMS gives the same boxes, and on a CPU the warm-up runs nothing
+        self.model.add_callback("on_predict_start", _skip_warmup)
         model_names = getattr(self.model, "names", None) or {}
         self.names = tuple(names) or tuple(model_names[i] for i in sorted(model_names))
         self.keypoint_names = tuple(keypoints)
+        self._classifier: Any = None
 
     def predict(self, image: np.ndarray, conf: float = 0.25, iou: float = 0.5, max_det: int = 30) -> YoloResult:
         """Return the detections on one 2D slice (raw scanner values or uint8 grey)."""
@@ -124,6 +128,10 @@ class YoloModel:
         Slices are raw scanner values or uint8 grey."""
         if not len(images):
             return []
+        if self.task == "classify":
+            probs, used = run_with_fallback(lambda device: self._classify(images, device), self.device)
+            self.device = used
+            return [YoloResult(names=self.names, probs=p) for p in probs]
         bgr = [to_bgr(image) for image in images]
         if len({b.shape for b in bgr}) > 1:
             raise ValueError(f"{self.name}: predict_many needs slices of one shape; got {sorted({b.shape for b in bgr})}")
@@ -135,6 +143,54 @@ class YoloModel:
         rs, used = run_with_fallback(call, self.device)
         self.device = used
         return [_result(r, self.names, b.shape[:2]) for r, b in zip(rs, bgr)]
+
+
+    def _classify(self, images: Sequence[np.ndarray], device: str) -> np.ndarray:
+        """Return the class probabilities (N, classes) of the images, run as one batch.
+
+        The network is called directly with the input ultralytics' classify predictor makes
+        (``classify_input``): that predictor needs torchvision's transforms, whose import costs
+        2 s of every run. A test checks the probabilities equal ultralytics' predict.
+        """
+        import torch
+
+        if self._classifier is None:
+            net = self.model.model
+            self._classifier = (net.fuse() if hasattr(net, "fuse") else net).eval()   # as ultralytics' AutoBackend
+        net = self._classifier.to(device)
+        x = torch.from_numpy(np.stack([classify_input(image, self.imgsz) for image in images])).to(device)
+        with torch.inference_mode():
+            out = net(x)
+        probs = out[0] if isinstance(out, (tuple, list)) else out    # eval mode: (probabilities, logits)
+        return probs.float().cpu().numpy().astype(float)
+
+
+def _skip_warmup(predictor: Any) -> None:
+    predictor.done_warmup = True
+
+
+def classify_input(image: np.ndarray, imgsz: int) -> np.ndarray:
+    """Return the (3, imgsz, imgsz) float32 input of a YOLO classifier for one slice or crop.
+
+    The same steps as ultralytics' classify predictor (torchvision ``Resize(imgsz)`` of the short
+    side, bilinear with antialiasing on a PIL image; ``CenterCrop(imgsz)``; RGB; 0-1), made with
+    PIL and numpy.
+    """
+    from PIL import Image
+
+    im = Image.fromarray(to_bgr(image))
+    w, h = im.size
+    short, long = (w, h) if w <= h else (h, w)
+    new_short, new_long = imgsz, int(imgsz * long / short)
+    size = (new_short, new_long) if w <= h else (new_long, new_short)
+    if size != (w, h):
+        im = im.resize(size, Image.BILINEAR)
+    w, h = im.size
+    if w < imgsz or h < imgsz:   # pragma: no cover - the short side is imgsz after the resize
+        raise ValueError(f"classifier input {w}x{h} is smaller than {imgsz}")
+    top, left = int(round((h - imgsz) / 2.0)), int(round((w - imgsz) / 2.0))
+    arr = np.asarray(im.crop((left, top, left + imgsz, top + imgsz)))[..., ::-1]   # BGR -> RGB
+    return np.ascontiguousarray(arr.transpose(2, 0, 1), dtype=np.float32) / 255.0
 
 
 def _np(x: Any) -> np.ndarray:

@@ -264,9 +264,10 @@ def level_keypoints(nodes: NodeSet, model_level: str) -> dict[str, tuple[float, 
 def observe_keypoints(node: Any, callback: Callable[[Any, int], None]) -> int:
     """Call ``callback(node, control_point_index)`` whenever a control point changes; return the observer tag."""
     import slicer
-    import vtk
+    from vtkmodules.util.misc import calldata_type
+    from vtkmodules.vtkCommonCore import VTK_INT
 
-    @vtk.calldata_type(vtk.VTK_INT)
+    @calldata_type(VTK_INT)
     def on_point_modified(caller: Any, _event: str, index: int) -> None:
         callback(caller, int(index))
 

@@ -116,14 +116,14 @@ LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 def ijk_to_ras_matrix(affine_lps: Any) -> Any:
     """Return Slicer's IJKToRAS vtkMatrix4x4 from a 4x4 affine mapping (i, j, k, 1) to LPS mm."""
-    import vtk
+    from vtkmodules.vtkCommonMath import vtkMatrix4x4
 
     a = np.asarray(affine_lps, dtype=float)
     if a.shape != (4, 4) or not np.all(np.isfinite(a)):
         raise ValueError(f"affine must be a finite 4x4 matrix mapping (i, j, k, 1) to LPS mm; got shape {a.shape}")
     if abs(np.linalg.det(a[:3, :3])) < 1e-12:
         raise ValueError("affine's 3x3 part is singular: a voxel must have a non-zero size along i, j and k")
-    m = vtk.vtkMatrix4x4()
+    m = vtkMatrix4x4()
     ras = LPS_TO_RAS @ a
     for r in range(4):
         for c in range(4):
@@ -147,13 +147,13 @@ def _image(name: str, image: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _image_data(array: np.ndarray) -> Any:
-    import vtk
-    from vtk.util import numpy_support
+    from vtkmodules.util import numpy_support
+    from vtkmodules.vtkCommonDataModel import vtkImageData
 
     array = np.ascontiguousarray(array)
     if array.dtype == np.bool_:
         array = array.astype(np.uint8)
-    img = vtk.vtkImageData()
+    img = vtkImageData()
     img.SetDimensions(array.shape[2], array.shape[1], array.shape[0])
     img.GetPointData().SetScalars(numpy_support.numpy_to_vtk(array.ravel(), deep=True))
     return img
@@ -372,7 +372,7 @@ def _add_segmentation(scene: Any, assessment: Assessment, series: str, image: An
 
 def _add_keypoints(scene: Any, assessment: Assessment, series: str, points: Mapping[str, Sequence[float]],
                    parent: int, locked: bool) -> Any:
-    import vtk
+    from vtkmodules.vtkCommonDataModel import vtkVector3d
 
     node = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", f"{series} keypoints")
     node.CreateDefaultDisplayNodes()
@@ -381,7 +381,7 @@ def _add_keypoints(scene: Any, assessment: Assessment, series: str, points: Mapp
     records: dict[str, dict[str, Any]] = {}
     for name, xyz in points.items():
         lps = _point(f"keypoints[{series!r}][{name!r}]", xyz)
-        index = node.AddControlPoint(vtk.vtkVector3d(*lps_to_ras(lps)), name)
+        index = node.AddControlPoint(vtkVector3d(*lps_to_ras(lps)), name)
         model_level = keypoint_level(name, model_levels)
         node.SetNthControlPointDescription(index, name_of.get(model_level, "") if model_level else "")
         records[node.GetNthControlPointID(index)] = {"name": name, "level": model_level, "model_lps": list(lps)}
@@ -418,12 +418,12 @@ def line_node_name(level_name: str, kind: str, line_name: str) -> str:
 
 
 def _add_line(scene: Any, level: Level, kind: str, line_name: str, a: Sequence[float], b: Sequence[float], parent: int) -> Any:
-    import vtk
+    from vtkmodules.vtkCommonDataModel import vtkVector3d
 
     node = scene.AddNewNodeByClass("vtkMRMLMarkupsLineNode", line_node_name(level.name, kind, line_name))
     node.CreateDefaultDisplayNodes()
-    node.AddControlPoint(vtk.vtkVector3d(*lps_to_ras(a)))
-    node.AddControlPoint(vtk.vtkVector3d(*lps_to_ras(b)))
+    node.AddControlPoint(vtkVector3d(*lps_to_ras(a)))
+    node.AddControlPoint(vtkVector3d(*lps_to_ras(b)))
     node.SetLocked(1)
     node.SetAttribute(ATTR_MODEL_LEVEL, level.model_name or level.name)
     node.SetAttribute(ATTR_FINDING, kind)
@@ -561,7 +561,7 @@ def center_views_on_level(scene: Any, nodes: NodeSet, assessment: Assessment, le
 
 def segment_tag(segment: Any, name: str) -> str:
     """Return a vtkSegment's tag value, or "" when it has none (GetTag fills a by-reference string)."""
-    import vtk
+    from vtkmodules.vtkCommonCore import reference
 
-    value = vtk.reference("")
+    value = reference("")
     return str(value) if segment.GetTag(name, value) else ""
