@@ -7,6 +7,7 @@ and print the per-level findings next to the phantom's truth.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -22,6 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from .findings import Assessment
+    from .outputs import WriterProcesses
     from .phantom import generate_study, sample_params, write_study
     from .pipeline import findings_table, run_assessment
     from .progress import text_printer
@@ -29,15 +31,19 @@ def main(argv: list[str] | None = None) -> int:
     study_dir = args.out / "study"
     assessment_dir = args.out / "assessment"
     print(f"SpineAssist demo: synthetic lumbar MRI study, seed {args.seed} (not a patient)")
-    t0 = time.perf_counter()
-    params = sample_params(args.seed)
-    write_study(generate_study(args.seed, params), study_dir)
-    print(f"  study written in {time.perf_counter() - t0:.1f} s: {study_dir}/DICOM (sagittal + axial T2), truth in {study_dir}/truth")
-    try:
-        done = run_assessment(study_dir, assessment_dir, device=args.device, progress=text_printer(sys.stderr))
-    except SpineAssistError as e:
-        print(f"spineassist demo: error: {e}", file=sys.stderr)
-        return 2
+    # the writer processes start first: they import their libraries while the study is made
+    with WriterProcesses.start() or contextlib.nullcontext() as writers:
+        t0 = time.perf_counter()
+        params = sample_params(args.seed)
+        write_study(generate_study(args.seed, params), study_dir)
+        print(f"  study written in {time.perf_counter() - t0:.1f} s: {study_dir}/DICOM (sagittal + axial T2), "
+              f"truth in {study_dir}/truth")
+        try:
+            done = run_assessment(study_dir, assessment_dir, device=args.device, progress=text_printer(sys.stderr),
+                                  writers=writers)
+        except SpineAssistError as e:
+            print(f"spineassist demo: error: {e}", file=sys.stderr)
+            return 2
     truth = Assessment.load(study_dir / "truth.json")
     print()
     print(findings_table(done.result.assessment, truth))

@@ -60,3 +60,19 @@ def test_length_mismatch_is_an_error():
         M.accuracy([1, 2], [1])
     with pytest.raises(ValueError, match="weights must be"):
         M.cohen_kappa([1], [1], weights="cubic")
+
+
+def test_pfirrmann_is_also_scored_on_the_true_disc_masks():
+    """The diagnostic row: the classifier alone (crops of the true masks) beside the pipeline's
+    accuracy (crops of the U-Net's masks), so a low figure can be blamed on the right model."""
+    from SpineAssistLib.models.evaluate import _new_acc, summarise
+
+    acc = _new_acc()
+    acc["pfirrmann_true_all"] += [1, 2, 3, 4]
+    acc["pfirrmann_pred_true_mask"] += [1, 2, 3, 3]
+    acc["pfirrmann_true"] += [1, 2, 3]
+    acc["pfirrmann_pred"] += [1, 1, 1]
+    acc["pfirrmann_degenerated_score"] += [0.1, 0.2, 0.3]
+    table = summarise(acc, n_boot=50)["pfirrmann"]
+    assert table["accuracy_on_true_masks"]["value"] == 0.75 and table["accuracy_on_true_masks"]["n"] == 4
+    assert abs(table["accuracy"]["value"] - 1 / 3) < 1e-3

@@ -163,6 +163,10 @@ def evaluate_sagittal(models: Models, st: Mapping[str, Any], acc: dict[str, list
         tv = _value(lvt["pfirrmann"])
         if tv is None:
             continue
+        # the classifier alone, on the crop of the true disc: separates its errors from the U-Net's
+        probs_true_mask = models.pfirrmann.predict(pfirrmann_crop(o.image(img[mid]), o.image(truth_mask))).probs
+        acc["pfirrmann_true_all"].append(int(tv["grade"]))
+        acc["pfirrmann_pred_true_mask"].append(int(np.argmax(probs_true_mask)) + 1)
         overlaps = [float((m & truth_mask).sum()) for m in inst]
         if not overlaps or max(overlaps) == 0:
             acc["pfirrmann_missed"].append(level)
@@ -282,6 +286,8 @@ def summarise(acc: Mapping[str, list], n_boot: int = M.N_BOOTSTRAP) -> dict[str,
             "sensitivity_III_V": M.with_ci(lambda t, p: M.sensitivity_specificity(t, p)[0], deg_t, deg_p, n_boot=n_boot),
             "specificity_III_V": M.with_ci(lambda t, p: M.sensitivity_specificity(t, p)[1], deg_t, deg_p, n_boot=n_boot),
             "auc_III_V": M.with_ci(M.auc, deg_t, acc["pfirrmann_degenerated_score"], n_boot=n_boot),
+            "accuracy_on_true_masks": M.with_ci(M.accuracy, acc["pfirrmann_true_all"], acc["pfirrmann_pred_true_mask"],
+                                                n_boot=n_boot),
             "discs_not_segmented": len(acc["pfirrmann_missed"])},
         "meyerding": {
             "grade_accuracy": M.with_ci(M.accuracy, acc["meyerding_true"], acc["meyerding_pred"], n_boot=n_boot),
@@ -389,6 +395,8 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ("Pfirrmann III-V vs I-II: sensitivity", "pfirrmann", "sensitivity_III_V"),
     ("Pfirrmann III-V vs I-II: specificity", "pfirrmann", "specificity_III_V"),
     ("Pfirrmann III-V vs I-II: AUC", "pfirrmann", "auc_III_V"),
+    ("Pfirrmann: accuracy on crops of the true disc masks (classifier alone, diagnostic)", "pfirrmann",
+     "accuracy_on_true_masks"),
     ("Meyerding: grade accuracy", "meyerding", "grade_accuracy"),
     ("Meyerding: kappa (quadratic)", "meyerding", "kappa_quadratic"),
     ("Meyerding: slip error mm", "meyerding", "slip_error_mm"),
