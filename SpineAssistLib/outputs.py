@@ -91,11 +91,12 @@ def write_outputs(result: "AssessmentResult", out_dir: str | os.PathLike[str], *
     try:
         if writers is None and parallel:   # forked now from this (large) process: one child, this one writes too
             writers = own = WriterProcesses.start(WRITER_GROUPS[:1])
-        here = [(n, w) for n, w in _writers() if writers is None or writers.closed or n not in writers.outputs]
         if writers is not None and not writers.closed:
             writers.send(result, staging)
+        sent = writers is not None and not writers.closed and writers.busy
+        here = [(n, w) for n, w in _writers() if not sent or n not in writers.outputs]
         outcomes = {name: _write_one(name, writer, result, staging, check) for name, writer in here}
-        if writers is not None and not writers.closed:
+        if sent:
             outcomes.update(writers.wait(check))
         for name, _ in _writers():
             if name not in outcomes:
@@ -188,11 +189,18 @@ class WriterProcesses:
         return cls(groups) if _can_fork() else None
 
     def send(self, result: "AssessmentResult", staging: Path) -> None:
+        """Hand ``result`` to the writer processes (``busy`` afterwards), or close them and return
+        (not ``busy``) when it cannot be pickled: the caller then writes it itself."""
         import pickle
 
         if self.closed or self._busy:
             raise RuntimeError("the writer processes are closed or still writing")
-        data = pickle.dumps((str(staging), result), protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            data = pickle.dumps((str(staging), result), protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as e:  # noqa: BLE001 - not busy afterwards: the caller writes everything itself
+            log.warning("the result cannot be sent to the writer processes (%s); writing in this process", e)
+            self.close()
+            return
         self._busy = True
         try:
             for _, conn, _ in self._children:
@@ -238,7 +246,7 @@ class WriterProcesses:
     def close(self) -> None:
         """End the writer processes (at once if they are writing)."""
         if not self._children:
-            self.closed = True
+            self.closed, self._busy = True, False
             return
         for proc, conn, _ in self._children:
             conn.close()          # an idle writer reads end-of-file and exits
@@ -251,6 +259,7 @@ class WriterProcesses:
                 proc.join(5)
         self._children = []
         self.closed = True
+        self._busy = False
 
     def __enter__(self) -> "WriterProcesses":
         return self

@@ -268,6 +268,20 @@ def test_a_failing_writer_process_stops_them_and_later_outputs_are_written_here(
         writers.close()
 
 
+def test_a_result_the_writer_processes_cannot_take_is_written_here(assessed, tmp_path):
+    import copy
+    import multiprocessing
+
+    from SpineAssistLib import outputs
+
+    result = copy.copy(assessed[0].result)
+    result.timings = {"unpicklable": lambda: None}         # a lambda cannot be pickled
+    with outputs.WriterProcesses() as writers:
+        got = outputs.write_outputs(result, tmp_path / "out", keep_corrections=False, writers=writers)
+        assert writers.closed
+    assert sorted(got.files) == sorted(outputs.OUTPUT_FILES) and not multiprocessing.active_children()
+
+
 def test_cancelling_while_the_writer_processes_write_stops_them(assessed, tmp_path, monkeypatch):
     import multiprocessing
     import time
