@@ -52,22 +52,23 @@ def run(args: argparse.Namespace) -> int:
 
 def _assess_one(args: argparse.Namespace, study: Path, out: Path, cancel: CancelToken, models=None,
                 writers=None) -> int:
+    from ..outputs import WriterProcesses
     from ..pipeline import run_assessment
 
-    from ..outputs import WriterProcesses
-
     progress = json_lines_printer(sys.stdout) if args.json_progress else text_printer(sys.stderr)
+    # the writer processes start first, so they import their libraries while the models run (a batch passes its own)
+    own = WriterProcesses.start() if writers is None else None
     try:
-        # the writer processes start first: they import their libraries while the models run
-        with contextlib.nullcontext(writers) if writers is not None else \
-                WriterProcesses.start() or contextlib.nullcontext() as started:
-            done = run_assessment(study, out, device=args.device, sagittal_uid=args.sagittal,
-                                  axial_uid=args.axial, use_axial=not args.no_axial, progress=progress,
-                                  cancel=cancel, models=models, writers=started)
+        done = run_assessment(study, out, device=args.device, sagittal_uid=args.sagittal,
+                              axial_uid=args.axial, use_axial=not args.no_axial, progress=progress, cancel=cancel,
+                              models=models, writers=writers or own)
     except SpineAssistError as e:
         if args.json_progress:
             print(json.dumps({"event": "error", "study": str(study), "message": str(e)}), flush=True)
         raise
+    finally:
+        if own is not None:
+            own.close()
     if args.json_progress:
         print(json.dumps({"event": "done", "study": str(study), "out": str(done.written.out_dir),
                           "findings": str(done.written.files.get("findings.json", "")),
