@@ -76,3 +76,6 @@ def test_pfirrmann_is_also_scored_on_the_true_disc_masks():
     table = summarise(acc, n_boot=50)["pfirrmann"]
     assert table["accuracy_on_true_masks"]["value"] == 0.75 and table["accuracy_on_true_masks"]["n"] == 4
     assert abs(table["accuracy"]["value"] - 1 / 3) < 1e-3
+    assert table["confusion_on_true_masks"][3] == [0, 0, 1, 0, 0]          # true IV called III
+    assert sum(map(sum, table["confusion_on_true_masks"])) == 4
+    assert table["mean_grade_error_on_true_masks"]["value"] == -0.25

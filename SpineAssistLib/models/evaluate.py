@@ -288,6 +288,10 @@ def summarise(acc: Mapping[str, list], n_boot: int = M.N_BOOTSTRAP) -> dict[str,
             "auc_III_V": M.with_ci(M.auc, deg_t, acc["pfirrmann_degenerated_score"], n_boot=n_boot),
             "accuracy_on_true_masks": M.with_ci(M.accuracy, acc["pfirrmann_true_all"], acc["pfirrmann_pred_true_mask"],
                                                 n_boot=n_boot),
+            # rows: true grade I-V, columns: predicted; and the mean signed error (a systematic over- or under-grading)
+            "confusion_on_true_masks": _confusion(acc["pfirrmann_true_all"], acc["pfirrmann_pred_true_mask"], 1, 5),
+            "mean_grade_error_on_true_masks": M.mean_ci([p - t for t, p in zip(acc["pfirrmann_true_all"],
+                                                                               acc["pfirrmann_pred_true_mask"])], n_boot),
             "discs_not_segmented": len(acc["pfirrmann_missed"])},
         "meyerding": {
             "grade_accuracy": M.with_ci(M.accuracy, acc["meyerding_true"], acc["meyerding_pred"], n_boot=n_boot),
@@ -295,6 +299,13 @@ def summarise(acc: Mapping[str, list], n_boot: int = M.N_BOOTSTRAP) -> dict[str,
             "slip_error_mm": M.mean_ci(acc["slip_err_mm"], n_boot),
             "levels_without_corners": len(acc["meyerding_missed"])},
     }
+    return out
+
+
+def _confusion(t: Sequence[int], p: Sequence[int], lo: int, hi: int) -> list[list[int]]:
+    out = [[0] * (hi - lo + 1) for _ in range(hi - lo + 1)]
+    for a, b in zip(t, p):
+        out[int(a) - lo][int(b) - lo] += 1
     return out
 
 
@@ -397,6 +408,8 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ("Pfirrmann III-V vs I-II: AUC", "pfirrmann", "auc_III_V"),
     ("Pfirrmann: accuracy on crops of the true disc masks (classifier alone, diagnostic)", "pfirrmann",
      "accuracy_on_true_masks"),
+    ("Pfirrmann: mean grade error (predicted - true) on those crops (diagnostic)", "pfirrmann",
+     "mean_grade_error_on_true_masks"),
     ("Meyerding: grade accuracy", "meyerding", "grade_accuracy"),
     ("Meyerding: kappa (quadratic)", "meyerding", "kappa_quadratic"),
     ("Meyerding: slip error mm", "meyerding", "slip_error_mm"),
