@@ -260,6 +260,32 @@ def test_phantom_builder_writes_parseable_yolo_labels(tmp_path):
         assert set(np.unique(z["mask"])) == {0, 1}
 
 
+def test_brightness_scaled_pfirrmann_crops_change_only_the_classifier_set(tmp_path):
+    """--pfirrmann-brightness: the classifier's training crops come from rescaled slices (their own
+    random stream); every other training set, and the classifier's validation crops, stay the same."""
+    from PIL import Image
+
+    from SpineAssistLib.models.datasets import build_from_phantoms
+
+    studies = [_toy_study(1), _toy_study(2)]
+    build_from_phantoms(studies, tmp_path / "plain", copies=2, val_fraction=0.5)
+    build_from_phantoms(studies, tmp_path / "scaled", copies=2, val_fraction=0.5, pfirrmann_brightness=(0.5, 0.7))
+
+    def files(root):     # data.yaml names its own folder
+        return {p.relative_to(root): p.read_bytes().replace(str(root).encode(), b"ROOT")
+                for p in root.rglob("*") if p.is_file() and p.name != "datasets.json"}
+
+    plain, scaled = files(tmp_path / "plain"), files(tmp_path / "scaled")
+    assert plain.keys() == scaled.keys()
+    differ = {k for k in plain if plain[k] != scaled[k]}
+    assert differ and all(k.parts[:2] == ("sag_pfirrmann_cls", "train") for k in differ)
+    for k in differ:     # darker by the factor (0.5-0.7): the disc's grey falls, its place does not move
+        a = np.asarray(Image.open(tmp_path / "plain" / k), float)
+        b = np.asarray(Image.open(tmp_path / "scaled" / k), float)
+        assert a.shape == b.shape and 0.45 * a.max() <= b.max() <= 0.75 * a.max()
+    assert json.loads((tmp_path / "scaled" / "datasets.json").read_text())["pfirrmann_brightness"] == [0.5, 0.7]
+
+
 def test_label_line_parser_rejects_wrong_counts():
     from SpineAssistLib.models.datasets import parse_label_line
 
@@ -490,6 +516,9 @@ def test_train_and_evaluate_commands_are_listed_and_check_their_input(capsys, tm
     assert "no model named 'nope'" in capsys.readouterr().err
     assert main(["train", "ax_msu_pose", "--data", str(tmp_path)]) == 2
     assert "holds no training set for ax_msu_pose" in capsys.readouterr().err
+    assert main(["train", "sag_pfirrmann_cls", "--data", str(tmp_path), "--phantoms", "2",
+                 "--pfirrmann-brightness", "1.3", "0.7"]) == 2
+    assert "--pfirrmann-brightness needs 0 < LOW <= HIGH" in capsys.readouterr().err
     assert main(["evaluate", "--studies", "0"]) == 2
     assert "--studies must be 1 or more" in capsys.readouterr().err
 

@@ -40,6 +40,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="fine-tune from these weights (e.g. the bundled Resources/Models/NAME.pt) instead of "
                    "training from scratch; YOLO models only")
     p.add_argument("--copies", type=int, default=2, help="augmented copies of each training image (default 2)")
+    p.add_argument("--pfirrmann-brightness", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
+                   help="cut the Pfirrmann classifier's training crops from slices scaled by a random factor in "
+                   "[LOW, HIGH] (e.g. 0.7 1.3), so the grade is learnt from contrast, not brightness (default: off)")
     p.add_argument("--epochs", type=int, default=None, help="epochs (default: the full setting of each model)")
     p.add_argument("--batch", type=int, default=None, help="batch size (default: each model's setting)")
     p.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
@@ -114,6 +117,9 @@ def _build_phantoms(args: argparse.Namespace, names: list[str]) -> dict:
 
     if args.phantoms < 2:
         raise SpineAssistError(f"--phantoms must be 2 or more (one is kept for validation); got {args.phantoms}")
+    brightness = list(args.pfirrmann_brightness) if args.pfirrmann_brightness else None
+    if brightness is not None and not 0 < brightness[0] <= brightness[1]:
+        raise SpineAssistError(f"--pfirrmann-brightness needs 0 < LOW <= HIGH; got {brightness[0]} {brightness[1]}")
     cache = args.cache or args.data.parent / "phantom-cache"
     seeds = list(range(args.first_seed, args.first_seed + args.phantoms))
     sag_seeds = list(range(args.sagittal_first_seed, args.sagittal_first_seed + args.sagittal_phantoms))
@@ -130,21 +136,23 @@ def _build_phantoms(args: argparse.Namespace, names: list[str]) -> dict:
         studies.append(load_phantom(s, _training_overrides(s, args.herniation_rate), cache, partial=True))
     val_fraction = 0.1 * len(seeds) / len(studies)
     key = {"seeds": [int(s["seed"]) for s in studies], "copies": args.copies, "seed": args.seed,
-           "val_fraction": val_fraction, "herniation_rate": args.herniation_rate}
+           "val_fraction": val_fraction, "herniation_rate": args.herniation_rate, "pfirrmann_brightness": brightness}
     done = args.data / "datasets.json"
     built = json.loads(done.read_text(encoding="utf-8")) if done.is_file() else {}
     if {k: built.get(k) for k in key} == key and set(names) <= set(built.get("models", {})):
         print(f"reusing the training sets in {args.data} (same phantoms and settings)", flush=True)
     else:
         # every model's set at once, so that a later `train NAME` with the same phantoms reuses it
-        build_from_phantoms(studies, args.data, None, copies=args.copies, seed=args.seed, val_fraction=val_fraction)
+        build_from_phantoms(studies, args.data, None, copies=args.copies, seed=args.seed, val_fraction=val_fraction,
+                            pfirrmann_brightness=tuple(brightness) if brightness else None)
         built = json.loads(done.read_text(encoding="utf-8"))
         built["herniation_rate"] = args.herniation_rate
         done.write_text(json.dumps(built, indent=1), encoding="utf-8")
     return {"source": "SpineAssist phantom (synthetic; not patients)", "phantom_seeds": [seeds[0], seeds[-1]],
             "sagittal_only_seeds": [sag_seeds[0], sag_seeds[-1]] if sag_seeds else [], "copies": args.copies,
             "render": "phantom_cache.render_training_phantom",
-            **({"herniation_rate": args.herniation_rate} if args.herniation_rate is not None else {})}
+            **({"herniation_rate": args.herniation_rate} if args.herniation_rate is not None else {}),
+            **({"pfirrmann_brightness": brightness} if brightness is not None else {})}
 
 
 def _training_overrides(seed: int, rate: float | None) -> dict | None:

@@ -47,6 +47,15 @@ def augment_intensity(img: np.ndarray, rng: np.random.Generator, strength: float
     return x.astype(np.float32)
 
 
+def scale_brightness(img: np.ndarray, rng: np.random.Generator, low: float, high: float) -> np.ndarray:
+    """Return a [0, 1] slice multiplied by a random factor in [low, high] and clipped to [0, 1].
+
+    What another scanner, sequence or set of tissue signals does to a slice normalised to its own
+    brightest tissue: every structure brighter or darker by one factor, contrasts between them kept.
+    """
+    return np.clip(np.asarray(img, np.float32) * float(rng.uniform(low, high)), 0, 1).astype(np.float32)
+
+
 def augment_geometry(img: np.ndarray, labels: np.ndarray, rng: np.random.Generator, max_rotation_deg: float = 12.0,
                      elastic_mm: float = 4.0) -> tuple[np.ndarray, np.ndarray]:
     """Return the slice and its label map rotated and elastically deformed together (labels nearest)."""

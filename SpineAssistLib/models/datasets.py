@@ -26,7 +26,7 @@ import numpy as np
 
 from ..anatomy import (CORNERS, DISC_LABELS, HERNIATION_LABEL, MSU_KEYPOINTS, NEURAL_LABEL, THECAL_SAC_LABEL,
                        VERTEBRA_LABELS, corner_name)
-from .augment import augment_intensity
+from .augment import augment_intensity, scale_brightness
 from .catalog import MODEL_DEFS, PFIRRMANN_CLASSES
 from .imaging import lps_to_pixels, normalize_slice, stack_slice_affine, to_uint8
 
@@ -318,12 +318,16 @@ def make_writers(out: Path, models: Sequence[str]) -> dict[str, Any]:
 
 def build_from_phantoms(studies: Sequence[Mapping[str, Any]], out_dir: str | Path, models: Sequence[str] | None = None,
                         copies: int = 2, val_fraction: float = 0.1, seed: int = 0, sag_pose_slices: int = 1,
-                        ) -> dict[str, dict[str, Any]]:
+                        pfirrmann_brightness: tuple[float, float] | None = None) -> dict[str, dict[str, Any]]:
     """Write the training sets of ``models`` (default: all) from phantom studies; return per model
     ``{"path", "train", "val"}`` (data.yaml for YOLO detect/segment/pose, else the folder).
 
     ``studies`` are ``phantom_cache`` dicts; the last ``val_fraction`` of them are validation.
     ``sag_pose_slices``: slices either side of the mid-sagittal one also used for the corner model.
+    ``pfirrmann_brightness`` (low, high): the Pfirrmann classifier's training crops are cut from
+    the slice scaled by a random factor in that range (``augment.scale_brightness``), so that the
+    grade is learnt from the disc's contrast with its surroundings rather than its brightness
+    after normalisation; its own random stream, so every other set is as without it.
     """
     out = Path(out_dir)
     models = list(models or MODEL_DEFS)
@@ -336,19 +340,24 @@ def build_from_phantoms(studies: Sequence[Mapping[str, Any]], out_dir: str | Pat
     for i, st in enumerate(studies):
         split = _split(i, n, val_fraction)
         add_study(writers, st, split, copies if split == "train" else 1, rng, f"s{int(st['seed']):06d}",
-                  sag_pose_slices, augment=True)
+                  sag_pose_slices, augment=True, pfirrmann_brightness=pfirrmann_brightness,
+                  brightness_rng=np.random.default_rng([seed, int(st["seed"])]))
     result = {}
     for m, w in writers.items():
         path = w.finish() if isinstance(w, (YoloWriter, FolderWriter)) else w.root
         result[m] = {"path": str(path), **w.counts}
     (out / "datasets.json").write_text(json.dumps({"source": "phantom", "seeds": [int(s["seed"]) for s in studies],
                                                    "copies": copies, "val_fraction": val_fraction, "seed": seed,
+                                                   "pfirrmann_brightness": list(pfirrmann_brightness)
+                                                   if pfirrmann_brightness else None,
                                                    "models": result}, indent=1), encoding="utf-8")
     return result
 
 
 def add_study(writers: Mapping[str, Any], st: Mapping[str, Any], split: str, copies: int, rng: np.random.Generator,
-              tag: str, sag_pose_slices: int = 1, augment: bool = True) -> None:
+              tag: str, sag_pose_slices: int = 1, augment: bool = True,
+              pfirrmann_brightness: tuple[float, float] | None = None,
+              brightness_rng: np.random.Generator | None = None) -> None:
     """Add one study (a ``phantom_cache`` dict, or ``export.training_data.training_case``) to ``writers``.
 
     ``copies``: versions of each image (the first one plain unless ``augment`` and ``split`` is train);
@@ -374,7 +383,10 @@ def add_study(writers: Mapping[str, Any], st: Mapping[str, Any], split: str, cop
             if near_mid and "sag_vertebra_pose" in writers:
                 writers["sag_vertebra_pose"].add(split, stem, img, sagittal_pose_lines(st, s))
             if near_mid and "sag_pfirrmann_cls" in writers:
-                for level, g, crop in pfirrmann_crops(img, lab[s], grades):
+                src = img
+                if pfirrmann_brightness is not None and split == "train":
+                    src = scale_brightness(img, brightness_rng or rng, *pfirrmann_brightness)
+                for level, g, crop in pfirrmann_crops(src, lab[s], grades):
                     writers["sag_pfirrmann_cls"].add(split, PFIRRMANN_CLASSES[g - 1], f"{stem}_{level}", crop)
     kp_by_slice = {a["slice_index"]: a for a in st["axial_keypoints"]}
     ax_boxes = st.get("ax_boxes") or {}
