@@ -286,6 +286,25 @@ def test_brightness_scaled_pfirrmann_crops_change_only_the_classifier_set(tmp_pa
     assert json.loads((tmp_path / "scaled" / "datasets.json").read_text())["pfirrmann_brightness"] == [0.5, 0.7]
 
 
+def test_tissue_jitter_widens_only_the_background_tissue_signals():
+    """--tissue-jitter: training phantoms' fat, marrow, muscle ... signals vary far more than the
+    phantom's own +-8 % (other scanners and patients); CSF and the disc keep theirs (grades)."""
+    from SpineAssistLib.commands.train import _training_overrides
+    from SpineAssistLib.phantom.params import BACKGROUND_TISSUES, TISSUE_SIGNAL, jittered_tissue_signal, sample_params
+
+    draws = [jittered_tissue_signal(seed, 0.25) for seed in range(1000, 1060)]
+    assert draws[0] == jittered_tissue_signal(1000, 0.25)                       # from the seed alone
+    assert all(set(d) == set(BACKGROUND_TISSUES) for d in draws)
+    ratios = np.array([[d[t] / TISSUE_SIGNAL[t] for t in ("fat", "marrow", "muscle")] for d in draws])
+    assert ratios.min() >= np.exp(-0.5) - 1e-9 and all(max(d.values()) <= 0.98 for d in draws)
+    assert ratios[:, 1].max() > 1.25 and ratios[:, 0].min() < 0.8             # beyond the phantom's +-20 % clip
+    p = sample_params(1000, **_training_overrides(1000, None, 0.25))
+    assert p.signal("marrow") == pytest.approx(draws[0]["marrow"])
+    assert p.signal("csf") == 1.0 and p.signal("nucleus") == sample_params(1000).signal("nucleus")
+    both = _training_overrides(1000, 0.5, 0.25)
+    assert set(both) == {"msu", "tissue_signal"} and _training_overrides(1000, None, None) is None
+
+
 def test_label_line_parser_rejects_wrong_counts():
     from SpineAssistLib.models.datasets import parse_label_line
 
@@ -519,6 +538,8 @@ def test_train_and_evaluate_commands_are_listed_and_check_their_input(capsys, tm
     assert main(["train", "sag_pfirrmann_cls", "--data", str(tmp_path), "--phantoms", "2",
                  "--pfirrmann-brightness", "1.3", "0.7"]) == 2
     assert "--pfirrmann-brightness needs 0 < LOW <= HIGH" in capsys.readouterr().err
+    assert main(["train", "sag_pfirrmann_cls", "--data", str(tmp_path), "--phantoms", "2", "--tissue-jitter", "0"]) == 2
+    assert "--tissue-jitter needs 0 < S <= 1" in capsys.readouterr().err
     assert main(["evaluate", "--studies", "0"]) == 2
     assert "--studies must be 1 or more" in capsys.readouterr().err
 

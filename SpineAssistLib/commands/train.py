@@ -39,6 +39,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--init", type=Path, default=None, metavar="WEIGHTS",
                    help="fine-tune from these weights (e.g. the bundled Resources/Models/NAME.pt) instead of "
                    "training from scratch; YOLO models only")
+    p.add_argument("--tissue-jitter", type=float, default=None, metavar="S",
+                   help="training phantoms' fat, marrow, muscle and other background tissue signals scaled by "
+                   "exp(N(0, S)) (within exp(+-2S)) each, wider than the phantom's own +-8 %% (e.g. 0.25): models "
+                   "that do not depend on one scanner's tissue contrasts (default: off)")
     p.add_argument("--copies", type=int, default=2, help="augmented copies of each training image (default 2)")
     p.add_argument("--pfirrmann-brightness", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
                    help="cut the Pfirrmann classifier's training crops from slices scaled by a random factor in "
@@ -117,6 +121,8 @@ def _build_phantoms(args: argparse.Namespace, names: list[str]) -> dict:
 
     if args.phantoms < 2:
         raise SpineAssistError(f"--phantoms must be 2 or more (one is kept for validation); got {args.phantoms}")
+    if args.tissue_jitter is not None and not 0 < args.tissue_jitter <= 1:
+        raise SpineAssistError(f"--tissue-jitter needs 0 < S <= 1; got {args.tissue_jitter}")
     brightness = list(args.pfirrmann_brightness) if args.pfirrmann_brightness else None
     if brightness is not None and not 0 < brightness[0] <= brightness[1]:
         raise SpineAssistError(f"--pfirrmann-brightness needs 0 < LOW <= HIGH; got {brightness[0]} {brightness[1]}")
@@ -130,13 +136,15 @@ def _build_phantoms(args: argparse.Namespace, names: list[str]) -> dict:
     # sagittal-only studies first: the validation split (the last studies) keeps axial slices
     for s in sag_seeds:
         print(f"sagittal-only phantom {s} ...", flush=True)
-        studies.append(load_phantom(s, None, cache, sagittal_only=True))
+        studies.append(load_phantom(s, _training_overrides(s, None, args.tissue_jitter), cache, sagittal_only=True))
     for s in seeds:
         print(f"phantom {s} ...", flush=True)
-        studies.append(load_phantom(s, _training_overrides(s, args.herniation_rate), cache, partial=True))
+        studies.append(load_phantom(s, _training_overrides(s, args.herniation_rate, args.tissue_jitter), cache,
+                                    partial=True))
     val_fraction = 0.1 * len(seeds) / len(studies)
     key = {"seeds": [int(s["seed"]) for s in studies], "copies": args.copies, "seed": args.seed,
-           "val_fraction": val_fraction, "herniation_rate": args.herniation_rate, "pfirrmann_brightness": brightness}
+           "val_fraction": val_fraction, "herniation_rate": args.herniation_rate, "pfirrmann_brightness": brightness,
+           "tissue_jitter": args.tissue_jitter}
     done = args.data / "datasets.json"
     built = json.loads(done.read_text(encoding="utf-8")) if done.is_file() else {}
     if {k: built.get(k) for k in key} == key and set(names) <= set(built.get("models", {})):
@@ -147,20 +155,27 @@ def _build_phantoms(args: argparse.Namespace, names: list[str]) -> dict:
                             pfirrmann_brightness=tuple(brightness) if brightness else None)
         built = json.loads(done.read_text(encoding="utf-8"))
         built["herniation_rate"] = args.herniation_rate
+        built["tissue_jitter"] = args.tissue_jitter
         done.write_text(json.dumps(built, indent=1), encoding="utf-8")
     return {"source": "SpineAssist phantom (synthetic; not patients)", "phantom_seeds": [seeds[0], seeds[-1]],
             "sagittal_only_seeds": [sag_seeds[0], sag_seeds[-1]] if sag_seeds else [], "copies": args.copies,
             "render": "phantom_cache.render_training_phantom",
             **({"herniation_rate": args.herniation_rate} if args.herniation_rate is not None else {}),
-            **({"pfirrmann_brightness": brightness} if brightness is not None else {})}
+            **({"pfirrmann_brightness": brightness} if brightness is not None else {}),
+            **({"tissue_jitter": args.tissue_jitter} if args.tissue_jitter is not None else {})}
 
 
-def _training_overrides(seed: int, rate: float | None) -> dict | None:
-    if rate is None:
-        return None
-    from ..phantom.params import herniation_enriched_msu
+def _training_overrides(seed: int, rate: float | None, tissue_jitter: float | None = None) -> dict | None:
+    overrides: dict = {}
+    if rate is not None:
+        from ..phantom.params import herniation_enriched_msu
 
-    try:
-        return {"msu": herniation_enriched_msu(seed, rate)}
-    except ValueError as e:
-        raise SpineAssistError(f"--herniation-rate: {e}") from None
+        try:
+            overrides["msu"] = herniation_enriched_msu(seed, rate)
+        except ValueError as e:
+            raise SpineAssistError(f"--herniation-rate: {e}") from None
+    if tissue_jitter is not None:
+        from ..phantom.params import jittered_tissue_signal
+
+        overrides["tissue_signal"] = jittered_tissue_signal(seed, tissue_jitter)
+    return overrides or None

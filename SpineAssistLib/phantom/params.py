@@ -193,6 +193,21 @@ def _sample_slips(rng: np.random.Generator, levels: list[str], lumbar_levels: li
     return slips
 
 
+BACKGROUND_TISSUES = ("fat", "marrow", "muscle", "skin", "viscera", "ligament", "cord", "root", "cartilage")
+
+
+def jittered_tissue_signal(seed: int, spread: float) -> dict[str, float]:
+    """Return ``tissue_signal`` overrides for a training phantom: each background tissue's signal
+    (``BACKGROUND_TISSUES``; not CSF or the disc, whose signals carry the grades) scaled by
+    exp(N(0, spread)), kept within exp(+-2 spread) and below CSF. Drawn from ``seed`` alone."""
+    rng = np.random.default_rng([int(seed), 0x7155])
+    out = {}
+    for tissue in BACKGROUND_TISSUES:
+        f = float(np.exp(np.clip(rng.normal(0.0, spread), -2 * spread, 2 * spread)))
+        out[tissue] = float(min(TISSUE_SIGNAL[tissue] * f, 0.98))
+    return out
+
+
 def sample_params(seed: int, **overrides: Any) -> PhantomParams:
     """Return the phantom parameters drawn from ``seed``, with ``overrides`` (field=value) applied.
 
