@@ -32,13 +32,33 @@ EXTERNAL_OVERRIDES: dict[str, Any] = {
 }
 
 
+_RENDER_VERSION: str | None = None
+
+
+def render_version() -> str:
+    """Return a digest (8 hex) of the code that renders a phantom: the ``phantom`` package and this
+    module. It is part of every cache key, so that a render made by older phantom code is never
+    read as if the current code had made it (an evaluation on stale renders does not reproduce)."""
+    global _RENDER_VERSION
+    if _RENDER_VERSION is None:
+        import hashlib
+
+        h = hashlib.sha256()
+        here = Path(__file__).resolve()
+        for f in sorted((here.parents[1] / "phantom").glob("*.py")) + [here]:
+            h.update(f.name.encode() + b"\0" + f.read_bytes())
+        _RENDER_VERSION = h.hexdigest()[:8]
+    return _RENDER_VERSION
+
+
 def _key(seed: int, overrides: Mapping[str, Any] | None) -> str:
+    base = f"phantom-{seed:06d}-r{render_version()}"
     if not overrides:
-        return f"phantom-{seed:06d}"
+        return base
     import hashlib
 
     h = hashlib.sha256(json.dumps(overrides, sort_keys=True, default=list).encode()).hexdigest()[:8]
-    return f"phantom-{seed:06d}-{h}"
+    return f"{base}-{h}"
 
 
 def render_phantom(seed: int, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -144,11 +164,9 @@ def load_phantom(seed: int, overrides: Mapping[str, Any] | None = None,
         render, suffix = render_phantom, ""
     if cache_dir is None:
         return render(seed, overrides)
-    cache = Path(cache_dir)
-    whole = cache / _key(seed, overrides)
-    if suffix and whole.with_suffix(".npz").is_file():
-        suffix = ""   # a whole study is cached: it holds everything a partial render would
-    base = cache / (_key(seed, overrides) + suffix)
+    # a partial render is cached under its own name even where the whole study is cached: a training
+    # set must not depend on which renders happen to be in the cache
+    base = Path(cache_dir) / (_key(seed, overrides) + suffix)
     npz, meta = base.with_suffix(".npz"), base.with_suffix(".json")
     if npz.is_file() and meta.is_file():
         d = json.loads(meta.read_text(encoding="utf-8"))
@@ -156,7 +174,7 @@ def load_phantom(seed: int, overrides: Mapping[str, Any] | None = None,
             d.update({k: z[k] for k in _ARRAYS})
         return d
     d = render(seed, overrides)
-    cache.mkdir(parents=True, exist_ok=True)
+    base.parent.mkdir(parents=True, exist_ok=True)
     tmp = base.with_name(base.name + ".partial.npz")
     np.savez_compressed(tmp, **{k: d[k] for k in _ARRAYS})
     meta.with_suffix(".json.tmp").write_text(
