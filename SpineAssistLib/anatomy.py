@@ -40,6 +40,17 @@ def corner_name(vertebra: str, corner: str) -> str:
     return f"{vertebra} {corner}"
 
 
+def disc_space_corners(level: str) -> tuple[str, str, str, str]:
+    """Return the four corner keypoint names bounding disc ``level``: the upper body's anterior- and
+    posterior-inferior, then the lower body's anterior- and posterior-superior corners."""
+    parts = level.split("-")
+    if len(parts) != 2:
+        raise ValueError(f"a disc level is named UPPER-LOWER (e.g. L4-L5); got {level!r}")
+    upper, lower = parts
+    return (corner_name(upper, "anterior-inferior"), corner_name(upper, "posterior-inferior"),
+            corner_name(lower, "anterior-superior"), corner_name(lower, "posterior-superior"))
+
+
 def level_name(upper: str, lower: str) -> str:
     """Return the disc level between two vertebrae, e.g. ``level_name("L5", "S1") == "L5-S1"``."""
     name = f"{upper}-{lower}"

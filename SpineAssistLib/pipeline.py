@@ -34,16 +34,17 @@ from .progress import CancelToken, ProgressEvent, StageReporter
 log = logging.getLogger(__name__)
 
 STAGES: dict[str, float] = {
-    "loading": 2.0, "sagittal models": 3.0, "levels": 0.5, "disc segmentation": 1.0, "pfirrmann": 1.0,
-    "listhesis": 0.3, "sagittal-axial mapping": 0.5, "axial models": 3.0, "msu": 0.5, "outputs": 3.0,
+    "loading": 2.0, "sagittal models": 3.0, "levels": 0.5, "disc segmentation": 1.0, "disc corners": 0.5,
+    "pfirrmann": 1.0, "listhesis": 0.3, "sagittal-axial mapping": 0.5, "axial models": 3.0, "msu": 0.5,
+    "outputs": 3.0,
 }
 
-SAGITTAL_MODELS = ("sag_disc_unet", "sag_vertebra_pose", "sag_pfirrmann_cls")
+SAGITTAL_MODELS = ("sag_disc_unet", "sag_vertebra_pose", "sag_disc_corners", "sag_pfirrmann_cls")
 AXIAL_MODELS = ("ax_disc_seg", "ax_msu_pose")
 
 VERTEBRA_MIN_SCORE = 0.25
 SACRUM_RETRY_SCORE = 0.1      # the sacrum anchors the count: accept a weaker detection rather than none
-APEX_MIN_SCORE = 0.5          # the pose model scores the apex low where there is no herniation
+CORNER_MIN_SCORE = 0.3        # a vertebral corner scored lower is not used
 HERNIATION_MIN_PIXELS = 6     # smaller herniation masks are taken as noise
 CSF_BAND_MM = (3.0, 9.0)      # the thecal sac lies this far behind the posterior vertebral line (epidural space, PLL)
 DEFAULT_SETTINGS: dict[str, Any] = {"no_listhesis_percent": 5.0, "lumbar_count": 5}
@@ -107,6 +108,11 @@ def assess(sagittal: ImageStack, axial: Sequence[ImageStack] = (), *, study_inst
     reporter.stage("disc segmentation")
     sagittal.labels = _disc_label_volume(sagittal, disc_masks_arr, a.levels)
     timings["disc segmentation"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    reporter.stage("disc corners", 0.0, f"vertebral corners around {len(a.levels)} disc(s)")
+    _refine_corners(models["sag_disc_corners"], sagittal, mid, a.levels, corners)
+    timings["disc corners"] = time.perf_counter() - t
 
     t = time.perf_counter()
     reporter.stage("pfirrmann")
@@ -241,10 +247,29 @@ def _label_levels(stack: ImageStack, k: int, pose: Any, disc_mask: np.ndarray, s
         for c, corner in enumerate(CORNERS):
             if name == "S1" and "inferior" in corner:
                 continue
-            if scores[c] < 0.3:
+            if scores[c] < CORNER_MIN_SCORE:
                 continue
             corners[corner_name(name, corner)] = tuple(float(v) for v in stack.pixel_to_lps(k, kp[c, 1], kp[c, 0]))
     return labelling, corners, boxes
+
+
+def _refine_corners(model: Any, stack: ImageStack, k: int, levels: list[Level],
+                    corners: dict[str, tuple[float, float, float]]) -> None:
+    """Replace the whole-slice corners around each segmented disc with ``sag_disc_corners``' answer
+    on a window around that disc (0.33 mm a pixel instead of about 1.2): the points Meyerding and
+    the disc heights are measured from. A corner the window model does not score is kept as found."""
+    from .anatomy import disc_space_corners
+    from .models.crops import window_keypoints
+
+    A = stack.slice_numpy_affine(k)
+    found = window_keypoints(model, [(stack.voxels[k], A, stack.labels[k] == DISC_LABELS[lv.name]) for lv in levels],
+                             "sagittal")
+    for level, w in zip(levels, found):
+        if w is None:
+            continue
+        for name, p, score in zip(disc_space_corners(level.name), w.keypoints, w.keypoint_scores):
+            if score >= CORNER_MIN_SCORE:
+                corners[name] = tuple(float(v) for v in stack.pixel_to_lps(k, p[1], p[0]))
 
 
 def _reported_levels(labelling: Any, warnings: list[str]) -> list[Level]:
@@ -406,7 +431,7 @@ class _AxialSlice:
     stack: ImageStack
     k: int
     seg: Any = None
-    pose: Any = None
+    msu: Any = None        # models.crops.WindowKeypoints: the MSU keypoints, or None
 
 
 def _map_axial(sagittal: ImageStack, axial: Sequence[ImageStack], a: Assessment) -> dict[str, list[tuple[ImageStack, int]]]:
@@ -435,6 +460,8 @@ def _map_axial(sagittal: ImageStack, axial: Sequence[ImageStack], a: Assessment)
 
 def _run_axial_models(axial: Sequence[ImageStack], slices_by_level: Mapping[str, list[tuple[ImageStack, int]]],
                       models: ModelSet, reporter: StageReporter, result: AssessmentResult) -> dict[str, list[_AxialSlice]]:
+    from .models.crops import window_keypoints
+
     total = sum(len(v) for v in slices_by_level.values()) or 1
     done = 0
     out: dict[str, list[_AxialSlice]] = {}
@@ -449,15 +476,37 @@ def _run_axial_models(axial: Sequence[ImageStack], slices_by_level: Mapping[str,
             stack, ks = group[0][0], [k for _, k in group]
             reporter.stage("axial models", done / total, f"{level}: {len(ks)} slice(s) of {stack.name}")
             done += len(ks)
-            o = _orientation(stack)
             images = [stack.voxels[k] for k in ks]
-            segs = Oriented(models["ax_disc_seg"], o).predict_many(images)
-            poses = Oriented(models["ax_msu_pose"], o).predict_many(images, max_det=1)
-            for k, seg, pose in zip(ks, segs, poses):
-                s = _AxialSlice(stack, k, seg, pose)
+            segs = Oriented(models["ax_disc_seg"], _orientation(stack)).predict_many(images)
+            # the MSU keypoints on a window behind each slice's segmented disc
+            windows = window_keypoints(models["ax_msu_pose"], [(stack.voxels[k], stack.slice_numpy_affine(k),
+                                                                 _class_mask(seg, "disc")) for k, seg in zip(ks, segs)],
+                                       "axial")
+            for k, seg, w in zip(ks, segs, windows):
+                s = _AxialSlice(stack, k, seg, w)
                 _paint_axial_labels(s, level)
                 out.setdefault(level, []).append(s)
     return out
+
+
+def _class_mask(seg: Any, name: str) -> np.ndarray:
+    """Return the union of a segmentation result's masks of class ``name`` (empty where none)."""
+    shape = seg.masks.shape[1:] if seg.masks is not None else (0, 0)
+    out = np.zeros(shape, bool)
+    if seg.masks is not None:
+        for m, cls in zip(seg.masks, seg.classes):
+            if seg.names[cls] == name:
+                out |= m
+    return out
+
+
+def _class_box(seg: Any, name: str) -> tuple[np.ndarray, float] | None:
+    """Return (box x1, y1, x2, y2 px around every detection of class ``name``, best score) or None."""
+    sel = [i for i, cls in enumerate(seg.classes) if seg.names[cls] == name]
+    if not sel:
+        return None
+    b = np.asarray(seg.boxes, float)[sel]
+    return np.array([b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max()]), float(np.max(seg.scores[sel]))
 
 
 def _paint_axial_labels(s: _AxialSlice, level: str) -> None:
@@ -478,27 +527,21 @@ def _grade_msu(level: Level, slices: list[_AxialSlice], result: AssessmentResult
         return
     graded = []
     for s in slices:
-        pose = s.pose
-        if pose.keypoints is None or len(pose) == 0:
+        if s.msu is None:
             continue
-        kp, sc = pose.keypoints[0], pose.keypoint_scores[0]
+        kp, sc = s.msu.keypoints, s.msu.keypoint_scores
         lps = s.stack.pixel_to_lps(s.k, kp[:, 1], kp[:, 0])
         a_, b_ = lps[0], lps[1]
         left, right = (a_, b_) if a_[0] > b_[0] else (b_, a_)   # LPS +x is the patient's left
         disc_points = hern_points = None
-        if s.seg.masks is not None:
-            masks = {name: np.zeros(s.stack.voxels.shape[1:], bool) for name in ("disc", "herniation")}
-            for m, cls in zip(s.seg.masks, s.seg.classes):
-                if s.seg.names[cls] in masks:
-                    masks[s.seg.names[cls]] |= m
-            A = s.stack.slice_numpy_affine(s.k)
-            if masks["disc"].any():
-                disc_points = voxel_centers_lps(masks["disc"], A)
-            if masks["herniation"].sum() >= HERNIATION_MIN_PIXELS:
-                hern_points = voxel_centers_lps(masks["herniation"], A)
-        # the masks say herniation or bulge (the pose model's apex score does not tell them apart)
-        apex, hern_points, bulge = herniation_from_masks(
-            disc_points, hern_points, lps[2], lps[4], lps[3] if sc[3] >= APEX_MIN_SCORE else None)
+        disc, hern = _class_mask(s.seg, "disc"), _class_mask(s.seg, "herniation")
+        A = s.stack.slice_numpy_affine(s.k)
+        if disc.any():
+            disc_points = voxel_centers_lps(disc, A)
+        if hern.sum() >= HERNIATION_MIN_PIXELS:
+            hern_points = voxel_centers_lps(hern, A)
+        # the masks say herniation or bulge, and where its apex is (the window lies behind a segmented disc)
+        apex, hern_points, bulge = herniation_from_masks(disc_points, hern_points, lps[2], lps[4])
         origin, normal = s.stack.slice_plane(s.k)
         try:
             res = msu_grade(left, right, lps[2], lps[4], apex, hern_points, bulge=bulge,
@@ -519,11 +562,12 @@ def _grade_msu(level: Level, slices: list[_AxialSlice], result: AssessmentResult
     res, s, conf, _ = next(g for g in graded if g[0] is best)
     level.ldh = res.to_finding(confidence=min(max(conf, 0.0), 1.0))
     result.key_slices[s.stack.name] = s.k
-    if len(s.pose):
-        x1, y1, x2, y2 = s.pose.boxes[0]
+    disc_box = _class_box(s.seg, "disc")
+    if disc_box is not None:
+        (x1, y1, x2, y2), score = disc_box
         a = s.stack.pixel_to_lps(s.k, np.array(y1), np.array(x1))
         b = s.stack.pixel_to_lps(s.k, np.array(y2), np.array(x2))
-        result.boxes.append(Box("intervertebral disc", tuple(a), tuple(b), level.model_name, float(s.pose.scores[0]),
+        result.boxes.append(Box("intervertebral disc", tuple(a), tuple(b), level.model_name, score,
                                 s.stack.name, s.k, (float(y1), float(x1), float(y2), float(x2))))
     names = ("left medial facet", "right medial facet", "posterior disc margin", "herniation apex", "posterior canal")
     pts = {f"{level.name} {n}": p for n, p in res.geometry.points.items() if n in names}

@@ -182,32 +182,74 @@ class OracleAxialSeg(_Many):
                           masks=np.asarray(masks, bool).reshape(n, *lab.shape))
 
 
-class OracleMSUPose(_Many):
+class OracleMSUPose:
+    """Answers a window behind an axial disc with that slice's truth MSU keypoints (facets by the window's columns)."""
+
     names = ("disc",)
 
     def __init__(self, oracle: _Oracle):
         self.o = oracle
 
-    def predict(self, image, **_) -> YoloResult:
-        st, k, lab = self.o.lookup(image)
-        uid = str(st.datasets[k].SOPInstanceUID)
-        entry = self.o.sop_keypoints.get(uid)
-        if entry is None:
-            return YoloResult(self.names, keypoints=np.zeros((0, 5, 2)), keypoint_scores=np.zeros((0, 5)))
-        pts = entry["keypoints"]
-        left, right = self.o.pixel(st, pts["left medial facet"]), self.o.pixel(st, pts["right medial facet"])
-        image_left, image_right = (left, right) if left[0] < right[0] else (right, left)
-        kp, sc = [image_left, image_right], [1.0, 1.0]
-        for name in AX_POSE_KEYPOINTS[2:]:
-            p = pts.get(name)
-            kp.append(self.o.pixel(st, p) if p is not None else self.o.pixel(st, pts["posterior disc margin"]))
-            sc.append(1.0 if p is not None else 0.0)
-        kp = np.asarray(kp, float)
-        rows, cols = np.nonzero(np.isin(lab, [*DISC_LABELS.values(), HERNIATION_LABEL]))
-        xs, ys = np.concatenate([cols, kp[:, 0]]), np.concatenate([rows, kp[:, 1]])
-        box = [[xs.min() - 2, ys.min() - 2, xs.max() + 2, ys.max() + 2]]   # the disc and its keypoints, as trained
-        return YoloResult(self.names, np.array(box, float), np.ones(1), np.zeros(1, int),
-                          keypoints=kp[None], keypoint_scores=np.asarray([sc]))
+    def predict_windows(self, pairs, conf: float = 0.1) -> list[YoloResult]:
+        out = []
+        for image, crop in pairs:
+            st, k, _ = self.o.lookup(image)
+            view = self.o.view_of(image) or SliceOrientation()
+            entry = self.o.sop_keypoints.get(str(st.datasets[k].SOPInstanceUID))
+            if entry is None:
+                out.append(YoloResult(self.names, keypoints=np.zeros((0, 5, 2)), keypoint_scores=np.zeros((0, 5))))
+                continue
+            pts = entry["keypoints"]
+
+            def at(p):
+                return crop.to_crop(view.xy(self.o.pixel(st, p), st.voxels.shape[1:]))
+
+            left, right = at(pts["left medial facet"]), at(pts["right medial facet"])
+            kp, sc = list((left, right) if left[0] < right[0] else (right, left)), [1.0, 1.0]
+            for name in AX_POSE_KEYPOINTS[2:]:
+                p = pts.get(name)
+                kp.append(at(p) if p is not None else at(pts["posterior disc margin"]))
+                sc.append(1.0 if p is not None else 0.0)
+            out.append(_window_result(self.names, np.asarray(kp, float), sc))
+        return out
+
+
+class OracleDiscCorners:
+    """Answers a window around a sagittal disc with the truth corners bounding that disc."""
+
+    names = ("disc space",)
+
+    def __init__(self, oracle: _Oracle):
+        self.o = oracle
+        self.level_of = {v: k for k, v in DISC_LABELS.items()}
+
+    def predict_windows(self, pairs, conf: float = 0.1) -> list[YoloResult]:
+        from SpineAssistLib.anatomy import disc_space_corners
+
+        points = self.o.keypoints["sagittal"]["points"]
+        out = []
+        for image, crop in pairs:
+            st, k, lab = self.o.lookup(image)
+            view = self.o.view_of(image) or SliceOrientation()
+            shape = st.voxels.shape[1:]
+            seen = view.image(lab)
+            rows, cols = np.nonzero(np.isin(seen, list(self.level_of)))
+            # the disc the window was placed on: the labelled disc pixel nearest its centre
+            j = int(np.argmin((cols - crop.cx) ** 2 + (rows - crop.cy) ** 2))
+            level = self.level_of[int(seen[rows[j], cols[j]])]
+            kp, sc = [], []
+            for name in disc_space_corners(level):
+                p = points.get(name)
+                kp.append(crop.to_crop(view.xy(self.o.pixel(st, p), shape)) if p is not None else np.zeros(2))
+                sc.append(1.0 if p is not None else 0.0)
+            out.append(_window_result(self.names, np.asarray(kp, float), sc))
+        return out
+
+
+def _window_result(names, kp: np.ndarray, scores) -> YoloResult:
+    box = [[kp[:, 0].min() - 4, kp[:, 1].min() - 4, kp[:, 0].max() + 4, kp[:, 1].max() + 4]]
+    return YoloResult(names, np.array(box, float), np.ones(1), np.zeros(1, int), keypoints=kp[None],
+                      keypoint_scores=np.asarray([scores], float))
 
 
 class _InView:
@@ -249,7 +291,7 @@ class _InView:
 def oracle_models(study_dir: Path, stacks: list[ImageStack]) -> ModelSet:
     o = _Oracle(study_dir, stacks)
     models = {"sag_disc_unet": _InView(o, OracleUNet(o)), "sag_vertebra_pose": _InView(o, OracleVertebraPose(o)),
-              "sag_pfirrmann_cls": OraclePfirrmann(o), "ax_disc_seg": _InView(o, OracleAxialSeg(o)),
-              "ax_msu_pose": _InView(o, OracleMSUPose(o))}
+              "sag_disc_corners": OracleDiscCorners(o), "sag_pfirrmann_cls": OraclePfirrmann(o),
+              "ax_disc_seg": _InView(o, OracleAxialSeg(o)), "ax_msu_pose": OracleMSUPose(o)}
     infos = [ModelInfo(f"oracle_{n}", "0" * 64, "truth") for n in models]
     return ModelSet(models, infos)

@@ -345,5 +345,7 @@ def test_herniation_from_masks_falls_back_to_the_models_apex_without_masks():
 
     assert herniation_from_masks(None, None, (0, 0, 0), (0, 10, 0), (1.0, 4.0, 0.0)) == ((1.0, 4.0, 0.0), None, False)
     disc, rim = _disc_and_rim(0, 360)
+    # a segmented disc with nothing beyond it: no herniation, whatever apex the keypoint model placed
+    assert herniation_from_masks(disc, None, (0, 20, 0), (0, 35, 0), (1.0, 24.0, 0.0)) == (None, None, False)
     apex, points, bulge = herniation_from_masks(disc, rim, (0, 20, 0), (0, 35, 0), (1.0, 4.0, 0.0))
     assert apex is None and points is None and bulge

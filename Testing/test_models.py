@@ -425,8 +425,46 @@ def test_shipped_models_predict_on_a_phantom(phantom_slices):
     assert cls.probs.shape == (5,) and cls.probs.sum() == pytest.approx(1.0, abs=1e-3)
     seg = load_model("ax_disc_seg", device="cpu").predict(ax)
     assert seg.masks is not None and seg.masks.shape[1:] == ax.shape and len(seg) >= 1
-    msu = load_model("ax_msu_pose", device="cpu").predict(ax)
-    assert msu.keypoints.shape == (len(msu), 5, 2) and msu.keypoint_scores.shape == (len(msu), 5)
+
+
+def test_shipped_window_models_find_their_points_near_the_truth(phantom_slices):
+    """The corner and MSU window models, each on windows placed from the phantom's own disc labels,
+    put their points within a couple of millimetres of the truth (median; no point wildly off): the
+    window geometry, the canonical view and the mapping back to the slice all hold (a slip anywhere
+    puts every point tens of millimetres off)."""
+    from SpineAssistLib.anatomy import MSU_KEYPOINTS, disc_space_corners
+    from SpineAssistLib.models import load_model
+    from SpineAssistLib.models.crops import window_keypoints
+    from SpineAssistLib.models.datasets import DISC_NAMES
+    from SpineAssistLib.models.imaging import lps_to_pixels, pixels_to_lps, stack_slice_affine
+
+    st = phantom_slices
+    k = int(st["sag_mid"])
+    A = stack_slice_affine(st["sag_affine"], k)
+    discs = {lv: st["sag_labels"][k] == v for v, lv in DISC_NAMES.items() if (st["sag_labels"][k] == v).sum() >= 40}
+    assert len(discs) >= 3
+    found = window_keypoints(load_model("sag_disc_corners", device="cpu"),
+                             [(st["sag_images"][k], A, m) for m in discs.values()], "sagittal")
+    errors = []
+    for level, w in zip(discs, found):
+        assert w is not None and w.keypoints.shape == (4, 2) and w.keypoint_scores.shape == (4,)
+        for name, p in zip(disc_space_corners(level), pixels_to_lps(w.keypoints, A)):
+            if name in st["corners"] and abs(lps_to_pixels(np.array(st["corners"][name]), A)[0, 2]) < 0.5:
+                errors.append(float(np.linalg.norm(p - np.array(st["corners"][name]))))
+    assert len(errors) >= 6 and np.median(errors) < 2.0 and max(errors) < 15.0, errors
+    pose = load_model("ax_msu_pose", device="cpu")
+    with_keypoints = {a["slice_index"]: a["keypoints"] for a in st["axial_keypoints"]}
+    items = [(st["ax_images"][i], st["ax_affines"][i], np.isin(st["ax_labels"][i], list(DISC_LABELS.values())))
+             for i in with_keypoints]
+    msu_errors = []
+    for i, w in zip(with_keypoints, window_keypoints(pose, items, "axial")):
+        assert w is not None and w.keypoints.shape == (5, 2)
+        lps = pixels_to_lps(w.keypoints, st["ax_affines"][i])
+        truth = with_keypoints[i]
+        left, right = (lps[0], lps[1]) if lps[0][0] > lps[1][0] else (lps[1], lps[0])   # LPS +x: patient's left
+        for p, name in ((left, MSU_KEYPOINTS[0]), (right, MSU_KEYPOINTS[1]), (lps[2], MSU_KEYPOINTS[2])):
+            msu_errors.append(float(np.linalg.norm(p - np.array(truth[name]))))
+    assert len(msu_errors) >= 6 and np.median(msu_errors) < 2.0 and max(msu_errors) < 15.0, msu_errors
 
 
 def test_the_monai_free_unet_is_monais_unet():
@@ -517,8 +555,9 @@ def test_classifier_checkpoints_lose_their_torchvision_transforms(tmp_path):
 def test_a_batch_of_slices_gets_the_answers_of_one_by_one(phantom_slices):
     from SpineAssistLib.models import load_model
 
-    images = list(phantom_slices["ax_images"][:3])
-    for name in ("ax_disc_seg", "ax_msu_pose"):
+    sag = phantom_slices["sag_images"][0]
+    for name, images in (("ax_disc_seg", list(phantom_slices["ax_images"][:3])),
+                         ("sag_vertebra_pose", [sag, np.ascontiguousarray(sag[:, ::-1]), sag])):
         model = load_model(name, device="cpu")
         one = [model.predict(x, max_det=1) for x in images]
         many = model.predict_many(images, max_det=1)
@@ -537,8 +576,8 @@ def test_a_batch_of_slices_gets_the_answers_of_one_by_one(phantom_slices):
 def test_models_run_on_the_gpu(phantom_slices):
     from SpineAssistLib.models import load_model
 
-    r = load_model("ax_msu_pose", device="cuda").predict(phantom_slices["ax_images"][0])
-    assert r.keypoints.shape[1:] == (5, 2)
+    r = load_model("sag_vertebra_pose", device="cuda").predict(phantom_slices["sag_images"][0])
+    assert r.keypoints.shape[1:] == (4, 2)
 
 
 def test_altered_shipped_weights_refuse_to_load(tmp_path):

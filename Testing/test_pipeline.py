@@ -324,7 +324,8 @@ def test_assess_command_with_the_bundled_models_and_json_progress(study_dir, tmp
     assert events[0]["event"] == "progress" and events[-1]["event"] == "done"
     assert events[-1]["findings"] == str(tmp_path / "out" / "findings.json")
     a = Assessment.load(tmp_path / "out" / "findings.json")
-    assert [m.name for m in a.models] == ["sag_disc_unet", "sag_vertebra_pose", "sag_pfirrmann_cls", "ax_disc_seg", "ax_msu_pose"]
+    assert [m.name for m in a.models] == ["sag_disc_unet", "sag_vertebra_pose", "sag_disc_corners", "sag_pfirrmann_cls",
+                                          "ax_disc_seg", "ax_msu_pose"]
     assert a.levels and all(lv.pfirrmann.status == "assessed" or lv.pfirrmann.reason for lv in a.levels)
 
 
@@ -396,7 +397,8 @@ def test_training_export_writes_every_reviewable_set_with_the_readers_values(ass
 
     result = write_training_data(case, tmp_path / "train", salt="site-secret")
     dest = tmp_path / "train"
-    assert set(result.counts) == {"sag_disc_unet", "sag_pfirrmann_cls", "sag_vertebra_pose", "ax_msu_pose"}
+    assert set(result.counts) == {"sag_disc_unet", "sag_pfirrmann_cls", "sag_vertebra_pose", "sag_disc_corners",
+                                  "ax_msu_pose"}
     assert all(n > 0 for n in result.counts.values()), result.summary()
     # the reader's Pfirrmann grade, not the model's, names the crop's class
     l23 = list(dest.glob("sag_pfirrmann_cls/*/*/*_L2-L3.png"))
@@ -411,6 +413,23 @@ def test_training_export_writes_every_reviewable_set_with_the_readers_values(ass
         assert obj["keypoints"][[0, 1, 2, 4], 2].tolist() == [2, 2, 2, 2]
         apices += int(obj["keypoints"][3, 2] > 0)
     assert apices == sum(1 for lv in assessed_levels if lv.ldh.value.size > 0)
+    # corner windows: one per reported disc on the mid-sagittal slice, each with the four corners bounding
+    # that disc as the scene holds them, where they fall in the window
+    from PIL import Image
+
+    from SpineAssistLib import mrml
+    from SpineAssistLib.anatomy import disc_space_corners
+    from SpineAssistLib.export.training_data import training_case
+
+    in_scene = training_case(mrml.read_mrb(case / "scene.mrb"))[0]["corners"]
+    windows = _label_files(dest, "sag_disc_corners")
+    assert {f.stem.rsplit("_", 1)[1] for f in windows} == {lv.name for lv in corrected.levels
+                                                           if lv.pfirrmann.status == "assessed"}
+    for f in windows:
+        obj = parse_label_line(f.read_text().splitlines()[0], 4)
+        level = f.stem.rsplit("_", 1)[1]
+        assert obj["keypoints"][:, 2].tolist() == [2 if n in in_scene else 0 for n in disc_space_corners(level)]
+        assert Image.open(f.parent.parent.parent / "images" / f.parent.name / (f.stem + ".png")).size == (192, 192)
     # vertebra pose: boxes hold their corners
     for line in _label_files(dest, "sag_vertebra_pose")[0].read_text().splitlines():
         obj = parse_label_line(line, 4)

@@ -25,6 +25,11 @@ def main(argv: list[str] | None = None) -> int:
         image = ax if name.startswith("ax_") else sag
         if spec.task == "classify":
             image = sag[sag.shape[0] // 2 - 40:sag.shape[0] // 2 + 40, sag.shape[1] // 2 - 40:sag.shape[1] // 2 + 40]
+        elif spec.input.get("crop"):     # a window model sees a window of its input size (models.crops)
+            from SpineAssistLib.models.imaging import normalize_slice, to_uint8
+
+            n, (h, w) = spec.input_size, image.shape
+            image = to_uint8(normalize_slice(image))[(h - n) // 2:(h + n) // 2, (w - n) // 2:(w + n) // 2]
         model.predict(image)
         times = []
         for _ in range(10):

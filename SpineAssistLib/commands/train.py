@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import sys
 from pathlib import Path
 
 from ..errors import SpineAssistError
@@ -52,7 +51,30 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     p.add_argument("--device", default="cpu", help="auto, cpu, cuda, cuda:N or mps (default cpu)")
     p.add_argument("--out", type=Path, default=None, help="weights + manifest folder (default: the bundled Resources/Models)")
+    p.add_argument("--replay", action="store_true",
+                   help="retrain every bundled model as its shipped weights were made: the training commands the "
+                   "manifest records, root first, with their phantoms, seeds and settings (what `make models` runs)")
+    p.add_argument("--scratch", type=Path, default=Path(".cache/replay"),
+                   help="with --replay: folder for training sets, renders and each step's weights (default "
+                   ".cache/replay; finished steps are kept, so a stopped replay goes on where it stopped)")
+    p.add_argument("--dry-run", action="store_true", help="with --replay: print the steps and their recorded times only")
     p.set_defaults(func=run)
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from ..models.replay import run_replay, training_plan
+
+    plan = training_plan()
+    argv = run_replay(args.scratch, args.out, device=args.device, dry_run=True)
+    total = sum(s.recorded_seconds or 0.0 for s in plan)
+    for step, a in zip(plan, argv):
+        took = f"{step.recorded_seconds / 60:.0f} min" if step.recorded_seconds else "time not recorded"
+        print(f"{step.model:18s} ({took}): spineassist {shlex.join(a)}")
+    print(f"{len(plan)} steps; {total / 3600:.1f} h as recorded (one core each, on the 2-core CPU they were trained on)")
+    if args.dry_run:
+        return 0
+    run_replay(args.scratch, args.out, device=args.device)
+    return 0
 
 
 def _prepared(data: Path, name: str, task: str) -> Path | None:
@@ -70,6 +92,8 @@ def _prepared(data: Path, name: str, task: str) -> Path | None:
 def run(args: argparse.Namespace) -> int:
     from ..models.catalog import MODEL_DEFS
 
+    if args.replay:
+        return _replay(args)
     if args.list or not args.name:
         for d in MODEL_DEFS.values():
             print(f"{d.name:20s} {d.task:13s} {d.architecture}: {d.description}")
@@ -81,8 +105,8 @@ def run(args: argparse.Namespace) -> int:
     if args.data is None:
         raise SpineAssistError("--data DIR is required: a prepared training set, a SPIDER folder, or (with "
                                "--phantoms N) where to build a phantom training set")
-    command = "spineassist " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["train"] \
-        else f"spineassist train {args.name} --data {args.data}"
+    given = list(getattr(args, "argv", None) or [])
+    command = "spineassist " + shlex.join(given) if given[:1] == ["train"] else f"spineassist train {args.name} --data {args.data}"
     record: dict = {"path": str(args.data)}
     data = args.data
     if args.phantoms:

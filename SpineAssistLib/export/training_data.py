@@ -8,8 +8,10 @@ phantom (so ``spineassist train NAME --data DEST`` reads them as they are):
   in force (the reader's where corrected);
 - ``sag_vertebra_pose``: the mid-sagittal slice with each vertebral body's box (the ROI nodes)
   and its four corners (the keypoints as moved);
-- ``ax_msu_pose``: each level's axial slice of maximal extrusion with its disc box and the five
-  MSU keypoints (the apex only where there is one).
+- ``sag_disc_corners``: a window around each disc of the mid-sagittal slice (placed from its
+  segment, or from the corners) with the four corners bounding it;
+- ``ax_msu_pose``: a window of each level's axial slice of maximal extrusion, placed from the
+  facets and the disc margin, with the five MSU keypoints (the apex only where there is one).
 
 Not exported: ``ax_disc_seg``. The scene holds no axial segmentation a reader can correct, and
 model masks no one has reviewed would teach the model its own errors.
@@ -37,7 +39,7 @@ from ..anatomy import DISC_LABELS, MSU_KEYPOINTS
 from ..errors import SpineAssistError
 from ..findings import Assessment
 
-EXPORTED_MODELS = ("sag_disc_unet", "sag_pfirrmann_cls", "sag_vertebra_pose", "ax_msu_pose")
+EXPORTED_MODELS = ("sag_disc_unet", "sag_pfirrmann_cls", "sag_vertebra_pose", "sag_disc_corners", "ax_msu_pose")
 VAL_EVERY = 10          # about one case in ten is validation
 SLICE_TOLERANCE = 0.5   # a keypoint lies on an axial slice when within half a slice spacing of it
 
@@ -156,7 +158,7 @@ def training_case(scene: Any, assessment: Assessment | None = None) -> tuple[dic
     """Return one reviewed case from a scene SpineAssist made, in the form ``models.datasets.add_study``
     takes, and notes on what it lacks. ``assessment`` (e.g. the latest findings.json) overrides
     the one kept in the scene's parameter node."""
-    from ..mrml.nodes import ATTR_BOX, ATTR_MODEL_LEVEL, ATTR_SERIES
+    from ..mrml.nodes import ATTR_BOX, ATTR_SERIES
     from ..mrml.state import load_state
     from ..models.imaging import stack_slice_affine
 
@@ -200,7 +202,7 @@ def training_case(scene: Any, assessment: Assessment | None = None) -> tuple[dic
         for name, model_level, p in _points(node):
             if model_level:
                 by_level.setdefault(model_level, {})[name[len(model_level) + 1:]] = p
-    ax_images, ax_affines, ax_levels, ax_kp, ax_boxes = [], [], [], [], {}
+    ax_images, ax_affines, ax_levels, ax_kp = [], [], [], []
     for model_level, pts in sorted(by_level.items()):
         level = next((lv for lv in assessment.levels if lv.model_name == model_level), None)
         where = _axial_slice(axial, list(pts.values()))
@@ -210,11 +212,6 @@ def training_case(scene: Any, assessment: Assessment | None = None) -> tuple[dic
         series, k = where
         voxels, A = axial[series]
         S = stack_slice_affine(A, k)
-        roi = next((r for r in nodes.boxes if r.GetAttribute(ATTR_SERIES) == series
-                    and r.GetAttribute(ATTR_MODEL_LEVEL) == model_level), None)
-        if roi is None:
-            notes.append(f"{level.name}: no disc box on its axial slice; left out of ax_msu_pose")
-            continue
         keypoints = {name: (tuple(pts[name]) if name in pts else None) for name in MSU_KEYPOINTS}
         ldh = level.ldh.value
         if ldh is not None and ldh.size == 0:
@@ -224,7 +221,6 @@ def training_case(scene: Any, assessment: Assessment | None = None) -> tuple[dic
         ax_affines.append(S)
         ax_levels.append(level.name)
         ax_kp.append({"slice_index": index, "level": level.name, "keypoints": keypoints})
-        ax_boxes[index] = _box_pixels(roi, S)
     shape = ax_images[0].shape if ax_images else (1, 1)
     case = {
         "seed": 0, "sag_images": sag, "sag_labels": labels, "sag_affine": sag_affine, "sag_mid": mid,
@@ -232,7 +228,7 @@ def training_case(scene: Any, assessment: Assessment | None = None) -> tuple[dic
         "ax_images": np.array(ax_images, np.float32).reshape(-1, *shape),
         "ax_labels": np.zeros((len(ax_images), *shape), np.uint8),
         "ax_affines": np.array(ax_affines).reshape(-1, 4, 4), "ax_levels": ax_levels, "axial_keypoints": ax_kp,
-        "ax_boxes": ax_boxes, "params": {"pfirrmann": grades}, "truth": None,
+        "params": {"pfirrmann": grades}, "truth": None,
     }
     return case, notes
 

@@ -432,11 +432,14 @@ def herniation_from_masks(disc_points: Any, material_points: Any, posterior_disc
     """Return (apex, herniation points, bulge) for ``msu_grade`` from one slice's segmentation.
 
     The masks decide whether there is a herniation (``disc_material``: localised material) and
-    where its deepest point is; without material points, ``model_apex`` (a keypoint model's apex,
-    trusted only by the caller) is used as is.
+    where its deepest point is: a segmented disc with no material beyond it has none, whatever a
+    keypoint model placed. Only where the slice has no disc segmentation at all is ``model_apex``
+    (a keypoint model's apex, trusted only by the caller) used as is.
     """
-    if material_points is None or disc_points is None:
+    if disc_points is None:
         return (None if model_apex is None else as_point(lps_point("model_apex", model_apex))), None, False
+    if material_points is None:
+        return None, None, False
     posterior = lps_point("posterior_canal", posterior_canal) - lps_point("posterior_disc_margin", posterior_disc_margin)
     m = disc_material(disc_points, material_points, posterior)
     return m.apex, m.points, m.bulge

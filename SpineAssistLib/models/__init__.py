@@ -5,7 +5,7 @@ the functions that need them, so importing this package is light.
 Usage::
 
     from SpineAssistLib.models import load_model, model_names
-    model_names()        # ['ax_disc_seg', 'ax_msu_pose', 'sag_disc_unet', 'sag_pfirrmann_cls', 'sag_vertebra_pose']
+    model_names()        # ['ax_disc_seg', 'ax_msu_pose', 'sag_disc_corners', 'sag_disc_unet', 'sag_pfirrmann_cls', ...]
     pose = load_model("sag_vertebra_pose", device="auto")   # verified against its SHA-256
     result = pose.predict(slice_2d)
 """

@@ -15,6 +15,10 @@ AX_POSE_KEYPOINTS: tuple[str, ...] = (
     "image-left medial facet", "image-right medial facet", "posterior disc margin", "herniation apex", "posterior canal",
 )
 PFIRRMANN_CLASSES: tuple[str, ...] = ("grade1", "grade2", "grade3", "grade4", "grade5")
+# The corners bounding one disc space, upper body's inferior two then lower body's superior two.
+DISC_CORNER_KEYPOINTS: tuple[str, ...] = (
+    "upper anterior-inferior", "upper posterior-inferior", "lower anterior-superior", "lower posterior-superior",
+)
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,7 @@ class ModelDef:
     flip_idx: tuple[int, ...] = ()
     yaml: str = ""                   # ultralytics model yaml (trained from scratch)
     description: str = ""
+    crop: str = ""                   # the window of the slice it sees (models.crops); "" = the whole slice
 
     @property
     def file(self) -> str:
@@ -42,6 +47,13 @@ MODEL_DEFS: dict[str, ModelDef] = {d.name: d for d in (
              (0, 1, 2, 3), "yolov8n-pose.yaml",
              "vertebral bodies (boxes: localisation, levels by counting up from the sacrum) and the four corners "
              "of each body (S1: superior two) on a mid-sagittal T2 slice"),
+    ModelDef("sag_disc_corners", "pose", "YOLOv8n-pose", "sagittal", 192, ("disc space",), DISC_CORNER_KEYPOINTS,
+             (0, 1, 2, 3), "yolov8n-pose.yaml",
+             "the four vertebral-body corners bounding one disc (upper body's anterior- and posterior-inferior, "
+             "lower body's anterior- and posterior-superior) on a window around that disc: the points Meyerding "
+             "and the disc height are measured from, at 0.33 mm a pixel",
+             crop="sagittal window 64 mm square centred on the disc's segmentation, rows along its anteroposterior "
+             "axis (models.crops.sagittal_disc_crop)"),
     ModelDef("sag_disc_unet", "unet-segment", "MONAI UNet 2D (16-32-64-128-256, 2 residual units)", "sagittal", 256,
              ("background", "disc"), description="intervertebral discs on sagittal T2 slices; instances are the "
              "connected components, named by the nearest level from the vertebra model"),
@@ -51,7 +63,10 @@ MODEL_DEFS: dict[str, ModelDef] = {d.name: d for d in (
     ModelDef("ax_disc_seg", "segment", "YOLOv8n-seg", "axial", 256, ("disc", "herniation", "thecal sac"),
              yaml="yolov8n-seg.yaml", description="disc, herniation (disc material beyond the margin, bulge included) "
              "and thecal sac on axial T2 slices; its boxes are the per-slice disc / canal detection"),
-    ModelDef("ax_msu_pose", "pose", "YOLOv8n-pose", "axial", 256, ("disc",), AX_POSE_KEYPOINTS, (1, 0, 2, 3, 4),
+    ModelDef("ax_msu_pose", "pose", "YOLOv8n-pose", "axial", 192, ("disc",), AX_POSE_KEYPOINTS, (1, 0, 2, 3, 4),
              "yolov8n-pose.yaml", "the five MSU keypoints of an axial disc slice (" + ", ".join(MSU_KEYPOINTS) +
-             "); facets named by image side; herniation apex has a low score when there is none"),
+             ") on a window behind the disc; facets named by image side; the herniation and its apex are taken from "
+             "ax_disc_seg's masks, not from this model's apex",
+             crop="axial window 72 mm square centred 10 mm behind the disc's posterior margin at the mid-line, rows "
+             "along the disc's left-right axis (models.crops.axial_disc_crop)"),
 )}

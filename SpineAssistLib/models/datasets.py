@@ -25,14 +25,21 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from ..anatomy import (CORNERS, DISC_LABELS, HERNIATION_LABEL, MSU_KEYPOINTS, NEURAL_LABEL, THECAL_SAC_LABEL,
-                       VERTEBRA_LABELS, corner_name)
+                       VERTEBRA_LABELS, corner_name, disc_space_corners)
 from .augment import augment_intensity, scale_brightness
 from .catalog import MODEL_DEFS, PFIRRMANN_CLASSES
-from .imaging import lps_to_pixels, normalize_slice, stack_slice_affine, to_uint8
+from .crops import MIN_MASK_PIXELS, Crop, axial_crop_from_keypoints, axial_disc_crop, sagittal_disc_crop
+from .imaging import lps_to_pixels, normalize_slice, slice_spacing, stack_slice_affine, to_uint8
 
 DISC_NAMES = {v: k for k, v in DISC_LABELS.items()}
 PFIRRMANN_CROP_FACTOR = 1.8     # crop side / disc anteroposterior width
 MIN_POLYGON_PIXELS = 6
+# Training windows of the keypoint models are moved, turned and scaled by up to this much, so that
+# a window placed from an imperfect segmentation at inference still gives the right points.
+CROP_JITTER = {"sagittal": {"shift_mm": 3.0, "angle_deg": 6.0, "scale": 0.06},
+               "axial": {"shift_mm": 4.0, "angle_deg": 6.0, "scale": 0.06}}
+CROP_STREAM = 0xC0         # the seed word of the windows' jitter stream
+KEYPOINT_BOX_PAD = 4.0          # px of a window around its keypoints: the pose label's box
 
 
 # ---------------------------------------------------------------------------------------------
@@ -237,31 +244,6 @@ def axial_seg_lines(labels: np.ndarray) -> list[str]:
     return polygon_lines(0, disc) + polygon_lines(1, hern) + polygon_lines(2, sac)
 
 
-def axial_pose_line(labels: np.ndarray, affine: np.ndarray, keypoints: Mapping[str, Any],
-                    box: Sequence[float] | None = None) -> str | None:
-    """Return the MSU-pose label line of one axial slice (facets ordered by image column); the box
-    is the disc (and herniation) mask's, with the keypoints, unless ``box`` (x1, y1, x2, y2 px) is given."""
-    pts = {}
-    for name in MSU_KEYPOINTS:
-        p = keypoints.get(name)
-        if p is not None:
-            r, c, _ = lps_to_pixels(np.array(p), affine)[0]
-            pts[name] = (float(c), float(r))
-        else:
-            pts[name] = None
-    fl, fr = pts[MSU_KEYPOINTS[0]], pts[MSU_KEYPOINTS[1]]
-    if fl is None or fr is None:
-        return None
-    a, b = (fl, fr) if fl[0] <= fr[0] else (fr, fl)
-    ordered = [a, b, pts[MSU_KEYPOINTS[2]], pts[MSU_KEYPOINTS[3]], pts[MSU_KEYPOINTS[4]]]
-    if box is None:
-        box = box_of(np.isin(labels, list(DISC_LABELS.values())) | (labels == HERNIATION_LABEL))
-        if box is None:
-            return None
-    box = _union(box, [k for k in ordered if k is not None], 3.0)
-    return pose_line(0, box, ordered, labels.shape)
-
-
 def pfirrmann_crops(image01: np.ndarray, labels: np.ndarray, grades: Mapping[str, int]) -> list[tuple[str, int, np.ndarray]]:
     """Return (level, grade, crop) of every disc on a sagittal slice, crops square around each disc."""
     out = []
@@ -291,6 +273,76 @@ def disc_crop(image01: np.ndarray, disc_mask: np.ndarray) -> np.ndarray:
     pad = np.pad(image01, half, mode="constant")
     y0, x0 = int(round(cy)), int(round(cx))
     return pad[y0:y0 + 2 * half, x0:x0 + 2 * half]
+
+
+def _window_line(crop: Crop, keypoints: Sequence[tuple[float, float] | None]) -> str | None:
+    """Return the pose label line of one window: keypoints (slice px or None) mapped into it, boxed."""
+    inside = []
+    for kp in keypoints:
+        q = None if kp is None else crop.to_crop(np.asarray(kp, float))
+        inside.append(None if q is None or not (0 <= q[0] < crop.size and 0 <= q[1] < crop.size)
+                      else (float(q[0]), float(q[1])))
+    seen = [q for q in inside if q is not None]
+    if len(seen) < 2:
+        return None
+    xs, ys = [q[0] for q in seen], [q[1] for q in seen]
+    box = (min(xs) - KEYPOINT_BOX_PAD, min(ys) - KEYPOINT_BOX_PAD, max(xs) + 1 + KEYPOINT_BOX_PAD,
+           max(ys) + 1 + KEYPOINT_BOX_PAD)
+    return pose_line(0, box, inside, (crop.size, crop.size))
+
+
+def disc_corner_windows(labels: np.ndarray, corner_px: Mapping[str, tuple[float, float]],
+                        spacing: tuple[float, float]) -> list[tuple[str, Crop, list[tuple[float, float] | None]]]:
+    """Return (level, window, the four corners in slice px or None) of every disc space on a canonical
+    sagittal slice, each disc that is labelled: the window from its label
+    (``crops.sagittal_disc_crop``); ``sag_disc_corners``' training samples."""
+    out = []
+    for value, level in DISC_NAMES.items():
+        kps = [corner_px.get(name) for name in disc_space_corners(level)]
+        if sum(k is not None for k in kps) < 2:
+            continue
+        mask = labels == value
+        # only a labelled disc: a level name alone may join two vertebrae that are not neighbours
+        # (L4-S1 where there are five lumbar vertebrae)
+        if mask.sum() >= MIN_MASK_PIXELS:
+            out.append((level, sagittal_disc_crop(mask, spacing), kps))
+    return out
+
+
+def msu_window(labels: np.ndarray, affine: np.ndarray, keypoints: Mapping[str, Any]
+               ) -> tuple[Crop, list[tuple[float, float] | None]] | None:
+    """Return (window, the five MSU keypoints in slice px, facets ordered by image column) of one
+    canonical axial slice: the window from its disc label (``crops.axial_disc_crop``), or from the
+    facets and disc margin where the slice has no label (a reviewed case); None without facets."""
+    pts: list[tuple[float, float] | None] = []
+    for name in MSU_KEYPOINTS:
+        p = keypoints.get(name)
+        if p is None:
+            pts.append(None)
+            continue
+        r, c, _ = lps_to_pixels(np.array(p), affine)[0]
+        pts.append((float(c), float(r)))
+    if pts[0] is None or pts[1] is None:
+        return None
+    if pts[0][0] > pts[1][0]:
+        pts[0], pts[1] = pts[1], pts[0]
+    spacing = slice_spacing(affine)
+    disc = np.isin(labels, list(DISC_LABELS.values()))
+    if disc.sum() >= MIN_MASK_PIXELS:
+        crop = axial_disc_crop(disc, spacing)
+    elif pts[2] is not None:
+        crop = axial_crop_from_keypoints(pts[0], pts[1], pts[2], spacing)
+    else:
+        return None
+    return crop, pts
+
+
+def _ordered_by_column(crop: Crop, pts: list[tuple[float, float] | None]) -> list[tuple[float, float] | None]:
+    """Return MSU keypoints with the two facets ordered by the window's column (image-left first)."""
+    a, b = pts[0], pts[1]
+    if a is not None and b is not None and crop.to_crop(np.asarray(a))[0] > crop.to_crop(np.asarray(b))[0]:
+        return [b, a] + list(pts[2:])
+    return list(pts)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -341,7 +393,8 @@ def build_from_phantoms(studies: Sequence[Mapping[str, Any]], out_dir: str | Pat
         split = _split(i, n, val_fraction)
         add_study(writers, st, split, copies if split == "train" else 1, rng, f"s{int(st['seed']):06d}",
                   sag_pose_slices, augment=True, pfirrmann_brightness=pfirrmann_brightness,
-                  brightness_rng=np.random.default_rng([seed, int(st["seed"])]))
+                  brightness_rng=np.random.default_rng([seed, int(st["seed"])]),
+                  crop_rng=np.random.default_rng([seed, int(st["seed"]), CROP_STREAM]))
     result = {}
     for m, w in writers.items():
         path = w.finish() if isinstance(w, (YoloWriter, FolderWriter)) else w.root
@@ -357,24 +410,30 @@ def build_from_phantoms(studies: Sequence[Mapping[str, Any]], out_dir: str | Pat
 def add_study(writers: Mapping[str, Any], st: Mapping[str, Any], split: str, copies: int, rng: np.random.Generator,
               tag: str, sag_pose_slices: int = 1, augment: bool = True,
               pfirrmann_brightness: tuple[float, float] | None = None,
-              brightness_rng: np.random.Generator | None = None) -> None:
+              brightness_rng: np.random.Generator | None = None, crop_rng: np.random.Generator | None = None) -> None:
     """Add one study (a ``phantom_cache`` dict, or ``export.training_data.training_case``) to ``writers``.
 
     ``copies``: versions of each image (the first one plain unless ``augment`` and ``split`` is train);
     ``tag``: the file-name prefix of this study. A study may carry ``vertebra_boxes`` (name -> pixel
-    box on its mid slice) and ``ax_boxes`` (axial slice index -> pixel box) instead of vertebra and
-    disc masks, as a reviewed assessment does. Slices are written in the canonical view the models
-    see at inference (``orientation.canonical_study``).
+    box on its mid slice) instead of vertebra masks, and axial slices without labels, as a reviewed
+    assessment does (the MSU windows are then placed from the keypoints). Slices are written in the
+    canonical view the models see at inference (``orientation.canonical_study``); the keypoint
+    models' samples are windows of them (``models.crops``), moved by ``crop_rng`` in training.
     """
     from .orientation import canonical_study
 
     st = canonical_study(st)
+    # the keypoint windows' jitter has its own stream: every other set is as it was without them
+    crop_rng = crop_rng or np.random.default_rng([CROP_STREAM, int(st.get("seed") or 0)])
     sag, lab = st["sag_images"], st["sag_labels"]
     mid = int(st["sag_mid"])
     grades = {lv: int(g) for lv, g in st["params"]["pfirrmann"].items()}
+    sag_spacing = slice_spacing(stack_slice_affine(st["sag_affine"], 0))
     for s in range(len(sag)):
         base = normalize_slice(sag[s])
         near_mid = abs(s - mid) <= sag_pose_slices
+        windows = disc_corner_windows(lab[s], _corner_pixels(st, s), sag_spacing) \
+            if near_mid and "sag_disc_corners" in writers else []
         for c in range(copies):
             img = augment_intensity(base, rng) if augment and (c or split == "train") else base
             stem = f"{tag}_sag{s:02d}_{c}"
@@ -382,6 +441,13 @@ def add_study(writers: Mapping[str, Any], st: Mapping[str, Any], split: str, cop
                 writers["sag_disc_unet"].add(split, stem, img, np.isin(lab[s], list(DISC_LABELS.values())))
             if near_mid and "sag_vertebra_pose" in writers:
                 writers["sag_vertebra_pose"].add(split, stem, img, sagittal_pose_lines(st, s))
+            if near_mid and "sag_disc_corners" in writers:
+                for level, crop, kps in windows:
+                    if augment and split == "train":
+                        crop = crop.jittered(crop_rng, **CROP_JITTER["sagittal"])
+                    line = _window_line(crop, kps)
+                    if line:
+                        writers["sag_disc_corners"].add(split, f"{stem}_{level}", crop.image(img), [line])
             if near_mid and "sag_pfirrmann_cls" in writers:
                 src = img
                 if pfirrmann_brightness is not None and split == "train":
@@ -389,21 +455,24 @@ def add_study(writers: Mapping[str, Any], st: Mapping[str, Any], split: str, cop
                 for level, g, crop in pfirrmann_crops(src, lab[s], grades):
                     writers["sag_pfirrmann_cls"].add(split, PFIRRMANN_CLASSES[g - 1], f"{stem}_{level}", crop)
     kp_by_slice = {a["slice_index"]: a for a in st["axial_keypoints"]}
-    ax_boxes = st.get("ax_boxes") or {}
     for s in range(len(st["ax_images"])):
         if "ax_disc_seg" not in writers and s not in kp_by_slice:
             continue
         base = normalize_slice(st["ax_images"][s])
+        window = msu_window(st["ax_labels"][s], st["ax_affines"][s], kp_by_slice[s]["keypoints"]) \
+            if "ax_msu_pose" in writers and s in kp_by_slice else None
         for c in range(copies):
             img = augment_intensity(base, rng) if augment and (c or split == "train") else base
             stem = f"{tag}_ax{s:02d}_{c}"
             if "ax_disc_seg" in writers:
                 writers["ax_disc_seg"].add(split, stem, img, axial_seg_lines(st["ax_labels"][s]))
-            if "ax_msu_pose" in writers and s in kp_by_slice:
-                line = axial_pose_line(st["ax_labels"][s], st["ax_affines"][s], kp_by_slice[s]["keypoints"],
-                                       box=ax_boxes.get(s))
+            if window is not None:
+                crop, pts = window
+                if augment and split == "train":
+                    crop = crop.jittered(crop_rng, **CROP_JITTER["axial"])
+                line = _window_line(crop, _ordered_by_column(crop, pts))
                 if line:
-                    writers["ax_msu_pose"].add(split, stem, img, [line])
+                    writers["ax_msu_pose"].add(split, stem, crop.image(img), [line])
 
 
 # ---------------------------------------------------------------------------------------------

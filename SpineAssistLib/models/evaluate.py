@@ -6,8 +6,10 @@ What is measured, per test set:
 
 - sagittal disc segmentation (``sag_disc_unet``): IoU and Dice per disc over the sagittal stack;
 - axial disc segmentation (``ax_disc_seg``, disc class): IoU and Dice per axial slice;
-- corner keypoints (``sag_vertebra_pose``) on the mid-sagittal slice, MSU keypoints
-  (``ax_msu_pose``) on axial slices: mean error in mm and in pixels;
+- corner keypoints on the mid-sagittal slice: ``sag_disc_corners`` on windows placed from the
+  U-Net's discs (what the grades use), and ``sag_vertebra_pose``'s whole-slice corners (a
+  diagnostic); MSU keypoints (``ax_msu_pose`` on the window behind ``ax_disc_seg``'s disc):
+  mean error in mm and in pixels of the slice;
 - herniation (MSU from the predicted keypoints and herniation mask through ``grading.msu_grade``,
   slice of maximal extrusion per level): 4-grade (none/bulge, 1, 2, 3), region (zone x side) and
   category (size x zone) precision / recall / F1 and quadratic-weighted kappa (4-grade);
@@ -31,7 +33,8 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from .. import metrics as M
-from ..anatomy import CORNERS, DISC_LABELS, HERNIATION_LABEL, MSU_KEYPOINTS, corner_name
+from ..anatomy import CORNERS, DISC_LABELS, HERNIATION_LABEL, MSU_KEYPOINTS, corner_name, disc_space_corners
+from .crops import window_keypoints
 from .datasets import DISC_NAMES, pfirrmann_crop
 from .orientation import Oriented, SliceOrientation
 from .imaging import lps_to_pixels, pixels_to_lps, stack_slice_affine
@@ -39,19 +42,20 @@ from .unet import UNetResult, segment_sagittal_stack
 
 log = logging.getLogger(__name__)
 
-APEX_SCORE = 0.5          # an apex keypoint below this score means "no herniation on this slice"
+CORNER_MIN_SCORE = 0.3    # as the pipeline: a corner scored lower is not used
 MATCH_MM = 12.0           # a detected vertebra belongs to the truth vertebra whose corner centroid is this near
 TARGETS = {"disc_iou": 0.95, "disc_dice": 0.97, "keypoint_mm": 0.5, "herniation_4grade_f1": 0.92,
            "herniation_4grade_kappa": 0.88, "pfirrmann_accuracy": 0.91, "meyerding_accuracy": 0.95}
 
 
 class Models:
-    """The five bundled models, loaded once (``load_model`` verifies each SHA-256)."""
+    """The six bundled models, loaded once (``load_model`` verifies each SHA-256)."""
 
     def __init__(self, device: str = "cpu", manifest: Mapping[str, Any] | None = None):
         from . import load_model
 
         self.vertebra = load_model("sag_vertebra_pose", device, manifest)
+        self.corners = load_model("sag_disc_corners", device, manifest)
         self.unet = load_model("sag_disc_unet", device, manifest)
         self.pfirrmann = load_model("sag_pfirrmann_cls", device, manifest)
         self.ax_seg = load_model("ax_disc_seg", device, manifest)
@@ -123,27 +127,42 @@ def evaluate_sagittal(models: Models, st: Mapping[str, Any], acc: dict[str, list
         if best is None or best in matched or np.linalg.norm(centroids[best] - kcen) * spacing > MATCH_MM:
             continue
         matched[best] = kp
+    corners: dict[str, np.ndarray] = {}      # as the pipeline: whole-slice corners, then the windows'
     for v, kp in matched.items():
         for j, c in enumerate(CORNERS):
             name = corner_name(v, c)
+            if not (v == "S1" and c.endswith("inferior")):
+                corners[name] = kp[j]
             if name in truth_px and not (v == "S1" and c.endswith("inferior")):
                 err_px = float(np.linalg.norm(kp[j] - truth_px[name]))
+                acc["corner_whole_px"].append(err_px)
+                acc["corner_whole_mm"].append(err_px * spacing)
+    acc["vertebra_detected"].append(sum(1 for v in vertebrae if v in matched) / max(1, len(vertebrae)))
+    # --- the corners around each disc (sag_disc_corners), on windows placed from the U-Net's discs
+    own = _predicted_discs(pred_mask[mid], lab[mid])
+    windows = window_keypoints(models.corners, [(img[mid], A, m) for m in own.values()], "sagittal")
+    for level, w in zip(own, windows):
+        if w is None:
+            continue
+        for name, p, score in zip(disc_space_corners(level), w.keypoints, w.keypoint_scores):
+            if score < CORNER_MIN_SCORE:
+                continue
+            corners[name] = p
+            if name in truth_px:
+                err_px = float(np.linalg.norm(p - truth_px[name]))
                 acc["corner_px"].append(err_px)
                 acc["corner_mm"].append(err_px * spacing)
-    acc["vertebra_detected"].append(sum(1 for v in vertebrae if v in matched) / max(1, len(vertebrae)))
-    # --- Meyerding from predicted corners
+    # --- Meyerding from the predicted corners
     for lv in st["truth"]["levels"]:
-        upper, lower = lv["level"].split("-")
         tv = _value(lv["listhesis"])
         if tv is None:
             continue
         truth_slip = next((m["value"] for m in lv["listhesis"].get("measurements", []) if m["name"] == "slip_mm"), None)
-        if upper not in matched or lower not in matched:
+        _, r_name, q_name, p_name = disc_space_corners(lv["level"])
+        if not all(n in corners for n in (p_name, q_name, r_name)):
             acc["meyerding_missed"].append(lv["level"])
             continue
-        R = pixels_to_lps(matched[upper][CORNERS.index("posterior-inferior")][None], A)[0]
-        P = pixels_to_lps(matched[lower][CORNERS.index("posterior-superior")][None], A)[0]
-        Q = pixels_to_lps(matched[lower][CORNERS.index("anterior-superior")][None], A)[0]
+        R, P, Q = (pixels_to_lps(corners[n][None], A)[0] for n in (r_name, p_name, q_name))
         try:
             res = meyerding_grade(P, Q, R)
         except ValueError:
@@ -154,7 +173,6 @@ def evaluate_sagittal(models: Models, st: Mapping[str, Any], acc: dict[str, list
         if truth_slip is not None:
             acc["slip_err_mm"].append(abs(res.slip_mm - float(truth_slip)))
     # --- Pfirrmann on crops of the U-Net's disc instances on the mid slice
-    inst = UNetResult(pred_mask[mid], pred_mask[mid].astype(np.float32)).instances()
     for value, level in DISC_NAMES.items():
         lvt = _truth_level(st, level)
         truth_mask = lab[mid] == value
@@ -167,15 +185,29 @@ def evaluate_sagittal(models: Models, st: Mapping[str, Any], acc: dict[str, list
         probs_true_mask = models.pfirrmann.predict(pfirrmann_crop(o.image(img[mid]), o.image(truth_mask))).probs
         acc["pfirrmann_true_all"].append(int(tv["grade"]))
         acc["pfirrmann_pred_true_mask"].append(int(np.argmax(probs_true_mask)) + 1)
-        overlaps = [float((m & truth_mask).sum()) for m in inst]
-        if not overlaps or max(overlaps) == 0:
+        m = own.get(level)
+        if m is None:
             acc["pfirrmann_missed"].append(level)
             continue
-        m = inst[int(np.argmax(overlaps))]
         probs = models.pfirrmann.predict(pfirrmann_crop(o.image(img[mid]), o.image(m))).probs
         acc["pfirrmann_true"].append(int(tv["grade"]))
         acc["pfirrmann_pred"].append(int(np.argmax(probs)) + 1)
         acc["pfirrmann_degenerated_score"].append(float(probs[2:].sum()))
+
+
+def _predicted_discs(pred: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
+    """Return, per truth disc of a sagittal slice (level name), the predicted disc instance that
+    overlaps it most (discs the prediction misses are absent)."""
+    inst = UNetResult(pred, pred.astype(np.float32)).instances()
+    out = {}
+    for value, level in DISC_NAMES.items():
+        truth = labels == value
+        if truth.sum() < 40 or not inst:
+            continue
+        overlaps = [float((m & truth).sum()) for m in inst]
+        if max(overlaps) > 0:
+            out[level] = inst[int(np.argmax(overlaps))]
+    return out
 
 
 def _class_mask(r: Any, cls: int, shape: tuple[int, int]) -> np.ndarray:
@@ -202,16 +234,19 @@ def evaluate_axial(models: Models, st: Mapping[str, Any], acc: dict[str, list]) 
             acc["ax_iou"].append(M.iou(disc_pred, disc_true))
             acc["ax_dice"].append(M.dice(disc_pred, disc_true))
         hern_pred = _class_mask(seg, 1, lab.shape)
-        pose = Oriented(models.ax_pose, o).predict(img)
-        if not len(pose):
+        # the MSU keypoints on the window behind the segmented disc, as the pipeline finds them
+        w = window_keypoints(models.ax_pose, [(img, A, disc_pred)], "axial")[0]
+        if w is None:
+            if s in kp_truth:
+                acc["msu_slices_without_keypoints"].append(s)
             continue
-        kp, ks = pose.keypoints[int(np.argmax(pose.scores))], pose.keypoint_scores[int(np.argmax(pose.scores))]
+        kp = w.keypoints
         lps = pixels_to_lps(kp, A)
         # patient left is +x in LPS: name the facets by it, not by image side
         left, right = (lps[0], lps[1]) if lps[0][0] >= lps[1][0] else (lps[1], lps[0])
         hp = voxel_centers_lps(hern_pred, A) if hern_pred.any() else None
         dp = voxel_centers_lps(disc_pred, A) if disc_pred.any() else None
-        apex, hp, bulge = herniation_from_masks(dp, hp, lps[2], lps[4], lps[3] if ks[3] >= APEX_SCORE else None)
+        apex, hp, bulge = herniation_from_masks(dp, hp, lps[2], lps[4])     # the masks decide, as in the pipeline
         apex = None if apex is None else np.asarray(apex)
         if s in kp_truth:
             t = kp_truth[s]["keypoints"]
@@ -272,9 +307,11 @@ def summarise(acc: Mapping[str, list], n_boot: int = M.N_BOOTSTRAP) -> dict[str,
         "disc_segmentation_axial": {"iou": M.mean_ci(acc["ax_iou"], n_boot), "dice": M.mean_ci(acc["ax_dice"], n_boot)},
         "corner_keypoints": {"mean_error_mm": M.mean_ci(acc["corner_mm"], n_boot),
                              "mean_error_px": M.mean_ci(acc["corner_px"], n_boot),
+                             "whole_slice_mean_error_mm": M.mean_ci(acc["corner_whole_mm"], n_boot),
                              "vertebrae_found": M.mean_ci(acc["vertebra_detected"], n_boot)},
         "msu_keypoints": {"mean_error_mm": M.mean_ci(acc["msu_kp_mm"], n_boot),
-                          "mean_error_px": M.mean_ci(acc["msu_kp_px"], n_boot)},
+                          "mean_error_px": M.mean_ci(acc["msu_kp_px"], n_boot),
+                          "slices_without_keypoints": len(acc["msu_slices_without_keypoints"])},
         "herniation_4grade": _prf(acc["hern_true"], acc["hern_pred"], n_boot) | {
             "kappa_quadratic": M.with_ci(q, acc["hern_true"], acc["hern_pred"], n_boot=n_boot),
             "accuracy": M.with_ci(M.accuracy, acc["hern_true"], acc["hern_pred"], n_boot=n_boot)},
@@ -387,9 +424,11 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ("Disc segmentation, sagittal (sag_disc_unet): IoU", "disc_segmentation_sagittal", "iou"),
     ("Disc segmentation, sagittal (sag_disc_unet): Dice", "disc_segmentation_sagittal", "dice"),
     ("MSU keypoints (ax_msu_pose): mean error mm", "msu_keypoints", "mean_error_mm"),
-    ("MSU keypoints (ax_msu_pose): mean error px", "msu_keypoints", "mean_error_px"),
-    ("Corner keypoints (sag_vertebra_pose): mean error mm", "corner_keypoints", "mean_error_mm"),
-    ("Corner keypoints (sag_vertebra_pose): mean error px", "corner_keypoints", "mean_error_px"),
+    ("MSU keypoints (ax_msu_pose): mean error px of the slice", "msu_keypoints", "mean_error_px"),
+    ("Corner keypoints (sag_disc_corners, window): mean error mm", "corner_keypoints", "mean_error_mm"),
+    ("Corner keypoints (sag_disc_corners, window): mean error px of the slice", "corner_keypoints", "mean_error_px"),
+    ("Corner keypoints (sag_vertebra_pose, whole slice; diagnostic): mean error mm", "corner_keypoints",
+     "whole_slice_mean_error_mm"),
     ("Vertebrae found (sag_vertebra_pose)", "corner_keypoints", "vertebrae_found"),
     ("Herniation 4-grade: precision (macro)", "herniation_4grade", "precision_macro"),
     ("Herniation 4-grade: recall (macro)", "herniation_4grade", "recall_macro"),
@@ -441,7 +480,8 @@ def store_in_manifest(report: Mapping[str, Any], manifest_path: str | Path | Non
 
     path = Path(manifest_path) if manifest_path else models_dir() / "manifest.json"
     groups = {
-        "sag_vertebra_pose": ("corner_keypoints", "meyerding"),
+        "sag_vertebra_pose": ("corner_keypoints",),
+        "sag_disc_corners": ("corner_keypoints", "meyerding"),
         "sag_disc_unet": ("disc_segmentation_sagittal",),
         "sag_pfirrmann_cls": ("pfirrmann",),
         "ax_disc_seg": ("disc_segmentation_axial",),

@@ -51,6 +51,12 @@ def pixels_to_lps(xy: np.ndarray, index_to_lps: np.ndarray) -> np.ndarray:
     return (idx @ A.T)[:, :3]
 
 
+def slice_spacing(slice_affine: np.ndarray) -> tuple[float, float]:
+    """Return a slice's pixel spacing (column, row) in mm from its (row, col, 0) -> LPS affine."""
+    A = np.asarray(slice_affine, float)
+    return float(np.linalg.norm(A[:3, 1])), float(np.linalg.norm(A[:3, 0]))
+
+
 def stack_slice_affine(stack_affine: np.ndarray, slice_index: int) -> np.ndarray:
     """Return the (row, col, 0) -> LPS affine of one slice of a (slice, row, col) -> LPS stack affine."""
     A = np.asarray(stack_affine, float)

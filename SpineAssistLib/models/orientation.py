@@ -207,19 +207,17 @@ def canonical_study(st: Mapping[str, Any]) -> dict[str, Any]:
         out["vertebra_boxes"] = {k: o.box(b, shape) for k, b in (st.get("vertebra_boxes") or {}).items()}
     ax = np.asarray(st["ax_images"])
     if len(ax):
-        images, labels, affines, boxes = [], [], [], {}
+        images, labels, affines = [], [], []
         for i in range(len(ax)):
             oi = SliceOrientation.of(st["ax_affines"][i], "axial")
             images.append(oi.image(ax[i]))
             labels.append(oi.image(st["ax_labels"][i]))
             affines.append(oi.affine(st["ax_affines"][i], ax[i].shape))
-            if i in (st.get("ax_boxes") or {}):
-                boxes[i] = oi.box(st["ax_boxes"][i], ax[i].shape)
         if len({x.shape for x in images}) == 1:
             out["ax_images"], out["ax_labels"] = np.stack(images), np.stack(labels)
         else:   # mixed shapes after a transpose: keep a list
             out["ax_images"], out["ax_labels"] = images, labels
-        out["ax_affines"], out["ax_boxes"] = np.array(affines), boxes
+        out["ax_affines"] = np.array(affines)
     return out
 
 

@@ -37,6 +37,7 @@ FULL_SETTINGS: dict[str, dict[str, Any]] = {
     "sag_disc_unet": {"epochs": 40, "batch": 8, "patch": 256, "lr": 1e-3},
     "sag_pfirrmann_cls": {"epochs": 40, "batch": 32},
     "ax_disc_seg": {"epochs": 60, "batch": 16},
+    "sag_disc_corners": {"epochs": 60, "batch": 16},
     "ax_msu_pose": {"epochs": 80, "batch": 16},
 }
 
@@ -44,6 +45,19 @@ FULL_SETTINGS: dict[str, dict[str, Any]] = {
 # (rotation, scale, shift, flips, mosaic) and brightness; no colour (the images are grey).
 YOLO_AUGMENT: dict[str, Any] = {"hsv_h": 0.0, "hsv_s": 0.0, "hsv_v": 0.3, "degrees": 10.0, "translate": 0.1,
                                 "scale": 0.3, "fliplr": 0.5, "flipud": 0.0, "mosaic": 0.5, "mixup": 0.0}
+# The keypoint models see a window already moved, turned and scaled by the dataset builder
+# (``datasets.CROP_JITTER``): little more geometry, no mosaic (it would break the window's
+# centring), and no left-right flip of a sagittal window (anterior is always on its left).
+CROP_AUGMENT: dict[str, Any] = {**YOLO_AUGMENT, "degrees": 4.0, "translate": 0.04, "scale": 0.08, "mosaic": 0.0}
+
+
+def yolo_augmentation(defn: ModelDef) -> dict[str, Any] | None:
+    """Return the ultralytics augmentation a YOLO model trains with (None for a classifier)."""
+    if defn.task == "classify" or defn.task == "unet-segment":
+        return None
+    if not defn.crop:
+        return dict(YOLO_AUGMENT)
+    return {**CROP_AUGMENT, "fliplr": 0.0 if defn.plane == "sagittal" else 0.5}
 
 
 def _versions() -> dict[str, str]:
@@ -72,8 +86,7 @@ def train_yolo(defn: ModelDef, data: str | Path, work_dir: Path, epochs: int, ba
                 # one optimiser step per batch (ultralytics otherwise accumulates to 64 images, which
                 # leaves a small set a couple of steps per epoch) and a short warm-up for short runs
                 nbs=int(batch), warmup_epochs=float(min(3, max(1, int(epochs) // 10))))
-    if defn.task != "classify":
-        args.update(YOLO_AUGMENT)
+    args.update(yolo_augmentation(defn) or {})
     if init:
         # ultralytics drops a .pt model's weights when pretrained=False: name the file instead
         args["pretrained"] = str(init)
@@ -349,12 +362,13 @@ def register_weights(name: str, weights: str | Path, *, settings: Mapping[str, A
         "name": name, "file": defn.file, "sha256": sha256_file(target), "size_bytes": target.stat().st_size,
         "task": defn.task, "architecture": defn.architecture, "description": defn.description,
         "input": {"plane": defn.plane, "size": defn.imgsz, "channels": 1 if defn.task == "unet-segment" else 3,
-                  "normalisation": "per slice: 0.5-99.5th percentile to 0-1 (8-bit grey for YOLO)"},
+                  "normalisation": "per slice: 0.5-99.5th percentile to 0-1 (8-bit grey for YOLO)",
+                  **({"crop": defn.crop} if defn.crop else {})},
         "classes": list(defn.classes), "keypoints": list(defn.keypoints),
         "version": version or _dt.date.today().strftime("%Y.%m.%d"),
         "training": {"data": dict(data_record), "command": command or f"spineassist train {name}",
                      "seed": seed, "device": device, "settings": dict(settings),
-                     "yolo_augmentation": YOLO_AUGMENT if defn.task in ("pose", "segment", "detect") else None,
+                     "yolo_augmentation": yolo_augmentation(defn),
                      "seconds": None if seconds is None else round(seconds, 1), "software": _versions(),
                      **dict(extra or {})},
         "metrics": {},

@@ -24,7 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .device import run_with_fallback, select_device
-from .imaging import to_bgr
+from .imaging import to_bgr, to_uint8
 
 _CONFIGURED: Path | None = None
 
@@ -144,6 +144,19 @@ class YoloModel:
         self.device = used
         return [_result(r, self.names, b.shape[:2]) for r, b in zip(rs, bgr)]
 
+    def predict_windows(self, pairs: Sequence[tuple[np.ndarray, Any]], conf: float = 0.1) -> list[YoloResult]:
+        """Return the detections (at most one each) in windows of slices, run as one batch: each pair
+        is (slice image, ``crops.Crop``); the slice is normalised whole, then the window cut from it,
+        as in training. Answers are in the window's pixels."""
+        from .imaging import normalize_slice
+
+        normalised: dict[int, np.ndarray] = {}
+        windows = []
+        for image, crop in pairs:
+            if id(image) not in normalised:
+                normalised[id(image)] = normalize_slice(image)
+            windows.append(to_uint8(crop.image(normalised[id(image)])))
+        return self.predict_many(windows, conf=conf, max_det=1)
 
     def _classify(self, images: Sequence[np.ndarray], device: str) -> np.ndarray:
         """Return the class probabilities (N, classes) of the images, run as one batch.
