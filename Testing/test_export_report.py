@@ -120,3 +120,21 @@ def test_key_image_rejects_bad_input_clearly(kwargs, message):
 def test_box_rejects_inverted_corners():
     with pytest.raises(ValueError, match="row_max > row_min"):
         Box("L4", 10, 5, 2, 8)
+
+
+def test_msu_labels_point_away_from_the_intra_facet_line():
+    from SpineAssistLib.export.key_images import msu_label_layout
+
+    # radiological view: the patient's right facet on the image left; rows run downwards
+    layout = msu_label_layout({"right medial facet": (40, 100), "left medial facet": (80, 100),
+                               "posterior disc margin": (60, 80), "posterior canal": (60, 108),
+                               "herniation apex": (62, 92), "quarter point left": (70, 100)})
+    assert set(layout) == {"right medial facet", "left medial facet", "posterior disc margin", "posterior canal",
+                           "herniation apex"}                          # derived points get no text
+    text, offset, ha, va = layout["right medial facet"]
+    assert text == "R facet" and offset == (-7.0, -0.0) and ha == "right"
+    assert layout["left medial facet"][1:] == ((7.0, -0.0), "left", "center")
+    assert layout["posterior disc margin"][2:] == ("center", "bottom") and layout["posterior disc margin"][1][1] > 0
+    assert layout["posterior canal"][2:] == ("center", "top") and layout["posterior canal"][1][1] < 0
+    assert layout["herniation apex"][0] == "apex" and layout["herniation apex"][2] == "left"
+    assert msu_label_layout({}) == {}

@@ -351,12 +351,17 @@ def _render(image: KeyImage, assessment: Assessment, width_px: int,
                 if "intra-facet" in low or "intrafacet" in low or "depth" in low:
                     continue
                 draw_segment(np.asarray(a), np.asarray(b), "#40c4ff", name, lw=1.0, ls=":")
-            for name, p in g.points.items():
-                (c, r), = image.lps_to_pixel([p])
+            keypoints = {name: p for name, p in g.points.items() if name in _MSU_POINT_LABELS}
+            if not keypoints:
+                continue
+            px = {name: image.lps_to_pixel([p])[0] for name, p in keypoints.items()}
+            for name, (text, offset, ha, va) in msu_label_layout(px).items():
+                (c, r) = px[name]
                 ax.plot([c], [r], "o", color="#00e5ff", ms=4.5, mec="black", mew=0.6)
-                ax.annotate(name, (c + 2, r - 2), color="#00e5ff", fontsize=6.5,
-                            bbox=dict(boxstyle="round,pad=0.1", fc="black", alpha=0.6, lw=0))
-                legend("MSU keypoints", Line2D([], [], marker="o", color="#00e5ff", ls="", mec="black"))
+                ax.annotate(text, (c, r), xytext=offset, textcoords="offset points", color="#00e5ff", fontsize=6.5,
+                            ha=ha, va=va, bbox=dict(boxstyle="round,pad=0.1", fc="black", alpha=0.6, lw=0))
+            legend("MSU keypoints (L/R: the patient's left / right)",
+                   Line2D([], [], marker="o", color="#00e5ff", ls="", mec="black"))
     else:
         points = _all_points([f.geometry for lv in assessment.levels for f in (lv.pfirrmann, lv.listhesis)])
         shown = _all_points([f.geometry for lv in levels for f in (lv.pfirrmann, lv.listhesis)])
@@ -390,6 +395,35 @@ def _render(image: KeyImage, assessment: Assessment, width_px: int,
     buf = io.BytesIO()
     fig.savefig(buf, format="png", facecolor="white", pil_kwargs={"compress_level": 1})
     return buf.getvalue(), [_legend_entry(label, artist) for label, artist in handles.items()]
+
+
+# The MSU keypoints a reader places, with the short labels the axial key image shows; the other
+# points of the geometry (the intra-facet midpoint, quarter points) are drawn as zone markers.
+_MSU_POINT_LABELS = {"left medial facet": "L facet", "right medial facet": "R facet",
+                     "posterior disc margin": "disc margin", "herniation apex": "apex", "posterior canal": "canal"}
+
+
+def msu_label_layout(pixels: Mapping[str, Sequence[float]], distance_pt: float = 7.0
+                     ) -> dict[str, tuple[str, tuple[float, float], str, str]]:
+    """Return, per MSU keypoint at ``pixels`` (name -> image column, row), its short label, the label's
+    offset in points (x right, y up) and alignment: each label points away from the middle of the
+    intra-facet line (facets outwards, the disc margin above, the canal below; the apex to the
+    right), so that the labels of one slice do not sit on top of each other."""
+    px = {n: np.asarray(p, float) for n, p in pixels.items() if n in _MSU_POINT_LABELS}
+    facets = [px[n] for n in ("left medial facet", "right medial facet") if n in px]
+    if not px:
+        return {}
+    centre = np.mean(facets, axis=0) if facets else np.mean(list(px.values()), axis=0)
+    out = {}
+    for name, p in px.items():
+        d = p - centre                               # image rows run downwards
+        if name == "herniation apex" or np.linalg.norm(d) < 1e-6:
+            d = np.array([1.0, 0.0])
+        d = d / np.linalg.norm(d)
+        ha = "left" if d[0] > 0.35 else "right" if d[0] < -0.35 else "center"
+        va = "top" if d[1] > 0.35 else "bottom" if d[1] < -0.35 else "center"
+        out[name] = (_MSU_POINT_LABELS[name], (distance_pt * float(d[0]), -distance_pt * float(d[1])), ha, va)
+    return out
 
 
 def _legend_entry(label: str, artist: Any) -> LegendEntry:
