@@ -40,7 +40,7 @@ STAGES: dict[str, float] = {
 }
 
 SAGITTAL_MODELS = ("sag_disc_unet", "sag_vertebra_pose", "sag_disc_corners", "sag_pfirrmann_cls")
-AXIAL_MODELS = ("ax_disc_seg", "ax_msu_pose")
+AXIAL_MODELS = ("ax_disc_seg", "ax_disc_window_seg", "ax_msu_pose")
 
 VERTEBRA_MIN_SCORE = 0.25
 SACRUM_RETRY_SCORE = 0.1      # the sacrum anchors the count: accept a weaker detection rather than none
@@ -460,7 +460,7 @@ def _map_axial(sagittal: ImageStack, axial: Sequence[ImageStack], a: Assessment)
 
 def _run_axial_models(axial: Sequence[ImageStack], slices_by_level: Mapping[str, list[tuple[ImageStack, int]]],
                       models: ModelSet, reporter: StageReporter, result: AssessmentResult) -> dict[str, list[_AxialSlice]]:
-    from .models.crops import window_keypoints
+    from .models.crops import refined_segmentations, window_keypoints
 
     total = sum(len(v) for v in slices_by_level.values()) or 1
     done = 0
@@ -477,26 +477,17 @@ def _run_axial_models(axial: Sequence[ImageStack], slices_by_level: Mapping[str,
             reporter.stage("axial models", done / total, f"{level}: {len(ks)} slice(s) of {stack.name}")
             done += len(ks)
             images = [stack.voxels[k] for k in ks]
-            segs = Oriented(models["ax_disc_seg"], _orientation(stack)).predict_many(images)
+            affines = [stack.slice_numpy_affine(k) for k in ks]
+            # the whole slice finds the disc; the window around it gives the masks graded
+            segs = refined_segmentations(models["ax_disc_window_seg"], images, affines,
+                                         Oriented(models["ax_disc_seg"], _orientation(stack)).predict_many(images))
             # the MSU keypoints on a window behind each slice's segmented disc
-            windows = window_keypoints(models["ax_msu_pose"], [(stack.voxels[k], stack.slice_numpy_affine(k),
-                                                                 _class_mask(seg, "disc")) for k, seg in zip(ks, segs)],
-                                       "axial")
+            windows = window_keypoints(models["ax_msu_pose"], [(x, A, seg.mask_of("disc"))
+                                                                for x, A, seg in zip(images, affines, segs)], "axial")
             for k, seg, w in zip(ks, segs, windows):
                 s = _AxialSlice(stack, k, seg, w)
                 _paint_axial_labels(s, level)
                 out.setdefault(level, []).append(s)
-    return out
-
-
-def _class_mask(seg: Any, name: str) -> np.ndarray:
-    """Return the union of a segmentation result's masks of class ``name`` (empty where none)."""
-    shape = seg.masks.shape[1:] if seg.masks is not None else (0, 0)
-    out = np.zeros(shape, bool)
-    if seg.masks is not None:
-        for m, cls in zip(seg.masks, seg.classes):
-            if seg.names[cls] == name:
-                out |= m
     return out
 
 
@@ -534,7 +525,7 @@ def _grade_msu(level: Level, slices: list[_AxialSlice], result: AssessmentResult
         a_, b_ = lps[0], lps[1]
         left, right = (a_, b_) if a_[0] > b_[0] else (b_, a_)   # LPS +x is the patient's left
         disc_points = hern_points = None
-        disc, hern = _class_mask(s.seg, "disc"), _class_mask(s.seg, "herniation")
+        disc, hern = s.seg.mask_of("disc"), s.seg.mask_of("herniation")
         A = s.stack.slice_numpy_affine(s.k)
         if disc.any():
             disc_points = voxel_centers_lps(disc, A)

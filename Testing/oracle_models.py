@@ -166,8 +166,20 @@ class OracleAxialSeg(_Many):
     def __init__(self, oracle: _Oracle):
         self.o = oracle
 
+    def predict_windows(self, pairs, conf: float = 0.25, max_det: int = 30) -> list[YoloResult]:
+        """The truth labels of each window (the window model's question)."""
+        out = []
+        for image, crop in pairs:
+            _, _, lab = self.o.lookup(image)
+            view = self.o.view_of(image) or SliceOrientation()
+            out.append(self._from_labels(crop.image(view.image(lab), order=0).astype(lab.dtype)))
+        return out
+
     def predict(self, image, **_) -> YoloResult:
         _, _, lab = self.o.lookup(image)
+        return self._from_labels(lab)
+
+    def _from_labels(self, lab: np.ndarray) -> YoloResult:
         masks, classes, boxes = [], [], []
         for c, values in enumerate((list(DISC_LABELS.values()), [HERNIATION_LABEL], [THECAL_SAC_LABEL])):
             m = np.isin(lab, values)
@@ -292,6 +304,7 @@ def oracle_models(study_dir: Path, stacks: list[ImageStack]) -> ModelSet:
     o = _Oracle(study_dir, stacks)
     models = {"sag_disc_unet": _InView(o, OracleUNet(o)), "sag_vertebra_pose": _InView(o, OracleVertebraPose(o)),
               "sag_disc_corners": OracleDiscCorners(o), "sag_pfirrmann_cls": OraclePfirrmann(o),
-              "ax_disc_seg": _InView(o, OracleAxialSeg(o)), "ax_msu_pose": OracleMSUPose(o)}
+              "ax_disc_seg": _InView(o, OracleAxialSeg(o)), "ax_disc_window_seg": OracleAxialSeg(o),
+              "ax_msu_pose": OracleMSUPose(o)}
     infos = [ModelInfo(f"oracle_{n}", "0" * 64, "truth") for n in models]
     return ModelSet(models, infos)

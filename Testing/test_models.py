@@ -467,6 +467,32 @@ def test_shipped_window_models_find_their_points_near_the_truth(phantom_slices):
     assert len(msu_errors) >= 6 and np.median(msu_errors) < 2.0 and max(msu_errors) < 15.0, msu_errors
 
 
+def test_shipped_window_segmentation_outlines_the_disc(phantom_slices):
+    """ax_disc_window_seg, on windows placed from the whole-slice model's discs (as the pipeline),
+    gives disc masks in the slice's pixels that overlap the truth well (IoU) and better than or
+    as well as the whole slice's: a slip in the window's placement or the way back to the slice
+    would put the mask off the disc."""
+    from SpineAssistLib import metrics as M
+    from SpineAssistLib.models import load_model
+    from SpineAssistLib.models.crops import refined_segmentations
+    from SpineAssistLib.models.orientation import Oriented, SliceOrientation
+
+    st = phantom_slices
+    whole_model, window_model = load_model("ax_disc_seg", device="cpu"), load_model("ax_disc_window_seg", device="cpu")
+    idx = [i for i, lab in enumerate(st["ax_labels"]) if np.isin(lab, list(DISC_LABELS.values())).sum() >= 200]
+    assert len(idx) >= 3
+    images, affines = [st["ax_images"][i] for i in idx], [st["ax_affines"][i] for i in idx]
+    whole = [Oriented(whole_model, SliceOrientation.of(A, "axial")).predict(x) for x, A in zip(images, affines)]
+    refined = refined_segmentations(window_model, images, affines, whole)
+    ious_whole, ious_window = [], []
+    for i, w, r in zip(idx, whole, refined):
+        truth = np.isin(st["ax_labels"][i], list(DISC_LABELS.values()))
+        assert r.mask_of("disc").shape == truth.shape and r is not w   # the window answered
+        ious_whole.append(M.iou(w.mask_of("disc"), truth))
+        ious_window.append(M.iou(r.mask_of("disc"), truth))
+    assert np.mean(ious_window) > 0.8 and np.mean(ious_window) >= np.mean(ious_whole) - 0.02, (ious_window, ious_whole)
+
+
 def test_the_monai_free_unet_is_monais_unet():
     """Inference rebuilds MONAI's U-Net from torch.nn (no 7 s MONAI import): same keys, same output."""
     import torch

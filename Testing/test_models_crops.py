@@ -160,3 +160,49 @@ def test_disc_corner_windows_label_the_four_corners():
     far = list(kps)
     far[3] = (400.0, 106.0)
     assert parse_label_line(_window_line(crop, far), 4)["keypoints"][3].tolist() == [0, 0, 0]
+
+
+def test_a_window_mask_returns_to_the_slice_it_came_from():
+    labels = np.zeros((120, 140), np.uint8)
+    labels[40:70, 30:100] = 201           # a disc
+    labels[70:76, 60:70] = 150            # herniation material behind it
+    c = Crop(65.0, 60.0, math.radians(8), 84.0, 256, (1.0, 1.0))   # 3 window pixels a slice pixel
+    window = c.image(labels, order=0).astype(np.uint8)
+    back = c.to_slice(window, labels.shape)
+    inside = np.abs(c.to_crop(np.stack(np.meshgrid(np.arange(140), np.arange(120)), -1).astype(float)) - 127.5).max(-1) < 126
+    assert inside.sum() > 5000 and (back[inside] == labels[inside]).all()
+    assert (back[~inside] == 0).all()
+
+
+class _WindowSegModel:
+    """Answers every window with one disc mask: the window's central third of rows, all columns."""
+
+    names = ("disc", "herniation", "thecal sac")
+
+    def predict_windows(self, pairs, conf=0.25, max_det=30):
+        out = []
+        for _, crop in pairs:
+            m = np.zeros((crop.size, crop.size), bool)
+            m[crop.size // 3: 2 * crop.size // 3, :] = True
+            out.append(YoloResult(self.names, np.zeros((1, 4)), np.array([0.9]), np.zeros(1, int), masks=m[None]))
+        return out
+
+
+def test_window_segmentation_comes_back_in_the_slices_pixels():
+    from SpineAssistLib.models.crops import refined_segmentations, window_segmentation
+
+    A = np.eye(4)
+    A[:3, 0], A[:3, 1] = [0.0, 1.0, 0.0], [-1.0, 0.0, 0.0]   # feet first: columns run to the patient's right
+    disc = np.zeros((200, 200), bool)
+    disc[80:110, 30:130] = True       # centre column 79.5: 119.5 in the canonical (radiological) view
+    [r] = window_segmentation(_WindowSegModel(), [(np.zeros((200, 200), np.float32), A, disc)])
+    m = r.mask_of("disc")
+    assert m.shape == (200, 200) and r.boxes.shape == (1, 4)
+    rows, cols = np.nonzero(m)
+    # the window is 84 mm (84 px) wide, centred on the disc's posterior margin (row 109) at the mid-line
+    assert rows.min() == pytest.approx(109 - 14, abs=1) and rows.max() == pytest.approx(109 + 14, abs=1)
+    assert cols.min() == pytest.approx(79.5 - 42, abs=1) and cols.max() == pytest.approx(79.5 + 42, abs=1)
+    assert r.boxes[0].tolist() == [cols.min(), rows.min(), cols.max(), rows.max()]
+    # no disc to place a window on: the whole-slice answer stands
+    whole = YoloResult(("disc", "herniation", "thecal sac"), masks=np.zeros((0, 200, 200), bool))
+    assert refined_segmentations(_WindowSegModel(), [np.zeros((200, 200))], [A], [whole]) == [whole]

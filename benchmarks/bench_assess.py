@@ -104,9 +104,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import torch
 
+    from SpineAssistLib.pipeline import AXIAL_MODELS, SAGITTAL_MODELS
+
     devices = [args.device] if args.device else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    n_models = len(SAGITTAL_MODELS + AXIAL_MODELS)
     lines = [f"Machine: {machine()}. One phantom study per run (sagittal ~15 slices + axial ~20 slices in angled "
-             f"blocks), loading from DICOM, all six bundled models, grading, and every output (findings, report, "
+             f"blocks), loading from DICOM, all {n_models} bundled models, grading, and every output (findings, report, "
              f"SEG, SR, scene.mrb, written by two writer processes started first and shared by every study, as in "
              f"a batch command). Each study is loaded and assessed anew, models included (the bundled models are "
              f"loaded and SHA-256 checked per study). Median over {args.studies} studies after one warm-up run; "
@@ -146,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     lines.append("")
     lines.append("Stages from the arrival times of the `--json-progress` lines: \"start\" is Python start and the "
                  "command line until the first line; \"loading\" includes importing torch and ultralytics and "
-                 "loading the six models; \"exit\" is from the last line to the end of the process.")
+                 f"loading the {n_models} models; \"exit\" is from the last line to the end of the process.")
     lines.append("")
     lines.append("Targets (issue 8): under 5 s per study on this 2-core CPU, under 1 s on a GPU; the published system took 14.5 s.")
     write_section("Assessment (spineassist assess)", "\n".join(lines))

@@ -15,6 +15,10 @@ def main(argv: list[str] | None = None) -> int:
     from SpineAssistLib.models.phantom_cache import render_training_phantom
 
     st = render_training_phantom(11, sag_slices=1, ax_blocks=1, extra_block=False)
+    t = time.perf_counter()
+    import torch  # noqa: F401  (imported once per process: timed apart from each model's load)
+    import ultralytics  # noqa: F401
+    import_s = time.perf_counter() - t
     sag, ax = st["sag_images"][0], st["ax_images"][len(st["ax_images"]) // 2]
     rows = ["| model | task | input | file MB | load s | predict ms (median of 10) |", "|---|---|---|---|---|---|"]
     total = 0.0
@@ -40,7 +44,9 @@ def main(argv: list[str] | None = None) -> int:
         total += mb
         rows.append(f"| {name} | {spec.task} | {image.shape[1]} x {image.shape[0]} px | {mb:.1f} | {load_s:.2f} | "
                     f"{1000 * float(np.median(times)):.0f} |")
-    body = "\n".join([f"Machine: {machine()}; device cpu. Weights together: {total:.1f} MB (limit 40 MB).", "",
+    body = "\n".join([f"Machine: {machine()}; device cpu. Weights together: {total:.1f} MB (limit 40 MB). "
+                      f"Importing torch and ultralytics, once per process, took {import_s:.2f} s before the first "
+                      "load (not in \"load s\").", "",
                       *rows, "", "Accuracy: see Resources/Models/MODEL_CARD.md (`spineassist evaluate`)."])
     write_section("Models", body)
     print(body)

@@ -13,8 +13,8 @@ phantom (so ``spineassist train NAME --data DEST`` reads them as they are):
 - ``ax_msu_pose``: a window of each level's axial slice of maximal extrusion, placed from the
   facets and the disc margin, with the five MSU keypoints (the apex only where there is one).
 
-Not exported: ``ax_disc_seg``. The scene holds no axial segmentation a reader can correct, and
-model masks no one has reviewed would teach the model its own errors.
+Not exported: ``ax_disc_seg`` and ``ax_disc_window_seg``. The scene holds no axial segmentation a
+reader can correct, and model masks no one has reviewed would teach the model its own errors.
 
 Privacy: images go out as normalised 8-bit PNG / float arrays with no DICOM header; files are
 named by a case pseudonym (a salted SHA-256 of the StudyInstanceUID), never by a patient name,

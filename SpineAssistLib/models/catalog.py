@@ -63,10 +63,16 @@ MODEL_DEFS: dict[str, ModelDef] = {d.name: d for d in (
     ModelDef("ax_disc_seg", "segment", "YOLOv8n-seg", "axial", 256, ("disc", "herniation", "thecal sac"),
              yaml="yolov8n-seg.yaml", description="disc, herniation (disc material beyond the margin, bulge included) "
              "and thecal sac on axial T2 slices; its boxes are the per-slice disc / canal detection"),
+    ModelDef("ax_disc_window_seg", "segment", "YOLOv8n-seg", "axial", 256, ("disc", "herniation", "thecal sac"),
+             yaml="yolov8n-seg.yaml", description="disc, herniation (disc material beyond the margin, bulge included) "
+             "and thecal sac on a window around the disc that ax_disc_seg found: the masks the herniation is graded "
+             "from, at 0.33 mm a pixel",
+             crop="axial window 84 mm square centred on the disc's posterior margin at the mid-line, "
+             "rows along the disc's left-right axis (models.crops.axial_segmentation_crop)"),
     ModelDef("ax_msu_pose", "pose", "YOLOv8n-pose", "axial", 192, ("disc",), AX_POSE_KEYPOINTS, (1, 0, 2, 3, 4),
              "yolov8n-pose.yaml", "the five MSU keypoints of an axial disc slice (" + ", ".join(MSU_KEYPOINTS) +
              ") on a window behind the disc; facets named by image side; the herniation and its apex are taken from "
-             "ax_disc_seg's masks, not from this model's apex",
+             "the axial segmentation's masks (ax_disc_window_seg), not from this model's apex",
              crop="axial window 72 mm square centred 10 mm behind the disc's posterior margin at the mid-line, rows "
              "along the disc's left-right axis (models.crops.axial_disc_crop)"),
 )}

@@ -38,6 +38,11 @@ CROP_SIZE = 192                  # px: the keypoint models' input
 SAGITTAL_CROP_MM = 64.0          # holds the four corners of a disc space, slips up to grade II included
 AXIAL_CROP_MM = 72.0
 AXIAL_CROP_BEHIND_MM = 10.0      # window centre behind the posterior disc margin (towards the canal)
+# The segmentation window holds the whole disc, a herniation behind it, the sac and the facets:
+# centred on the posterior disc margin at the mid-line: the disc before it, the canal and facets behind.
+AXIAL_SEGMENTATION_CROP_MM = 84.0
+AXIAL_SEGMENTATION_CROP_BEHIND_MM = 0.0
+AXIAL_SEGMENTATION_SIZE = 256
 MIDLINE_BAND_MM = 3.0            # disc pixels this near the mid-line give the posterior disc margin
 MIN_MASK_PIXELS = 20
 
@@ -106,6 +111,19 @@ class Crop:
         return cv2.warpAffine(src, M, (self.size, self.size), flags=flags, borderMode=cv2.BORDER_CONSTANT,
                               borderValue=0.0)
 
+    def to_slice(self, window: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+        """Return a window-sized label map or mask (``size`` x ``size``) on the slice's pixel grid of
+        ``shape`` (nearest; outside the window 0): a window model's mask as the slice's own."""
+        import cv2
+
+        A, b = self._matrix()
+        Ainv = np.linalg.inv(A)
+        M = np.hstack([Ainv, (-Ainv @ b)[:, None]]).astype(np.float64)     # slice xy -> window xy
+        src = np.asarray(window)
+        out = cv2.warpAffine(src.astype(np.uint8), M, (int(shape[1]), int(shape[0])),
+                             flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        return out.astype(src.dtype)
+
     def jittered(self, rng: np.random.Generator, shift_mm: float, angle_deg: float, scale: float = 0.0) -> "Crop":
         """Return this window moved by up to ``shift_mm``, turned by up to ``angle_deg`` and scaled
         by up to ``scale`` (a fraction): the training copies that make a model tolerate an imprecise
@@ -156,6 +174,13 @@ def axial_disc_crop(disc_mask: np.ndarray, spacing: Sequence[float], size: int =
     margin_mm = float(posterior[band].max()) if band.any() else float(posterior.max())
     c = centre + (back * (margin_mm + behind_mm)) / np.asarray(sp)
     return Crop(float(c[0]), float(c[1]), math.atan2(axis[1], axis[0]), side_mm, size, sp)
+
+
+def axial_segmentation_crop(disc_mask: np.ndarray, spacing: Sequence[float]) -> Crop:
+    """Return the window ``ax_disc_window_seg`` segments on a canonical axial slice: the whole disc,
+    the canal and the facets, aligned with the disc (``axial_disc_crop`` with its own size)."""
+    return axial_disc_crop(disc_mask, spacing, AXIAL_SEGMENTATION_SIZE, AXIAL_SEGMENTATION_CROP_MM,
+                           AXIAL_SEGMENTATION_CROP_BEHIND_MM)
 
 
 def axial_crop_from_keypoints(left_facet: Sequence[float], right_facet: Sequence[float], disc_margin: Sequence[float],
@@ -224,5 +249,52 @@ def window_keypoints(model: Any, items: Sequence[tuple[np.ndarray, np.ndarray, n
     return out
 
 
+def window_segmentation(model: Any, items: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> list[Any]:
+    """Return, per item (axial slice image as stored, its (row, col, 0) -> LPS affine, the disc's mask
+    on it from a whole-slice segmentation), the masks a window segmentation model
+    (``ax_disc_window_seg``) finds on the window around that disc, as a ``YoloResult`` in the slice's
+    own pixels (masks on the slice grid, boxes around them), or None where the mask is too small to
+    place a window. All windows go to the model as one batch (``model.predict_windows``)."""
+    import dataclasses
+
+    from .imaging import slice_spacing
+    from .orientation import SliceOrientation
+
+    pairs, where = [], []
+    for i, (image, affine, mask) in enumerate(items):
+        o = SliceOrientation.of(affine, "axial")
+        try:
+            crop = axial_segmentation_crop(o.image(mask), slice_spacing(o.affine(affine, np.shape(image))))
+        except ValueError:
+            continue
+        pairs.append((o.image(image), crop))
+        where.append((i, o, np.shape(image)))
+    out: list[Any] = [None] * len(items)
+    if not pairs:
+        return out
+    for (i, o, shape), (canon, crop), r in zip(where, pairs, model.predict_windows(pairs, conf=0.25, max_det=30)):
+        masks = np.zeros((0, *shape), bool) if r.masks is None or not len(r) else \
+            np.stack([o.image_back(crop.to_slice(m, canon.shape)) for m in r.masks]).astype(bool)
+        keep = [j for j, m in enumerate(masks) if m.any()]    # a mask can fall outside the slice
+        boxes = np.zeros((len(keep), 4))
+        for row, j in enumerate(keep):
+            rows, cols = np.nonzero(masks[j])
+            boxes[row] = cols.min(), rows.min(), cols.max(), rows.max()
+        out[i] = dataclasses.replace(r, masks=masks[keep], boxes=boxes, scores=np.asarray(r.scores)[keep],
+                                     classes=np.asarray(r.classes)[keep])
+    return out
+
+
+def refined_segmentations(window_model: Any, images: Sequence[np.ndarray], affines: Sequence[np.ndarray],
+                          whole: Sequence[Any]) -> list[Any]:
+    """Return each axial slice's segmentation (disc, herniation, thecal sac) in the slice's pixels:
+    the window model's on the window around the disc the whole-slice model found (``whole``: its
+    results, one per slice), or the whole-slice result where no window could be placed or the
+    window shows no disc."""
+    refined = window_segmentation(window_model, [(img, A, w.mask_of("disc")) for img, A, w in zip(images, affines, whole)])
+    return [r if r is not None and r.mask_of("disc").any() else w for r, w in zip(refined, whole)]
+
+
 __all__ = ["AXIAL_CROP_MM", "CROP_SIZE", "Crop", "SAGITTAL_CROP_MM", "WindowKeypoints", "axial_crop_from_keypoints",
-           "axial_disc_crop", "sagittal_disc_crop", "window_keypoints"]
+           "axial_disc_crop", "axial_segmentation_crop", "refined_segmentations", "sagittal_disc_crop", "window_keypoints",
+           "window_segmentation"]

@@ -28,7 +28,8 @@ from ..anatomy import (CORNERS, DISC_LABELS, HERNIATION_LABEL, MSU_KEYPOINTS, NE
                        VERTEBRA_LABELS, corner_name, disc_space_corners)
 from .augment import augment_intensity, scale_brightness
 from .catalog import MODEL_DEFS, PFIRRMANN_CLASSES
-from .crops import MIN_MASK_PIXELS, Crop, axial_crop_from_keypoints, axial_disc_crop, sagittal_disc_crop
+from .crops import (MIN_MASK_PIXELS, Crop, axial_crop_from_keypoints, axial_disc_crop, axial_segmentation_crop,
+                    sagittal_disc_crop)
 from .imaging import lps_to_pixels, normalize_slice, slice_spacing, stack_slice_affine, to_uint8
 
 DISC_NAMES = {v: k for k, v in DISC_LABELS.items()}
@@ -337,6 +338,13 @@ def msu_window(labels: np.ndarray, affine: np.ndarray, keypoints: Mapping[str, A
     return crop, pts
 
 
+def segmentation_window(labels: np.ndarray, affine: np.ndarray) -> Crop | None:
+    """Return the ``ax_disc_window_seg`` window of one canonical axial slice, placed from its disc
+    label (``crops.axial_segmentation_crop``), or None where the slice shows too little disc."""
+    disc = np.isin(labels, list(DISC_LABELS.values()))
+    return axial_segmentation_crop(disc, slice_spacing(affine)) if disc.sum() >= MIN_MASK_PIXELS else None
+
+
 def _ordered_by_column(crop: Crop, pts: list[tuple[float, float] | None]) -> list[tuple[float, float] | None]:
     """Return MSU keypoints with the two facets ordered by the window's column (image-left first)."""
     a, b = pts[0], pts[1]
@@ -456,16 +464,23 @@ def add_study(writers: Mapping[str, Any], st: Mapping[str, Any], split: str, cop
                     writers["sag_pfirrmann_cls"].add(split, PFIRRMANN_CLASSES[g - 1], f"{stem}_{level}", crop)
     kp_by_slice = {a["slice_index"]: a for a in st["axial_keypoints"]}
     for s in range(len(st["ax_images"])):
-        if "ax_disc_seg" not in writers and s not in kp_by_slice:
+        if "ax_disc_seg" not in writers and "ax_disc_window_seg" not in writers and s not in kp_by_slice:
             continue
         base = normalize_slice(st["ax_images"][s])
         window = msu_window(st["ax_labels"][s], st["ax_affines"][s], kp_by_slice[s]["keypoints"]) \
             if "ax_msu_pose" in writers and s in kp_by_slice else None
+        seg_window = segmentation_window(st["ax_labels"][s], st["ax_affines"][s]) \
+            if "ax_disc_window_seg" in writers else None
         for c in range(copies):
             img = augment_intensity(base, rng) if augment and (c or split == "train") else base
             stem = f"{tag}_ax{s:02d}_{c}"
             if "ax_disc_seg" in writers:
                 writers["ax_disc_seg"].add(split, stem, img, axial_seg_lines(st["ax_labels"][s]))
+            if seg_window is not None:
+                crop = seg_window.jittered(crop_rng, **CROP_JITTER["axial"]) if augment and split == "train" \
+                    else seg_window
+                writers["ax_disc_window_seg"].add(split, stem, crop.image(img),
+                                                  axial_seg_lines(crop.image(st["ax_labels"][s], order=0).astype(np.uint8)))
             if window is not None:
                 crop, pts = window
                 if augment and split == "train":

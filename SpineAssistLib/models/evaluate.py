@@ -5,7 +5,8 @@ with a 95 % bootstrap interval; internal (the training generator's settings) and
 What is measured, per test set:
 
 - sagittal disc segmentation (``sag_disc_unet``): IoU and Dice per disc over the sagittal stack;
-- axial disc segmentation (``ax_disc_seg``, disc class): IoU and Dice per axial slice;
+- axial disc segmentation (``ax_disc_window_seg`` on the window around ``ax_disc_seg``'s disc, disc
+  class, as the pipeline): IoU and Dice per axial slice; ``ax_disc_seg``'s whole-slice IoU as a diagnostic;
 - corner keypoints on the mid-sagittal slice: ``sag_disc_corners`` on windows placed from the
   U-Net's discs (what the grades use), and ``sag_vertebra_pose``'s whole-slice corners (a
   diagnostic); MSU keypoints (``ax_msu_pose`` on the window behind ``ax_disc_seg``'s disc):
@@ -34,7 +35,7 @@ import numpy as np
 
 from .. import metrics as M
 from ..anatomy import CORNERS, DISC_LABELS, HERNIATION_LABEL, MSU_KEYPOINTS, corner_name, disc_space_corners
-from .crops import window_keypoints
+from .crops import refined_segmentations, window_keypoints
 from .datasets import DISC_NAMES, pfirrmann_crop
 from .orientation import Oriented, SliceOrientation
 from .imaging import lps_to_pixels, pixels_to_lps, stack_slice_affine
@@ -49,7 +50,7 @@ TARGETS = {"disc_iou": 0.95, "disc_dice": 0.97, "keypoint_mm": 0.5, "herniation_
 
 
 class Models:
-    """The six bundled models, loaded once (``load_model`` verifies each SHA-256)."""
+    """The seven bundled models, loaded once (``load_model`` verifies each SHA-256)."""
 
     def __init__(self, device: str = "cpu", manifest: Mapping[str, Any] | None = None):
         from . import load_model
@@ -59,6 +60,7 @@ class Models:
         self.unet = load_model("sag_disc_unet", device, manifest)
         self.pfirrmann = load_model("sag_pfirrmann_cls", device, manifest)
         self.ax_seg = load_model("ax_disc_seg", device, manifest)
+        self.ax_window_seg = load_model("ax_disc_window_seg", device, manifest)
         self.ax_pose = load_model("ax_msu_pose", device, manifest)
 
 
@@ -210,13 +212,6 @@ def _predicted_discs(pred: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarr
     return out
 
 
-def _class_mask(r: Any, cls: int, shape: tuple[int, int]) -> np.ndarray:
-    if r.masks is None or not len(r):
-        return np.zeros(shape, bool)
-    sel = r.classes == cls
-    return r.masks[sel].any(0) if sel.any() else np.zeros(shape, bool)
-
-
 def evaluate_axial(models: Models, st: Mapping[str, Any], acc: dict[str, list]) -> None:
     """Add one study's axial results (disc segmentation, MSU keypoints, herniation grades) to ``acc``."""
     from ..grading import herniation_from_masks, msu_grade, select_maximal_extrusion, voxel_centers_lps
@@ -227,13 +222,16 @@ def evaluate_axial(models: Models, st: Mapping[str, Any], acc: dict[str, list]) 
         img, lab, A = st["ax_images"][s], st["ax_labels"][s], st["ax_affines"][s]
         spacing = float(np.linalg.norm(A[:3, 0]))
         o = SliceOrientation.of(A, "axial")
-        seg = Oriented(models.ax_seg, o).predict(img)
-        disc_pred = _class_mask(seg, 0, lab.shape)
+        whole = Oriented(models.ax_seg, o).predict(img)
+        # as the pipeline: the window around ax_disc_seg's disc gives the masks
+        seg = refined_segmentations(models.ax_window_seg, [img], [A], [whole])[0]
+        disc_pred = seg.mask_of("disc")
         disc_true = np.isin(lab, list(DISC_LABELS.values()))
         if disc_true.sum() >= 20:
             acc["ax_iou"].append(M.iou(disc_pred, disc_true))
             acc["ax_dice"].append(M.dice(disc_pred, disc_true))
-        hern_pred = _class_mask(seg, 1, lab.shape)
+            acc["ax_whole_iou"].append(M.iou(whole.mask_of("disc"), disc_true))
+        hern_pred = seg.mask_of("herniation")
         # the MSU keypoints on the window behind the segmented disc, as the pipeline finds them
         w = window_keypoints(models.ax_pose, [(img, A, disc_pred)], "axial")[0]
         if w is None:
@@ -251,14 +249,15 @@ def evaluate_axial(models: Models, st: Mapping[str, Any], acc: dict[str, list]) 
         if s in kp_truth:
             t = kp_truth[s]["keypoints"]
             tl = np.array(t[MSU_KEYPOINTS[0]]), np.array(t[MSU_KEYPOINTS[1]])
-            pairs = [(left, tl[0]), (right, tl[1]), (lps[2], np.array(t[MSU_KEYPOINTS[2]])),
-                     (lps[4], np.array(t[MSU_KEYPOINTS[4]]))]
+            pairs = [(left, tl[0], 0), (right, tl[1], 1), (lps[2], np.array(t[MSU_KEYPOINTS[2]]), 2),
+                     (lps[4], np.array(t[MSU_KEYPOINTS[4]]), 4)]
             if apex is not None and t[MSU_KEYPOINTS[3]] is not None:
-                pairs.append((apex, np.array(t[MSU_KEYPOINTS[3]])))
-            for p, q in pairs:
+                pairs.append((apex, np.array(t[MSU_KEYPOINTS[3]]), 3))
+            for p, q, j in pairs:
                 e = float(np.linalg.norm(p - q))
                 acc["msu_kp_mm"].append(e)
                 acc["msu_kp_px"].append(e / spacing)
+                acc[_point_key(j)].append(e)
         level = st["ax_levels"][s]
         if level is None or not disc_pred.any():
             continue
@@ -289,6 +288,11 @@ def evaluate_axial(models: Models, st: Mapping[str, Any], acc: dict[str, list]) 
         acc["category_pred"].append("none" if p_size == 0 else f"{p_size}-{p_zone}")
 
 
+def _point_key(j: int) -> str:
+    """The ``msu_keypoints`` key of one MSU point's mean error (the facets share one)."""
+    return "facets_error_mm" if j < 2 else MSU_KEYPOINTS[j].replace(" ", "_") + "_error_mm"
+
+
 def _region(size: int, zone: str | None, side: str | None) -> str:
     if size == 0:
         return "none"
@@ -304,14 +308,16 @@ def summarise(acc: Mapping[str, list], n_boot: int = M.N_BOOTSTRAP) -> dict[str,
     deg_p = [g >= 3 for g in acc["pfirrmann_pred"]]
     out = {
         "disc_segmentation_sagittal": {"iou": M.mean_ci(acc["sag_iou"], n_boot), "dice": M.mean_ci(acc["sag_dice"], n_boot)},
-        "disc_segmentation_axial": {"iou": M.mean_ci(acc["ax_iou"], n_boot), "dice": M.mean_ci(acc["ax_dice"], n_boot)},
+        "disc_segmentation_axial": {"iou": M.mean_ci(acc["ax_iou"], n_boot), "dice": M.mean_ci(acc["ax_dice"], n_boot),
+                                    "whole_slice_iou": M.mean_ci(acc["ax_whole_iou"], n_boot)},
         "corner_keypoints": {"mean_error_mm": M.mean_ci(acc["corner_mm"], n_boot),
                              "mean_error_px": M.mean_ci(acc["corner_px"], n_boot),
                              "whole_slice_mean_error_mm": M.mean_ci(acc["corner_whole_mm"], n_boot),
                              "vertebrae_found": M.mean_ci(acc["vertebra_detected"], n_boot)},
         "msu_keypoints": {"mean_error_mm": M.mean_ci(acc["msu_kp_mm"], n_boot),
                           "mean_error_px": M.mean_ci(acc["msu_kp_px"], n_boot),
-                          "slices_without_keypoints": len(acc["msu_slices_without_keypoints"])},
+                          "slices_without_keypoints": len(acc["msu_slices_without_keypoints"])}
+        | {_point_key(j): M.mean_ci(acc[_point_key(j)], n_boot) for j in range(1, 5)},
         "herniation_4grade": _prf(acc["hern_true"], acc["hern_pred"], n_boot) | {
             "kappa_quadratic": M.with_ci(q, acc["hern_true"], acc["hern_pred"], n_boot=n_boot),
             "accuracy": M.with_ci(M.accuracy, acc["hern_true"], acc["hern_pred"], n_boot=n_boot)},
@@ -419,12 +425,20 @@ def _fmt(m: Mapping[str, Any] | None) -> str:
 
 
 ROWS: tuple[tuple[str, str, str], ...] = (
-    ("Disc segmentation, axial (ax_disc_seg): IoU", "disc_segmentation_axial", "iou"),
-    ("Disc segmentation, axial (ax_disc_seg): Dice", "disc_segmentation_axial", "dice"),
+    ("Disc segmentation, axial (ax_disc_window_seg, window): IoU", "disc_segmentation_axial", "iou"),
+    ("Disc segmentation, axial (ax_disc_window_seg, window): Dice", "disc_segmentation_axial", "dice"),
+    ("Disc segmentation, axial (ax_disc_seg, whole slice; diagnostic): IoU", "disc_segmentation_axial",
+     "whole_slice_iou"),
     ("Disc segmentation, sagittal (sag_disc_unet): IoU", "disc_segmentation_sagittal", "iou"),
     ("Disc segmentation, sagittal (sag_disc_unet): Dice", "disc_segmentation_sagittal", "dice"),
     ("MSU keypoints (ax_msu_pose): mean error mm", "msu_keypoints", "mean_error_mm"),
     ("MSU keypoints (ax_msu_pose): mean error px of the slice", "msu_keypoints", "mean_error_px"),
+    ("MSU keypoints: medial facets, mean error mm (diagnostic)", "msu_keypoints", "facets_error_mm"),
+    ("MSU keypoints: posterior disc margin, mean error mm (diagnostic)", "msu_keypoints",
+     "posterior_disc_margin_error_mm"),
+    ("MSU keypoints: herniation apex (deepest point of the herniation mask), mean error mm (diagnostic)",
+     "msu_keypoints", "herniation_apex_error_mm"),
+    ("MSU keypoints: posterior canal, mean error mm (diagnostic)", "msu_keypoints", "posterior_canal_error_mm"),
     ("Corner keypoints (sag_disc_corners, window): mean error mm", "corner_keypoints", "mean_error_mm"),
     ("Corner keypoints (sag_disc_corners, window): mean error px of the slice", "corner_keypoints", "mean_error_px"),
     ("Corner keypoints (sag_vertebra_pose, whole slice; diagnostic): mean error mm", "corner_keypoints",
@@ -485,6 +499,7 @@ def store_in_manifest(report: Mapping[str, Any], manifest_path: str | Path | Non
         "sag_disc_unet": ("disc_segmentation_sagittal",),
         "sag_pfirrmann_cls": ("pfirrmann",),
         "ax_disc_seg": ("disc_segmentation_axial",),
+        "ax_disc_window_seg": ("disc_segmentation_axial", "herniation_4grade", "herniation_region", "herniation_category"),
         "ax_msu_pose": ("msu_keypoints", "herniation_4grade", "herniation_region", "herniation_category"),
     }
     with _manifest_lock(path):

@@ -38,6 +38,7 @@ FULL_SETTINGS: dict[str, dict[str, Any]] = {
     "sag_pfirrmann_cls": {"epochs": 40, "batch": 32},
     "ax_disc_seg": {"epochs": 60, "batch": 16},
     "sag_disc_corners": {"epochs": 60, "batch": 16},
+    "ax_disc_window_seg": {"epochs": 60, "batch": 16},
     "ax_msu_pose": {"epochs": 80, "batch": 16},
 }
 

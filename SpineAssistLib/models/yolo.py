@@ -88,6 +88,13 @@ class YoloResult:
     def __len__(self) -> int:
         return len(self.scores)
 
+    def mask_of(self, name: str) -> np.ndarray:
+        """Return the union of the masks of class ``name`` (segment; empty where there is none)."""
+        if self.masks is None:
+            return np.zeros((0, 0), bool)
+        sel = [i for i, c in enumerate(self.classes) if self.names[c] == name]
+        return self.masks[sel].any(axis=0) if sel else np.zeros(self.masks.shape[1:], bool)
+
     @property
     def top_class(self) -> int:
         """Return the most probable class index (classify)."""
@@ -144,10 +151,11 @@ class YoloModel:
         self.device = used
         return [_result(r, self.names, b.shape[:2]) for r, b in zip(rs, bgr)]
 
-    def predict_windows(self, pairs: Sequence[tuple[np.ndarray, Any]], conf: float = 0.1) -> list[YoloResult]:
-        """Return the detections (at most one each) in windows of slices, run as one batch: each pair
-        is (slice image, ``crops.Crop``); the slice is normalised whole, then the window cut from it,
-        as in training. Answers are in the window's pixels."""
+    def predict_windows(self, pairs: Sequence[tuple[np.ndarray, Any]], conf: float = 0.1,
+                        max_det: int = 1) -> list[YoloResult]:
+        """Return the detections (at most ``max_det`` each) in windows of slices, run as one batch:
+        each pair is (slice image, ``crops.Crop``); the slice is normalised whole, then the window
+        cut from it, as in training. Answers are in the window's pixels."""
         from .imaging import normalize_slice
 
         normalised: dict[int, np.ndarray] = {}
@@ -156,7 +164,7 @@ class YoloModel:
             if id(image) not in normalised:
                 normalised[id(image)] = normalize_slice(image)
             windows.append(to_uint8(crop.image(normalised[id(image)])))
-        return self.predict_many(windows, conf=conf, max_det=1)
+        return self.predict_many(windows, conf=conf, max_det=max_det)
 
     def _classify(self, images: Sequence[np.ndarray], device: str) -> np.ndarray:
         """Return the class probabilities (N, classes) of the images, run as one batch.
