@@ -79,3 +79,22 @@ def test_pfirrmann_is_also_scored_on_the_true_disc_masks():
     assert table["confusion_on_true_masks"][3] == [0, 0, 1, 0, 0]          # true IV called III
     assert sum(map(sum, table["confusion_on_true_masks"])) == 4
     assert table["mean_grade_error_on_true_masks"]["value"] == -0.25
+
+
+def test_msu_keypoint_errors_are_also_summarised_per_point():
+    """The per-point rows say which MSU point raises the mean (both facets in one row)."""
+    from SpineAssistLib.models.evaluate import ROWS, _new_acc, _point_key, summarise
+
+    acc = _new_acc()
+    for j, errors in enumerate(([0.2, 0.4], [0.6], [1.0], [3.0], [0.5, 0.7])):
+        acc[_point_key(j)] += errors
+        acc["msu_kp_mm"] += errors
+    table = summarise(acc, n_boot=20)["msu_keypoints"]
+    assert table["facets_error_mm"]["n"] == 3 and abs(table["facets_error_mm"]["value"] - 0.4) < 1e-9
+    assert table["posterior_disc_margin_error_mm"]["value"] == 1.0
+    assert table["herniation_apex_error_mm"]["value"] == 3.0
+    assert abs(table["posterior_canal_error_mm"]["value"] - 0.6) < 1e-9
+    assert table["mean_error_mm"]["n"] == 7
+    shown = {key for _, group, key in ROWS if group == "msu_keypoints"}
+    assert {"facets_error_mm", "posterior_disc_margin_error_mm", "herniation_apex_error_mm",
+            "posterior_canal_error_mm"} <= shown

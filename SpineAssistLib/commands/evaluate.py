@@ -20,7 +20,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        "Pfirrmann accuracy/sensitivity/specificity/AUC/kappa, Meyerding accuracy and slip error. "
                        "The external set shifts the acquisition (resolution, SNR, orientation, contrast).")
     p.add_argument("--out", type=Path, default=Path("evaluation"), help="output folder (default ./evaluation)")
-    p.add_argument("--studies", type=int, default=8, help="studies per test set (default 8)")
+    p.add_argument("--studies", type=int, default=20, help="studies per test set (default 20)")
     p.add_argument("--external-studies", type=int, default=None, help="studies in the external set (default: --studies)")
     p.add_argument("--first-seed", type=int, default=INTERNAL_FIRST_SEED, help="first test seed (default 3000)")
     p.add_argument("--cache", type=Path, default=None, help="phantom render cache folder (reused between runs)")

@@ -9,8 +9,8 @@ What is measured, per test set:
   class, as the pipeline): IoU and Dice per axial slice; ``ax_disc_seg``'s whole-slice IoU as a diagnostic;
 - corner keypoints on the mid-sagittal slice: ``sag_disc_corners`` on windows placed from the
   U-Net's discs (what the grades use), and ``sag_vertebra_pose``'s whole-slice corners (a
-  diagnostic); MSU keypoints (``ax_msu_pose`` on the window behind ``ax_disc_seg``'s disc):
-  mean error in mm and in pixels of the slice;
+  diagnostic); MSU keypoints (``ax_msu_pose`` on the window behind the segmented disc, the apex
+  from the herniation mask): mean error in mm and in pixels of the slice, and per point in mm;
 - herniation (MSU from the predicted keypoints and herniation mask through ``grading.msu_grade``,
   slice of maximal extrusion per level): 4-grade (none/bulge, 1, 2, 3), region (zone x side) and
   category (size x zone) precision / recall / F1 and quadratic-weighted kappa (4-grade);
@@ -21,7 +21,7 @@ What is measured, per test set:
 Usage::
 
     from SpineAssistLib.models.evaluate import evaluate_models
-    report = evaluate_models(internal_seeds=range(3000, 3008), external_seeds=range(3000, 3008))
+    report = evaluate_models(internal_seeds=range(3000, 3020), external_seeds=range(3000, 3020))
 """
 
 from __future__ import annotations
