@@ -212,21 +212,16 @@ class WindowKeypoints:
     crop: Crop
 
 
-def window_keypoints(model: Any, items: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], plane: str,
-                     conf: float = 0.1) -> list[WindowKeypoints | None]:
-    """Return the keypoints a window model (``sag_disc_corners``, ``ax_msu_pose``) finds around each
-    disc, one per item (slice image as stored, its (row, col, 0) -> LPS affine, the disc's mask on
-    it): the window is placed from the mask in the slice's canonical view and the answer mapped back
-    to the slice's pixels. None where the mask is too small to place a window or nothing is found.
-    All windows go to the model as one batch (``model.predict_windows``)."""
+def _placed_windows(items: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], plane: str,
+                    place: Any) -> list[tuple[int, Any, np.ndarray, Crop]]:
+    """Return (item index, the slice's orientation, its canonical image, the window) of every item
+    (slice image as stored, its (row, col, 0) -> LPS affine, the disc's mask on it) whose mask can
+    place a window (``place``: a crop function of a canonical mask and its spacing)."""
     from .imaging import slice_spacing
     from .orientation import SliceOrientation
 
-    place = {"sagittal": sagittal_disc_crop, "axial": axial_disc_crop}.get(plane)
-    if place is None:
-        raise ValueError(f"plane must be sagittal or axial; got {plane!r}")
     views: dict[int, tuple[Any, np.ndarray]] = {}
-    pairs, where = [], []
+    out = []
     for i, (image, affine, mask) in enumerate(items):
         o = SliceOrientation.of(affine, plane)
         if id(image) not in views:
@@ -235,12 +230,26 @@ def window_keypoints(model: Any, items: Sequence[tuple[np.ndarray, np.ndarray, n
             crop = place(o.image(mask), slice_spacing(o.affine(affine, np.shape(image))))
         except ValueError:
             continue
-        pairs.append((views[id(image)][1], crop))
-        where.append((i, views[id(image)]))
+        out.append((i, *views[id(image)], crop))
+    return out
+
+
+def window_keypoints(model: Any, items: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], plane: str,
+                     conf: float = 0.1) -> list[WindowKeypoints | None]:
+    """Return the keypoints a window model (``sag_disc_corners``, ``ax_msu_pose``) finds around each
+    disc, one per item (slice image as stored, its (row, col, 0) -> LPS affine, the disc's mask on
+    it): the window is placed from the mask in the slice's canonical view and the answer mapped back
+    to the slice's pixels. None where the mask is too small to place a window or nothing is found.
+    All windows go to the model as one batch (``model.predict_windows``)."""
+    place = {"sagittal": sagittal_disc_crop, "axial": axial_disc_crop}.get(plane)
+    if place is None:
+        raise ValueError(f"plane must be sagittal or axial; got {plane!r}")
+    placed = _placed_windows(items, plane, place)
     out: list[WindowKeypoints | None] = [None] * len(items)
-    if not pairs:
+    if not placed:
         return out
-    for (i, (o, canon)), (_, crop), r in zip(where, pairs, model.predict_windows(pairs, conf=conf)):
+    results = model.predict_windows([(canon, crop) for _, _, canon, crop in placed], conf=conf)
+    for (i, o, canon, crop), r in zip(placed, results):
         if not len(r):
             continue
         j = int(np.argmax(r.scores))
@@ -257,23 +266,13 @@ def window_segmentation(model: Any, items: Sequence[tuple[np.ndarray, np.ndarray
     place a window. All windows go to the model as one batch (``model.predict_windows``)."""
     import dataclasses
 
-    from .imaging import slice_spacing
-    from .orientation import SliceOrientation
-
-    pairs, where = [], []
-    for i, (image, affine, mask) in enumerate(items):
-        o = SliceOrientation.of(affine, "axial")
-        try:
-            crop = axial_segmentation_crop(o.image(mask), slice_spacing(o.affine(affine, np.shape(image))))
-        except ValueError:
-            continue
-        pairs.append((o.image(image), crop))
-        where.append((i, o, np.shape(image)))
+    placed = _placed_windows(items, "axial", axial_segmentation_crop)
     out: list[Any] = [None] * len(items)
-    if not pairs:
+    if not placed:
         return out
-    for (i, o, shape), (canon, crop), r in zip(where, pairs, model.predict_windows(pairs, conf=0.25, max_det=30)):
-        masks = np.zeros((0, *shape), bool) if r.masks is None or not len(r) else \
+    results = model.predict_windows([(canon, crop) for _, _, canon, crop in placed], conf=0.25, max_det=30)
+    for (i, o, canon, crop), r in zip(placed, results):
+        masks = np.zeros((0, *np.shape(items[i][0])), bool) if r.masks is None or not len(r) else \
             np.stack([o.image_back(crop.to_slice(m, canon.shape)) for m in r.masks]).astype(bool)
         keep = [j for j, m in enumerate(masks) if m.any()]    # a mask can fall outside the slice
         boxes = np.zeros((len(keep), 4))

@@ -34,6 +34,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from .. import metrics as M
+from ..pipeline import CORNER_MIN_SCORE   # as the pipeline: a corner scored lower is not used
 from ..anatomy import CORNERS, DISC_LABELS, HERNIATION_LABEL, MSU_KEYPOINTS, corner_name, disc_space_corners
 from .crops import refined_segmentations, window_keypoints
 from .datasets import DISC_NAMES, pfirrmann_crop
@@ -43,7 +44,6 @@ from .unet import UNetResult, segment_sagittal_stack
 
 log = logging.getLogger(__name__)
 
-CORNER_MIN_SCORE = 0.3    # as the pipeline: a corner scored lower is not used
 MATCH_MM = 12.0           # a detected vertebra belongs to the truth vertebra whose corner centroid is this near
 TARGETS = {"disc_iou": 0.95, "disc_dice": 0.97, "keypoint_mm": 0.5, "herniation_4grade_f1": 0.92,
            "herniation_4grade_kappa": 0.88, "pfirrmann_accuracy": 0.91, "meyerding_accuracy": 0.95}
