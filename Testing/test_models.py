@@ -555,6 +555,51 @@ def test_the_classifier_gives_ultralytics_probabilities(phantom_slices):
     assert len({r.top_class for r in ours}) >= 1 and all(r.probs.shape == (5,) for r in ours)
 
 
+@pytest.mark.parametrize("name", ["sag_vertebra_pose", "sag_disc_corners", "ax_disc_seg", "ax_disc_window_seg",
+                                  "ax_msu_pose"])
+def test_the_direct_network_call_gives_ultralytics_answers(phantom_slices, name):
+    """Detect, segment and pose run the network directly (no ultralytics predictor): the same
+    boxes, scores, classes, masks and keypoints as its predictor, on square and non-square
+    slices, with several answers per slice and with none."""
+    from SpineAssistLib.models import load_model
+    from SpineAssistLib.models.crops import axial_disc_crop, axial_segmentation_crop, sagittal_disc_crop
+    from SpineAssistLib.models.imaging import normalize_slice, slice_spacing, stack_slice_affine, to_uint8
+
+    st = phantom_slices
+    if name.startswith("sag"):
+        k = int(st["sag_mid"])
+        image, labels, affine = st["sag_images"][k], st["sag_labels"][k], stack_slice_affine(st["sag_affine"], k)
+    else:
+        k = max(range(len(st["ax_labels"])), key=lambda i: np.isin(st["ax_labels"][i], list(DISC_LABELS.values())).sum())
+        image, labels, affine = st["ax_images"][k], st["ax_labels"][k], st["ax_affines"][k]
+    place = {"sag_disc_corners": sagittal_disc_crop, "ax_disc_window_seg": axial_segmentation_crop,
+             "ax_msu_pose": axial_disc_crop}.get(name)
+    if place is not None:    # a window model sees a window around a disc, as ``predict_windows`` cuts it
+        disc = labels == DISC_LABELS["L4-L5"] if name.startswith("sag") else np.isin(labels, list(DISC_LABELS.values()))
+        image = to_uint8(place(disc, slice_spacing(affine)).image(normalize_slice(image)))
+    model = load_model(name, device="cpu")
+    cases = [[image, np.ascontiguousarray(image[::-1])], [np.ascontiguousarray(image[20:200, 10:])],
+             [np.zeros((120, 90))]]
+    found = 0
+    for images in cases:
+        for conf in (0.25, 0.05):
+            ours = model.predict_many(images, conf=conf)
+            ref = model.predict_ultralytics(images, conf=conf)
+            for a, b in zip(ours, ref):
+                assert len(a) == len(b)
+                found += len(a)
+                np.testing.assert_allclose(a.boxes, b.boxes, atol=1e-3)
+                np.testing.assert_allclose(a.scores, b.scores, atol=1e-5)
+                assert (a.classes == b.classes).all()
+                if model.task == "segment":
+                    assert a.masks.shape == b.masks.shape and (not a.masks.size or (a.masks == b.masks).mean() > 0.9999)
+                if model.task == "pose":
+                    np.testing.assert_allclose(a.keypoints, b.keypoints, atol=1e-3)
+                    np.testing.assert_allclose(a.keypoint_scores, b.keypoint_scores, atol=1e-5)
+    assert found >= 2
+    assert not len(model.predict_many([np.zeros((120, 90))], conf=0.9)[0])
+
+
 def test_classifier_checkpoints_lose_their_torchvision_transforms(tmp_path):
     import shutil
 

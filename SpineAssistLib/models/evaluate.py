@@ -34,7 +34,8 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from .. import metrics as M
-from ..pipeline import CORNER_MIN_SCORE   # as the pipeline: a corner scored lower is not used
+# as the pipeline: a corner scored lower is not used, a smaller herniation mask is noise
+from ..pipeline import CORNER_MIN_SCORE, HERNIATION_MIN_PIXELS
 from ..anatomy import CORNERS, DISC_LABELS, HERNIATION_LABEL, MSU_KEYPOINTS, corner_name, disc_space_corners
 from .crops import refined_segmentations, window_keypoints
 from .datasets import DISC_NAMES, pfirrmann_crop
@@ -242,7 +243,7 @@ def evaluate_axial(models: Models, st: Mapping[str, Any], acc: dict[str, list]) 
         lps = pixels_to_lps(kp, A)
         # patient left is +x in LPS: name the facets by it, not by image side
         left, right = (lps[0], lps[1]) if lps[0][0] >= lps[1][0] else (lps[1], lps[0])
-        hp = voxel_centers_lps(hern_pred, A) if hern_pred.any() else None
+        hp = voxel_centers_lps(hern_pred, A) if hern_pred.sum() >= HERNIATION_MIN_PIXELS else None
         dp = voxel_centers_lps(disc_pred, A) if disc_pred.any() else None
         apex, hp, bulge = herniation_from_masks(dp, hp, lps[2], lps[4])     # the masks decide, as in the pipeline
         apex = None if apex is None else np.asarray(apex)
