@@ -18,6 +18,7 @@ $(STAMP): requirements-dev.txt Resources/requirements.txt Resources/constraints.
 	$(PY) -m pip install --quiet -r requirements-dev.txt -c Resources/constraints.txt
 	$(PY) -m pip install --quiet --no-deps -e .
 	@bash .ci/system-packages.sh
+	$(VENV)/bin/spineassist prepare
 	@touch $(STAMP)
 	@echo "SpineAssist is set up in $(VENV) (spineassist $$($(VENV)/bin/spineassist --version | cut -d' ' -f2))."
 

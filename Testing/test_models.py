@@ -119,6 +119,7 @@ def test_importing_models_does_not_import_torch():
 def _fake_backends(monkeypatch, cuda: bool, mps: bool):
     import torch
 
+    monkeypatch.setattr("SpineAssistLib.models.device.accelerator_possible", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1 if cuda else 0)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
@@ -542,25 +543,27 @@ def test_the_classifier_gives_ultralytics_probabilities(phantom_slices):
     import torchvision  # noqa: F401 - ultralytics' classify predictor needs it (here only)
 
     from SpineAssistLib.models import load_model
-    from SpineAssistLib.models.imaging import to_bgr
 
     sag = phantom_slices["sag_images"][0]
     model = load_model("sag_pfirrmann_cls", device="cpu")
     crops = [sag[100:164, 100:164], sag[80:240, 90:250], sag[100:190, 60:200], sag[50:250, 120:180]]
     ours = model.predict_many(crops)
     for crop, r in zip(crops, ours):
-        ref = model.model.predict(to_bgr(crop), imgsz=model.imgsz, device="cpu", verbose=False)[0].probs.data.numpy()
+        ref = model.predict_ultralytics([crop])[0].probs
         np.testing.assert_allclose(r.probs, ref, atol=1e-5)
         assert r.top_class == int(np.argmax(ref))
     assert len({r.top_class for r in ours}) >= 1 and all(r.probs.shape == (5,) for r in ours)
 
 
+@pytest.mark.parametrize("runtime", ["onnx", "torch"])
 @pytest.mark.parametrize("name", ["sag_vertebra_pose", "sag_disc_corners", "ax_disc_seg", "ax_disc_window_seg",
                                   "ax_msu_pose"])
-def test_the_direct_network_call_gives_ultralytics_answers(phantom_slices, name):
-    """Detect, segment and pose run the network directly (no ultralytics predictor): the same
-    boxes, scores, classes, masks and keypoints as its predictor, on square and non-square
-    slices, with several answers per slice and with none."""
+def test_the_direct_network_call_gives_ultralytics_answers(phantom_slices, name, runtime, monkeypatch):
+    """Detect, segment and pose run the network (ONNX Runtime or torch) with their own letterbox,
+    NMS and mask and keypoint scaling, without ultralytics' predictor: the same boxes, scores,
+    classes, masks and keypoints as its predictor, on square and non-square slices, with several
+    answers per slice and with none."""
+    monkeypatch.setenv("SPINEASSIST_CPU_RUNTIME", runtime)
     from SpineAssistLib.models import load_model
     from SpineAssistLib.models.crops import axial_disc_crop, axial_segmentation_crop, sagittal_disc_crop
     from SpineAssistLib.models.imaging import normalize_slice, slice_spacing, stack_slice_affine, to_uint8
@@ -578,6 +581,7 @@ def test_the_direct_network_call_gives_ultralytics_answers(phantom_slices, name)
         disc = labels == DISC_LABELS["L4-L5"] if name.startswith("sag") else np.isin(labels, list(DISC_LABELS.values()))
         image = to_uint8(place(disc, slice_spacing(affine)).image(normalize_slice(image)))
     model = load_model(name, device="cpu")
+    assert model.runtime == runtime
     cases = [[image, np.ascontiguousarray(image[::-1])], [np.ascontiguousarray(image[20:200, 10:])],
              [np.zeros((120, 90))]]
     found = 0

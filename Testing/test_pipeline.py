@@ -551,14 +551,16 @@ def test_the_unet_runs_on_a_region_of_a_slice_normalised_whole():
     from SpineAssistLib.models.unet import UNetModel, build_unet
 
     torch.manual_seed(0)
-    unet = UNetModel.__new__(UNetModel)
-    unet.name, unet.device, unet.net = "test", "cpu", build_unet().eval()
+    unet = UNetModel.__new__(UNetModel)                          # a random torch network, no weights file
+    unet.name, unet.device, unet._onnx, unet._net = "test", "cpu", None, build_unet().eval()
     image = np.random.default_rng(1).uniform(0, 900, (40, 56)).astype(np.float32)
     image[:, :8] = 5000.0                                      # bright outside the region: sets the whole slice's range
     roi = (slice(4, 36), slice(16, 48))
     r = unet.predict(image, roi=roi)
     assert r.probability.shape == image.shape and not r.probability[:4].any() and not r.probability[:, :16].any()
-    expected = unet._forward(normalize_slice(image)[roi], "cpu")
+    with torch.inference_mode():
+        x = torch.from_numpy(normalize_slice(image)[roi].astype(np.float32))[None, None]
+        expected = torch.softmax(unet.net(x), dim=1)[0, 1].numpy()
     np.testing.assert_allclose(r.probability[roi], expected, atol=1e-6)
 
 

@@ -33,11 +33,11 @@ def load_model(name: str, device: str = "auto", manifest: dict[str, ModelSpec] |
     if spec.task == "unet-segment":
         from .unet import UNetModel
 
-        return UNetModel(path, device=device, name=spec.name)
+        return UNetModel(path, device=device, name=spec.name, spec=spec)
     from .yolo import YoloModel
 
     return YoloModel(path, spec.task, names=spec.classes, keypoints=spec.keypoints, imgsz=spec.input_size,
-                     device=device, name=spec.name)
+                     device=device, name=spec.name, spec=spec)
 
 
 __all__ = ["ModelSpec", "load_manifest", "load_model", "model_names", "model_spec", "model_versions",

@@ -11,7 +11,9 @@ Usage::
 from __future__ import annotations
 
 import logging
+import os
 import re
+import sys
 import warnings
 from typing import Any, Callable
 
@@ -26,13 +28,14 @@ _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 def select_device(requested: str = "auto") -> str:
     """Return the device string to use: ``"cuda:0"``, ``"mps"`` or ``"cpu"``.
 
-    ``auto`` picks CUDA when torch sees a GPU, then MPS, then the CPU. An explicit ``cuda``,
+    ``auto`` picks CUDA when torch sees a GPU, then MPS, then the CPU (without importing torch
+    where ``accelerator_possible`` says there can be no GPU). An explicit ``cuda``,
     ``cuda:N`` or ``mps`` that torch cannot use raises ModelError saying so.
     """
     req = str(requested).strip().lower()
     if not _DEVICE_RE.match(req):
         raise ModelError(f"--device must be auto, cpu, cuda, cuda:N or mps; got {requested!r}")
-    if req == "cpu":
+    if req == "cpu" or (req == "auto" and not accelerator_possible()):
         return "cpu"
     import torch
 
@@ -51,6 +54,16 @@ def select_device(requested: str = "auto") -> str:
     if not mps:
         raise ModelError(f"--device {requested}: Apple MPS is not available here; use --device auto or cpu")
     return "mps"
+
+
+def accelerator_possible() -> bool:
+    """Return False when this machine surely has no GPU torch could use, so ``auto`` need not import
+    torch (4-5 s) to learn it: Linux without an NVIDIA or AMD driver's device files. Elsewhere
+    (macOS: MPS; Windows) only torch can tell."""
+    if not sys.platform.startswith("linux"):
+        return True
+    signs = ("/proc/driver/nvidia/version", "/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg")
+    return any(os.path.exists(p) for p in signs)
 
 
 def is_out_of_memory(error: BaseException) -> bool:

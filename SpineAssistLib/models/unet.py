@@ -62,18 +62,43 @@ class UNetResult:
         return out
 
 
-class UNetModel:
-    """The disc U-Net with weights loaded from a state-dict file."""
+def load_unet_network(weights: str | Path) -> Any:
+    """Return the eval-mode torch U-Net with the state dict of ``weights``."""
+    import torch
 
-    def __init__(self, weights: str | Path, device: str = "auto", name: str = "sag_disc_unet"):
-        import torch
+    net = build_inference_unet()
+    state = torch.load(str(weights), map_location="cpu", weights_only=True)
+    net.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
+    return net.eval()
+
+
+class UNetModel:
+    """The disc U-Net with weights loaded from a state-dict file; its network runs in ONNX Runtime
+    on a CPU and in torch on a GPU (``runtime``)."""
+
+    def __init__(self, weights: str | Path, device: str = "auto", name: str = "sag_disc_unet", spec: Any = None):
+        from . import runtime
 
         self.name = name
+        self.weights = Path(weights)
         self.device = select_device(device)
-        self.net = build_inference_unet()
-        state = torch.load(str(weights), map_location="cpu", weights_only=True)
-        self.net.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
-        self.net.eval()
+        self._onnx: Any = None
+        self._net: Any = None
+        if self.device == "cpu" and spec is not None and runtime.cpu_runtime() == "onnx":
+            self._onnx = runtime.OnnxNetwork(runtime.ensure_onnx(spec, self.weights))
+        else:
+            self._net = load_unet_network(self.weights)
+
+    @property
+    def runtime(self) -> str:
+        return "onnx" if self._onnx is not None and self.device == "cpu" else "torch"
+
+    @property
+    def net(self) -> Any:
+        """The torch network (loaded on first use where ONNX Runtime runs the model)."""
+        if self._net is None:
+            self._net = load_unet_network(self.weights)
+        return self._net
 
     def predict(self, image: np.ndarray, threshold: float = 0.5,
                 roi: tuple[slice, slice] | None = None) -> UNetResult:
@@ -85,25 +110,28 @@ class UNetModel:
         """
         img = normalize_slice(image)
         part = img if roi is None else img[roi]
-        prob, used = run_with_fallback(lambda dev: self._forward(part, dev), self.device)
-        self.device = used
+        h, w = part.shape
+        x = np.pad(part, ((0, (-h) % PAD_MULTIPLE), (0, (-w) % PAD_MULTIPLE)), mode="constant")[None, None]
+        x = x.astype(np.float32)
+        if self.runtime == "onnx":
+            logits = self._onnx(x)[0]
+        else:
+            logits, used = run_with_fallback(lambda dev: self._forward(x, dev), self.device)
+            self.device = used
+        e = np.exp(logits[0] - logits[0].max(axis=0))
+        prob = (e[1] / e.sum(axis=0))[:h, :w].astype(np.float32)    # softmax: the disc class
         if roi is not None:
             whole = np.zeros(img.shape, np.float32)
             whole[roi] = prob
             prob = whole
         return UNetResult(prob >= threshold, prob)
 
-    def _forward(self, img: np.ndarray, device: str) -> np.ndarray:
+    def _forward(self, x: np.ndarray, device: str) -> np.ndarray:
         import torch
 
-        h, w = img.shape
-        ph, pw = (-h) % PAD_MULTIPLE, (-w) % PAD_MULTIPLE
-        x = np.pad(img, ((0, ph), (0, pw)), mode="constant")
         net = self.net.to(device)
         with torch.inference_mode():
-            t = torch.from_numpy(x)[None, None].to(device)
-            p = torch.softmax(net(t), dim=1)[0, 1]
-        return p.cpu().numpy()[:h, :w].astype(np.float32)
+            return net(torch.from_numpy(x).to(device)).float().cpu().numpy()
 
 
 CENTRAL_SLICES = 2          # slices either side of the centre always segmented

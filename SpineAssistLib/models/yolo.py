@@ -1,8 +1,10 @@
-"""Thin wrappers over ultralytics YOLO (detect, segment, pose, classify) returning plain numpy.
+"""The YOLOv8 models (detect, segment, pose, classify) on 2D slices, returning plain numpy.
 
-Ultralytics is imported inside functions, after ``configure_offline()`` has pointed its settings,
-font and matplotlib folders at a project-owned cache, so nothing is downloaded or written to the
-user's home.
+The network runs in ONNX Runtime on a CPU or in torch on a GPU (``runtime``). Ultralytics'
+predictor steps around it (letterbox, NMS, masks, keypoints) are made here with numpy and OpenCV.
+Ultralytics itself is needed only to load a ``.pt`` file into torch (GPU, ONNX export, training);
+it is imported inside functions, after ``configure_offline()`` has pointed its settings, font and
+matplotlib folders at a project-owned cache, so nothing is downloaded or written to the user's home.
 
 Usage::
 
@@ -16,7 +18,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -25,16 +26,9 @@ import numpy as np
 
 from .device import run_with_fallback, select_device
 from .imaging import to_bgr, to_uint8
+from .runtime import cache_root
 
 _CONFIGURED: Path | None = None
-
-
-def _cache_root() -> Path:
-    repo = Path(__file__).resolve().parents[2]
-    candidate = repo / ".cache"
-    if (repo / "pyproject.toml").is_file() and os.access(repo, os.W_OK):
-        return candidate
-    return Path(tempfile.gettempdir()) / "spineassist-cache"
 
 
 def configure_offline() -> Path:
@@ -47,7 +41,7 @@ def configure_offline() -> Path:
     global _CONFIGURED
     if _CONFIGURED is not None:
         return _CONFIGURED
-    root = Path(os.environ.get("YOLO_CONFIG_DIR") or _cache_root() / "ultralytics")
+    root = Path(os.environ.get("YOLO_CONFIG_DIR") or cache_root() / "ultralytics")
     font_dir = root / "Ultralytics"
     font_dir.mkdir(parents=True, exist_ok=True)
     os.environ["YOLO_OFFLINE"] = "1"
@@ -103,28 +97,46 @@ class YoloResult:
         return int(np.argmax(self.probs))
 
 
+YOLO_STRIDE = 32          # the largest stride of the YOLOv8 heads: letterboxed inputs are padded to a multiple of it
+LETTERBOX_FILL = 114      # ultralytics' letterbox padding value
+MAX_NMS_BOXES = 30000     # as ultralytics' NMS: boxes considered at most, and the class offset that keeps
+CLASS_OFFSET = 7680       # classes apart in a class-aware NMS
+
+
 class YoloModel:
-    """A YOLOv8 model (detect, segment, pose or classify) on 2D slices."""
+    """A YOLOv8 model (detect, segment, pose or classify) on 2D slices.
+
+    The network runs in ONNX Runtime on a CPU and in torch on a GPU (``runtime``); the steps before
+    and after it (letterbox, NMS, masks, keypoints) are ultralytics' predictor's, made with numpy
+    and OpenCV, so neither ultralytics nor torch is imported on a CPU. ``predict_ultralytics``
+    gives ultralytics' own answers, which the tests compare.
+    """
 
     def __init__(self, weights: str | Path, task: str, names: Sequence[str] = (), keypoints: Sequence[str] = (),
-                 imgsz: int = 256, device: str = "auto", name: str = ""):
-        configure_offline()
-        from ultralytics import YOLO
+                 imgsz: int = 256, device: str = "auto", name: str = "", spec: Any = None):
+        from . import runtime
 
         self.name = name or Path(weights).stem
+        self.weights = Path(weights)
         self.task = task
         self.imgsz = int(imgsz)
         self.device = select_device(device)
-        self.model = YOLO(str(weights), task=task)
-        # ultralytics' warm-up imports torchvision (and torch._dynamo with it, 2 s on this CPU) only
-        # to use its NMS; ultralytics' own NMS gives the same boxes, and on a CPU the warm-up runs nothing
-        self.model.add_callback("on_predict_start", _skip_warmup)
-        model_names = getattr(self.model, "names", None) or {}
-        self.names = tuple(names) or tuple(model_names[i] for i in sorted(model_names))
         self.keypoint_names = tuple(keypoints)
-        self._classifier: Any = None
-        self._net: Any = None
-        self._net_device = ""
+        self._torch: dict[str, Any] = {}
+        self._ultralytics: Any = None
+        self._onnx: Any = None
+        if self.device == "cpu" and spec is not None and runtime.cpu_runtime() == "onnx":
+            self._onnx = runtime.OnnxNetwork(runtime.ensure_onnx(spec, self.weights))
+        self.names = tuple(names) or self._ultralytics_names()
+
+    @property
+    def runtime(self) -> str:
+        """Return the runtime of the network: ``onnx`` or ``torch``."""
+        return "onnx" if self._onnx is not None and self.device == "cpu" else "torch"
+
+    def _ultralytics_names(self) -> tuple[str, ...]:
+        names = getattr(self._torch_network("cpu"), "names", None) or {}
+        return tuple(names[i] for i in sorted(names))
 
     def predict(self, image: np.ndarray, conf: float = 0.25, iou: float = 0.5, max_det: int = 30) -> YoloResult:
         """Return the detections on one 2D slice (raw scanner values or uint8 grey)."""
@@ -138,89 +150,16 @@ class YoloModel:
         if not len(images):
             return []
         if self.task == "classify":
-            probs, used = run_with_fallback(lambda device: self._classify(images, device), self.device)
-            self.device = used
-            return [YoloResult(names=self.names, probs=p) for p in probs]
+            x = np.stack([classify_input(image, self.imgsz) for image in images])
+            probs = self._forward(x)[0]
+            return [YoloResult(names=self.names, probs=np.asarray(p, float)) for p in probs]
         bgr = [to_bgr(image) for image in images]
         if len({b.shape for b in bgr}) > 1:
             raise ValueError(f"{self.name}: predict_many needs slices of one shape; got {sorted({b.shape for b in bgr})}")
-
-        rs, used = run_with_fallback(lambda device: self._detect(bgr, conf, iou, max_det, device), self.device)
-        self.device = used
-        return rs
-
-    def predict_ultralytics(self, images: Sequence[np.ndarray], conf: float = 0.25, iou: float = 0.5,
-                            max_det: int = 30) -> list[YoloResult]:
-        """Return ``predict_many``'s answers made by ultralytics' own predictor (the reference the
-        direct path is tested against; 0.25 s slower per model on first use, 17 ms per call)."""
-        bgr = [to_bgr(image) for image in images]
-        rs = self.model.predict(bgr, imgsz=self.imgsz, conf=conf, iou=iou, max_det=max_det, device=self.device,
-                                verbose=False, retina_masks=True)
-        return [_result(r, self.names, b.shape[:2]) for r, b in zip(rs, bgr)]
-
-    def _backend(self, device: str) -> Any:
-        """Return the fused network on ``device`` as ultralytics' predictor holds it (its ``AutoBackend``:
-        conv and batch norm fused, channels-last on a CPU), made once per device without the
-        predictor's deep copy of the model."""
-        if self._net is None or self._net_device != device:
-            import torch
-            from ultralytics.nn.autobackend import AutoBackend
-
-            self._net = AutoBackend(model=self.model.model, device=torch.device(device), fuse=True, verbose=False)
-            self._net.eval()
-            self._net_device = device
-        return self._net
-
-    def _detect(self, bgr: Sequence[np.ndarray], conf: float, iou: float, max_det: int,
-                device: str) -> list[YoloResult]:
-        """Return the detect, segment or pose answers on BGR uint8 slices of one shape.
-
-        The steps of ultralytics' predictor (``predict(..., retina_masks=True)``) called directly:
-        letterbox to ``imgsz`` padded to the stride, BGR to RGB, 0-1; the network; its NMS; boxes,
-        masks (at the input's size) and keypoints scaled back. The predictor's own setup (a deep
-        copy and fusion of the model per predictor) and per-call bookkeeping are skipped; a test
-        checks the answers equal ``predict_ultralytics``'.
-        """
-        import torch
-        from ultralytics.data.augment import LetterBox
-        from ultralytics.utils import nms, ops
-
-        net = self._backend(device)
-        letterbox = LetterBox((self.imgsz, self.imgsz), auto=True, stride=net.stride)
-        x = torch.from_numpy(np.stack([letterbox(image=b) for b in bgr])).to(net.device)
-        x = x.permute(0, 3, 1, 2).contiguous().flip(1).float().div_(255)
-        with torch.inference_mode():
-            y = net(x)
-            protos = None
-            if self.task == "segment":
-                protos = y[0][1] if isinstance(y[0], tuple) else y[1]
-                y = y[0]
-            preds = nms.non_max_suppression(y, conf, iou, None, False, max_det=max_det,
-                                            nc=0 if self.task == "detect" else len(net.names),
-                                            end2end=getattr(net, "end2end", False))
-            out = []
-            for i, (pred, b) in enumerate(zip(preds, bgr)):
-                shape = b.shape[:2]
-                masks = None
-                if self.task == "segment" and pred.shape[0]:
-                    pred[:, :4] = ops.scale_boxes(x.shape[2:], pred[:, :4], b.shape)
-                    masks = ops.process_mask_native(protos[i], pred[:, 6:], pred[:, :4], shape)
-                    keep = masks.amax((-2, -1)) > 0        # as the predictor: a box without mask is dropped
-                    if not keep.all():
-                        pred, masks = pred[keep], masks[keep]
-                else:
-                    pred[:, :4] = ops.scale_boxes(x.shape[2:], pred[:, :4], b.shape)
-                r = YoloResult(names=self.names, boxes=_np(pred[:, :4]).astype(float) - 0.5,
-                               scores=_np(pred[:, 4]).astype(float), classes=_np(pred[:, 5]).astype(int))
-                if self.task == "segment":
-                    r.masks = (_np(masks) > 0.5) if masks is not None else np.zeros((0, *shape), bool)
-                elif self.task == "pose":
-                    k = ops.scale_coords(x.shape[2:], pred[:, 6:].view(pred.shape[0], *net.kpt_shape), b.shape)
-                    k = _np(k).astype(float)
-                    r.keypoints = k[..., :2] - 0.5     # ultralytics pixels have their edges at integers
-                    r.keypoint_scores = k[..., 2] if k.shape[-1] == 3 else np.ones(k.shape[:2])
-                out.append(r)
-        return out
+        x = np.stack([letterbox(b, self.imgsz) for b in bgr])
+        x = np.ascontiguousarray(x.transpose(0, 3, 1, 2)[:, ::-1], dtype=np.float32) / np.float32(255)   # BGR -> RGB
+        out = self._forward(x)
+        return [self._result(out, i, x.shape[2:], b.shape[:2], conf, iou, max_det) for i, b in enumerate(bgr)]
 
     def predict_windows(self, pairs: Sequence[tuple[np.ndarray, Any]], conf: float = 0.1,
                         max_det: int = 1) -> list[YoloResult]:
@@ -237,28 +176,194 @@ class YoloModel:
             windows.append(to_uint8(crop.image(normalised[id(image)])))
         return self.predict_many(windows, conf=conf, max_det=max_det)
 
-    def _classify(self, images: Sequence[np.ndarray], device: str) -> np.ndarray:
-        """Return the class probabilities (N, classes) of the images, run as one batch.
+    def predict_ultralytics(self, images: Sequence[np.ndarray], conf: float = 0.25, iou: float = 0.5,
+                            max_det: int = 30) -> list[YoloResult]:
+        """Return ``predict_many``'s answers made by ultralytics' own predictor and torch (the
+        reference the tests compare ``predict_many`` with)."""
+        if self._ultralytics is None:
+            configure_offline()
+            from ultralytics import YOLO
 
-        The network is called directly with the input ultralytics' classify predictor makes
-        (``classify_input``): that predictor needs torchvision's transforms, whose import costs
-        2 s of every run. A test checks the probabilities equal ultralytics' predict.
-        """
-        import torch
+            self._ultralytics = YOLO(str(self.weights), task=self.task)
+        bgr = [to_bgr(image) for image in images]
+        rs = self._ultralytics.predict(bgr, imgsz=self.imgsz, conf=conf, iou=iou, max_det=max_det,
+                                       device="cpu", verbose=False, retina_masks=True)
+        return [_result(r, self.names, b.shape[:2]) for r, b in zip(rs, bgr)]
 
-        if self._classifier is None:
-            net = self.model.model
-            self._classifier = (net.fuse() if hasattr(net, "fuse") else net).eval()   # as ultralytics' AutoBackend
-        net = self._classifier.to(device)
-        x = torch.from_numpy(np.stack([classify_input(image, self.imgsz) for image in images])).to(device)
-        with torch.inference_mode():
-            out = net(x)
-        probs = out[0] if isinstance(out, (tuple, list)) else out    # eval mode: (probabilities, logits)
-        return probs.float().cpu().numpy().astype(float)
+    # ---- the network ----
+
+    def _torch_network(self, device: str) -> Any:
+        """Return the fused torch network on ``device`` (made once per device)."""
+        if device not in self._torch:
+            from .runtime import load_yolo_network
+
+            net = self._torch.get("cpu") or load_yolo_network(self.weights, self.task)
+            self._torch[device] = net.to(device)
+        return self._torch[device]
+
+    def _forward(self, x: np.ndarray) -> list[np.ndarray]:
+        """Return the network's output arrays (``runtime``'s order) for the input batch ``x``."""
+        if self.runtime == "onnx":
+            return self._onnx(x)
+
+        def call(device: str) -> list[np.ndarray]:
+            import torch
+
+            from .runtime import yolo_outputs
+
+            net = self._torch_network(device)
+            with torch.inference_mode():
+                y = net(torch.from_numpy(x).to(device))
+            return [t.float().cpu().numpy() for t in yolo_outputs(y, self.task)]
+
+        out, used = run_with_fallback(call, self.device)
+        self.device = used
+        return out
+
+    def _result(self, out: list[np.ndarray], i: int, input_shape: tuple[int, int], shape: tuple[int, int],
+                conf: float, iou: float, max_det: int) -> YoloResult:
+        """Return image ``i``'s answer from the batch output, in the pixels of the image (``shape``)."""
+        nc = len(self.names) if self.task != "detect" else out[0].shape[1] - 4
+        rows = non_max_suppression(out[0][i], conf, iou, max_det, nc)
+        rows[:, :4] = scale_boxes(input_shape, rows[:, :4], shape)
+        r = YoloResult(names=self.names, boxes=rows[:, :4].astype(float) - 0.5,   # ultralytics: pixel edges at
+                       scores=rows[:, 4].astype(float), classes=rows[:, 5].astype(int))   # integers; numpy: centres
+        if self.task == "segment":
+            masks = process_mask_native(out[1][i], rows[:, 6:], rows[:, :4], shape)
+            keep = masks.any(axis=(1, 2))            # as the predictor: a box without mask is dropped
+            if not keep.all():
+                r = YoloResult(names=self.names, boxes=r.boxes[keep], scores=r.scores[keep], classes=r.classes[keep])
+                masks = masks[keep]
+            r.masks = masks
+        elif self.task == "pose":
+            n_kp = len(self.keypoint_names)
+            k = rows[:, 6:].reshape(len(rows), n_kp, (rows.shape[1] - 6) // n_kp).astype(float)
+            k = scale_coords(input_shape, k, shape)
+            r.keypoints = k[..., :2] - 0.5
+            r.keypoint_scores = k[..., 2] if k.shape[-1] == 3 else np.ones(k.shape[:2])
+        return r
 
 
-def _skip_warmup(predictor: Any) -> None:
-    predictor.done_warmup = True
+# ---- ultralytics' predictor steps in numpy (ultralytics 8.4: data.augment.LetterBox, utils.nms, utils.ops) ----
+
+def _letterbox_geometry(shape: tuple[int, int], imgsz: int) -> tuple[tuple[int, int], int, int, int, int]:
+    """Return ((new width, new height), top, bottom, left, right) of the letterbox of an image of ``shape``."""
+    h, w = shape
+    r = min(imgsz / h, imgsz / w)
+    new_w, new_h = max(round(w * r), 1), max(round(h * r), 1)
+    dw, dh = (imgsz - new_w) % YOLO_STRIDE / 2, (imgsz - new_h) % YOLO_STRIDE / 2   # minimal padding to the stride
+    return (new_w, new_h), round(dh - 0.1), round(dh + 0.1), round(dw - 0.1), round(dw + 0.1)
+
+
+def letterbox(bgr: np.ndarray, imgsz: int) -> np.ndarray:
+    """Return ``bgr`` resized (long side ``imgsz``, bilinear) and padded to a multiple of the stride."""
+    import cv2
+
+    (new_w, new_h), top, bottom, left, right = _letterbox_geometry(bgr.shape[:2], imgsz)
+    if (bgr.shape[1], bgr.shape[0]) != (new_w, new_h):
+        bgr = cv2.resize(bgr, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    return cv2.copyMakeBorder(bgr, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(LETTERBOX_FILL,) * 3)
+
+
+def non_max_suppression(pred: np.ndarray, conf: float, iou: float, max_det: int, nc: int) -> np.ndarray:
+    """Return the kept rows (x1, y1, x2, y2, score, class, extra...) of one image's raw predictions
+    ``pred`` (4 + nc + extra, anchors): best class per box above ``conf``, class-aware greedy NMS."""
+    scores = pred[4:4 + nc]
+    keep = scores.max(axis=0) > conf
+    x = pred[:, keep].T.astype(np.float32)
+    if not len(x):
+        return np.zeros((0, pred.shape[0] + 2 - nc), np.float32)
+    xy, wh = x[:, :2], x[:, 2:4] / 2
+    box = np.concatenate([xy - wh, xy + wh], axis=1)
+    cls = x[:, 4:4 + nc]
+    j = cls.argmax(axis=1)
+    best = cls[np.arange(len(x)), j]
+    rows = np.concatenate([box, best[:, None], j[:, None].astype(np.float32), x[:, 4 + nc:]], axis=1)[best > conf]
+    if len(rows) > MAX_NMS_BOXES:
+        rows = rows[np.argsort(-rows[:, 4], kind="stable")[:MAX_NMS_BOXES]]
+    kept = _greedy_nms(rows[:, :4] + rows[:, 5:6] * CLASS_OFFSET, rows[:, 4], iou)[:max_det]
+    return rows[kept]
+
+
+def _greedy_nms(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarray:
+    """Return the indices kept by greedy NMS (highest score first; IoU above ``threshold`` suppressed)."""
+    x1, y1, x2, y2 = boxes.T
+    areas = (x2 - x1) * (y2 - y1)
+    order = np.argsort(-scores, kind="stable")
+    keep = []
+    while len(order):
+        i, rest = order[0], order[1:]
+        keep.append(i)
+        w = np.clip(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), 0, None)
+        h = np.clip(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]), 0, None)
+        inter = w * h
+        order = rest[inter / (areas[i] + areas[rest] - inter) <= threshold] if inter.any() else rest
+    return np.asarray(keep, int)
+
+
+def _unletterbox(input_shape: tuple[int, int], shape: tuple[int, int]) -> tuple[float, float, int, int]:
+    """Return (gain x, gain y, pad x, pad y) from image ``shape`` to its letterboxed ``input_shape``."""
+    gain = min(input_shape[0] / shape[0], input_shape[1] / shape[1])
+    new_h, new_w = (max(round(v * gain), 1) for v in shape)
+    return (new_w / shape[1], new_h / shape[0], round((input_shape[1] - new_w) / 2 - 0.1),
+            round((input_shape[0] - new_h) / 2 - 0.1))
+
+
+def scale_boxes(input_shape: tuple[int, int], boxes: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Return x1, y1, x2, y2 boxes on the letterboxed input mapped to the image, clipped to it."""
+    gx, gy, px, py = _unletterbox(input_shape, shape)
+    b = (np.asarray(boxes, np.float32) - np.float32([px, py, px, py])) / np.float32([gx, gy, gx, gy])
+    return np.clip(b, 0, np.float32([shape[1], shape[0], shape[1], shape[0]]))
+
+
+def scale_coords(input_shape: tuple[int, int], coords: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Return keypoints (..., x, y[, score]) on the letterboxed input mapped to the image, clipped to it."""
+    gx, gy, px, py = _unletterbox(input_shape, shape)
+    c = np.array(coords, float)
+    c[..., 0] = np.clip((c[..., 0] - px) / gx, 0, shape[1])
+    c[..., 1] = np.clip((c[..., 1] - py) / gy, 0, shape[0])
+    return c
+
+
+def _resize_bilinear(a: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
+    """Return ``a`` (n, h, w) resized as torch's ``F.interpolate(mode="bilinear", align_corners=False)``."""
+    def axis(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        src = np.clip((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0, None)
+        i0 = np.minimum(np.floor(src).astype(int), n_in - 1)
+        return i0, np.minimum(i0 + 1, n_in - 1), (src - i0).astype(np.float32)
+
+    r0, r1, fr = axis(a.shape[1], out_h)
+    c0, c1, fc = axis(a.shape[2], out_w)
+    rows = a[:, r0] * (1 - fr)[None, :, None] + a[:, r1] * fr[None, :, None]
+    return rows[:, :, c0] * (1 - fc) + rows[:, :, c1] * fc
+
+
+def process_mask_native(protos: np.ndarray, coefficients: np.ndarray, boxes: np.ndarray,
+                        shape: tuple[int, int]) -> np.ndarray:
+    """Return the bool masks (n, h, w) at the image's size: prototype mix, up-sampled bilinearly past
+    the letterbox padding, cut to each box (ultralytics' ``process_mask_native``)."""
+    import math
+
+    c, mh, mw = protos.shape
+    h, w = shape
+    if not len(coefficients):
+        return np.zeros((0, h, w), bool)
+    logits = (coefficients.astype(np.float32) @ protos.reshape(c, -1).astype(np.float32)).reshape(-1, mh, mw)
+    gain = min(4 * mh / h, 4 * mw / w)
+    pad = (4 * mh - max(round(h * gain), 1)) | (4 * mw - max(round(w * gain), 1))
+    f = 4 // math.gcd(4, pad | pad // 2)   # the smallest up-sampling that crops the padding on whole pixels
+    if f > 1:
+        logits = _resize_bilinear(logits, mh * f, mw * f)
+    ih, iw = logits.shape[1:]
+    g = min(ih / h, iw / w)
+    new_h, new_w = max(round(h * g), 1), max(round(w * g), 1)
+    top, left = round((ih - new_h) / 2 - 0.1), round((iw - new_w) / 2 - 0.1)
+    logits = logits[:, top:top + new_h, left:left + new_w]
+    masks = (_resize_bilinear(logits, h, w) if logits.shape[1:] != (h, w) else logits) > 0
+    cols, rows = np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)
+    for m, (x1, y1, x2, y2) in zip(masks, np.asarray(boxes, np.float32)):
+        m &= ((rows >= y1) & (rows < y2))[:, None] & ((cols >= x1) & (cols < x2))[None, :]
+    return masks
 
 
 def classify_input(image: np.ndarray, imgsz: int) -> np.ndarray:

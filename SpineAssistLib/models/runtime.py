@@ -1,0 +1,234 @@
+"""Where the bundled networks run: ONNX Runtime on a CPU, torch on a GPU.
+
+On a CPU each model's network runs in ONNX Runtime. It uses an ONNX copy of the shipped ``.pt``
+file, exported once on this machine into the cache. ``spineassist prepare`` makes the copies, and
+``make setup`` runs it; otherwise the first use makes them. Each copy is keyed by the ``.pt`` file's
+SHA-256 and checked against its own SHA-256 before use.
+
+A CPU process built this way never imports torch or ultralytics, which take 4-5 s to import on the
+project's 2-core machines. The networks also run faster: about 0.6x the time of torch's for a
+batch of four 256 px windows (``benchmarks/RESULTS.md``). On a GPU (CUDA, MPS), or where
+onnxruntime is not installed, torch runs the networks from the ``.pt`` file as before.
+
+``SPINEASSIST_CPU_RUNTIME=torch`` makes the CPU use torch too; the tests use it to compare the two.
+
+Both runtimes hand the same numpy arrays to the pre- and post-processing in ``yolo`` and ``unet``:
+- YOLO detect and pose: ``[predictions (B, 4 + classes + extra, anchors)]``;
+- YOLO segment: the same, followed by the mask prototypes ``(B, 32, H/4, W/4)``;
+- YOLO classify: ``[probabilities (B, classes)]``;
+- U-Net: ``[logits (B, 2, H, W)]``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..errors import ModelError
+from .registry import ModelSpec, sha256_file
+
+log = logging.getLogger(__name__)
+
+ONNX_OPSET = 17
+RUNTIME_ENV = "SPINEASSIST_CPU_RUNTIME"
+EXPORT_CHECK_ATOL = 1e-3   # an exported network must answer as torch does, to float rounding
+
+
+def cache_root() -> Path:
+    """Return the project's cache folder (``.cache`` of a writable checkout, else one in the temp folder)."""
+    repo = Path(__file__).resolve().parents[2]
+    if (repo / "pyproject.toml").is_file() and os.access(repo, os.W_OK):
+        return repo / ".cache"
+    return Path(tempfile.gettempdir()) / "spineassist-cache"
+
+
+def onnx_dir() -> Path:
+    """Return the folder of the ONNX copies (``SPINEASSIST_ONNX_DIR`` overrides it)."""
+    return Path(os.environ.get("SPINEASSIST_ONNX_DIR") or cache_root() / "onnx")
+
+
+def onnx_runtime_installed() -> bool:
+    return importlib.util.find_spec("onnxruntime") is not None
+
+
+def cpu_runtime() -> str:
+    """Return the runtime used on a CPU: ``onnx`` (when onnxruntime is installed) or ``torch``."""
+    wanted = os.environ.get(RUNTIME_ENV, "auto").strip().lower()
+    if wanted not in ("auto", "onnx", "torch"):
+        raise ModelError(f"{RUNTIME_ENV} must be auto, onnx or torch; got {wanted!r}")
+    if wanted == "torch":
+        return "torch"
+    if not onnx_runtime_installed():
+        if wanted == "onnx":
+            raise ModelError(f"{RUNTIME_ENV}=onnx, but onnxruntime is not installed; run `make setup` "
+                             f"(or pip install onnxruntime)")
+        return "torch"
+    return "onnx"
+
+
+def onnx_path(spec: ModelSpec) -> Path:
+    return onnx_dir() / f"{spec.name}-{spec.sha256[:16]}.onnx"
+
+
+def cached_onnx(spec: ModelSpec) -> Path | None:
+    """Return the ONNX copy of ``spec``'s weights when it is there and intact, else None."""
+    path = onnx_path(spec)
+    record = path.with_suffix(".json")
+    if not path.is_file() or not record.is_file():
+        return None
+    try:
+        meta = json.loads(record.read_text())
+    except (OSError, ValueError):
+        return None
+    if meta.get("source_sha256") != spec.sha256 or meta.get("onnx_sha256") != sha256_file(path):
+        log.warning("the ONNX copy %s does not match its record; it is made again", path.name)
+        return None
+    return path
+
+
+def ensure_onnx(spec: ModelSpec, weights: Path) -> Path:
+    """Return the intact ONNX copy of ``spec``'s verified weights, exporting it first if needed."""
+    path = cached_onnx(spec)
+    if path is not None:
+        return path
+    log.info("%s: making its ONNX copy for the CPU (once per machine; `spineassist prepare` does it ahead)",
+             spec.name)
+    return export_onnx(spec, weights)
+
+
+def prepare(specs: list[ModelSpec], weights: Callable[[ModelSpec], Path],
+            report: Callable[[str], None] = print) -> list[tuple[str, Path, float]]:
+    """Make the ONNX copy of every model that lacks one; return (name, path, seconds) per model."""
+    out = []
+    for spec in specs:
+        t = time.perf_counter()
+        existing = cached_onnx(spec)
+        path = existing or export_onnx(spec, weights(spec))
+        seconds = time.perf_counter() - t
+        report(f"{spec.name}: {'already made' if existing else f'made in {seconds:.1f} s'} ({path})")
+        out.append((spec.name, path, seconds))
+    return out
+
+
+# ---- torch ----------------------------------------------------------------------------------
+
+def yolo_outputs(y: Any, task: str) -> list[Any]:
+    """Return the arrays a YOLO network's eval output holds, in the order the module docstring gives."""
+    if task == "classify":
+        return [y[0] if isinstance(y, (tuple, list)) else y]
+    first = y[0] if isinstance(y, (tuple, list)) else y
+    return list(first) if isinstance(first, (tuple, list)) else [first]
+
+
+def load_yolo_network(weights: Path, task: str) -> Any:
+    """Return the fused eval-mode torch network of a YOLO ``.pt`` file (as ultralytics' predictor fuses it)."""
+    from .yolo import configure_offline
+
+    configure_offline()
+    from ultralytics import YOLO
+
+    net = YOLO(str(weights), task=task).model
+    net = net.fuse() if hasattr(net, "fuse") else net
+    return net.float().eval()
+
+
+def _export_module(spec: ModelSpec, weights: Path) -> tuple[Any, tuple[int, ...], dict[str, dict[int, str]]]:
+    """Return (module whose outputs are the arrays above, example input shape, dynamic axes)."""
+    import torch
+
+    if spec.task == "unet-segment":
+        from .unet import load_unet_network
+
+        return load_unet_network(weights), (1, 1, 256, 256), {"images": {0: "batch", 2: "height", 3: "width"}}
+    net = load_yolo_network(weights, spec.task)
+    for m in net.modules():
+        if hasattr(m, "dynamic"):   # detection heads: anchors from each input's size, not the example's
+            m.dynamic = True
+    task = spec.task
+
+    class Outputs(torch.nn.Module):
+        def __init__(self, inner: Any):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x: Any) -> tuple[Any, ...]:
+            return tuple(yolo_outputs(self.inner(x), task))
+
+    size = spec.input_size
+    axes = {"images": {0: "batch"}} if task == "classify" else {"images": {0: "batch", 2: "height", 3: "width"}}
+    return Outputs(net).eval(), (1, 3, size, size), axes
+
+
+def export_onnx(spec: ModelSpec, weights: Path) -> Path:
+    """Export ``spec``'s network to its ONNX copy (atomically), check it answers as torch does, record it."""
+    import torch
+
+    from ..export.atomic import atomic_path
+
+    try:
+        import onnx  # noqa: F401 - torch's exporter needs it
+    except ImportError:
+        raise ModelError("making the ONNX copies of the models needs the onnx package; run `make setup` "
+                         "(or pip install onnx), or set SPINEASSIST_CPU_RUNTIME=torch") from None
+    module, shape, axes = _export_module(spec, weights)
+    path = onnx_path(spec)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    example = torch.rand(*shape, generator=torch.Generator().manual_seed(0))
+    def outputs(x: Any) -> tuple[Any, ...]:
+        y = module(x)
+        return tuple(y) if isinstance(y, (tuple, list)) else (y,)
+
+    with torch.no_grad():
+        n_out = len(outputs(example))
+    names = [f"output{i}" for i in range(n_out)]
+    dynamic = dict(axes) | {n: {0: "batch"} for n in names}
+    with atomic_path(path) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (example,), str(tmp), dynamo=False, opset_version=ONNX_OPSET,
+                          input_names=["images"], output_names=names, dynamic_axes=dynamic)
+        # the copy must answer as torch on an input of another size than the example's
+        check_shape = shape if spec.task == "classify" else (2, shape[1], shape[2], shape[3] - 64)
+        x = torch.rand(*check_shape, generator=torch.Generator().manual_seed(1))
+        with torch.no_grad():
+            expected = [t.numpy() for t in outputs(x)]
+        got = OnnxNetwork(Path(tmp))(x.numpy())
+        for e, g in zip(expected, got):
+            if e.shape != g.shape or not np.allclose(e, g, atol=EXPORT_CHECK_ATOL, rtol=1e-3):
+                raise ModelError(f"{spec.name}: the ONNX copy does not answer as the torch network does "
+                                 f"(largest difference {np.abs(e - g).max() if e.shape == g.shape else 'in shape'}); "
+                                 f"set SPINEASSIST_CPU_RUNTIME=torch and report it")
+    path.with_suffix(".json").write_text(json.dumps({
+        "model": spec.name, "source_sha256": spec.sha256, "onnx_sha256": sha256_file(path),
+        "opset": ONNX_OPSET, "torch": torch.__version__}, indent=1) + "\n")
+    return path
+
+
+# ---- ONNX Runtime ---------------------------------------------------------------------------
+
+class OnnxNetwork:
+    """An ONNX Runtime session on the CPU: ``net(x)`` -> the list of output arrays."""
+
+    def __init__(self, path: Path):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as e:  # noqa: BLE001 - onnxruntime raises its own error types
+            raise ModelError(f"ONNX Runtime cannot load {path}: {e}. Delete the file (it is made again) or set "
+                             f"SPINEASSIST_CPU_RUNTIME=torch") from None
+        self.input = self.session.get_inputs()[0].name
+        self.path = path
+
+    def __call__(self, x: np.ndarray) -> list[np.ndarray]:
+        return self.session.run(None, {self.input: np.ascontiguousarray(x, dtype=np.float32)})
