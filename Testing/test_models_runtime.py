@@ -81,6 +81,15 @@ def test_an_altered_onnx_copy_is_made_again(tmp_path, monkeypatch):
     again = runtime.ensure_onnx(spec, verified_path(spec))
     assert again == path and runtime.cached_onnx(spec) == path
     assert runtime.prepare([spec], verified_path, report=lambda line: None)[0][0] == spec.name
+    optimized = runtime.optimized_onnx(spec, verified_path(spec))     # made by prepare, for this CPU
+    assert optimized.parent == tmp_path and ".opt-" in optimized.name
+    stamp = optimized.stat().st_mtime_ns
+    assert runtime.optimized_onnx(spec, verified_path(spec)) == optimized and optimized.stat().st_mtime_ns == stamp
+    optimized.write_bytes(optimized.read_bytes()[:-10])               # cut short: made again
+    assert runtime.optimized_onnx(spec, verified_path(spec)) == optimized
+    assert optimized.stat().st_mtime_ns != stamp
+    probs = runtime.OnnxNetwork.for_model(spec, verified_path(spec))(np.zeros((1, 3, 128, 128), np.float32))[0]
+    assert probs.shape == (1, 5) and abs(float(probs.sum()) - 1) < 1e-4
 
 
 def test_an_unreadable_onnx_copy_says_what_to_do(tmp_path):

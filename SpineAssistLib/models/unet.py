@@ -85,7 +85,7 @@ class UNetModel:
         self._onnx: Any = None
         self._net: Any = None
         if self.device == "cpu" and spec is not None and runtime.cpu_runtime() == "onnx":
-            self._onnx = runtime.OnnxNetwork(runtime.ensure_onnx(spec, self.weights))
+            self._onnx = runtime.OnnxNetwork.for_model(spec, self.weights)
         else:
             self._net = load_unet_network(self.weights)
 

@@ -126,7 +126,7 @@ class YoloModel:
         self._ultralytics: Any = None
         self._onnx: Any = None
         if self.device == "cpu" and spec is not None and runtime.cpu_runtime() == "onnx":
-            self._onnx = runtime.OnnxNetwork(runtime.ensure_onnx(spec, self.weights))
+            self._onnx = runtime.OnnxNetwork.for_model(spec, self.weights)
         self.names = tuple(names) or self._ultralytics_names()
 
     @property
