@@ -38,6 +38,6 @@ clean:
 	rm -rf $(DEMO_OUT) .pytest_cache .hypothesis .cache
 
 .PHONY: models
-models: setup ## retrain every bundled model as its shipped weights were made (the manifest's recorded commands, 4.6 h as recorded on this 2-core CPU), then re-score them
+models: setup ## retrain every bundled model as its shipped weights were made (the manifest's recorded commands, 5.5 h as recorded on this 2-core CPU), then re-score them
 	$(VENV)/bin/spineassist train --replay --scratch .cache/replay --device auto
 	$(VENV)/bin/spineassist evaluate --out .cache/evaluation --cache .cache/phantom-cache --update-manifest

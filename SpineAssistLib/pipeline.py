@@ -311,14 +311,17 @@ def _disc_label_volume(stack: ImageStack, disc_masks: np.ndarray, levels: list[L
     c = np.stack([centres[n] for n in names])
     for k in range(disc_masks.shape[0]):
         comp, n = ndimage.label(disc_masks[k])
-        for j in range(1, n + 1):
-            rc = np.argwhere(comp == j).mean(axis=0)
+        if not n:
+            continue
+        label_of = np.zeros(n + 1, np.uint16)         # component -> disc label
+        for j, rc in enumerate(ndimage.center_of_mass(disc_masks[k], comp, range(1, n + 1)), start=1):
             p = stack.pixel_to_lps(k, np.array(rc[0]), np.array(rc[1]))
             # compare within the sagittal plane (y, z): slices off the mid-line are shifted in x only
             d = np.linalg.norm((c - p)[:, 1:], axis=1)
             best = int(np.argmin(d))
             if d[best] < 15.0:
-                labels[k][comp == j] = DISC_LABELS[names[best]]
+                label_of[j] = DISC_LABELS[names[best]]
+        labels[k] = label_of[comp]
     return labels
 
 

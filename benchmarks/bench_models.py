@@ -53,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     manifest = load_manifest()
     prepare([model_spec(n) for n in manifest], verified_path, report=lambda line: None)   # the ONNX copies exist
     ort_import, torch_import = _import_seconds("onnxruntime"), _import_seconds("torch, ultralytics")
+    import onnxruntime  # noqa: F401  (imported here: "load s" leaves the once-per-process imports out)
+    import torch  # noqa: F401
+    import ultralytics  # noqa: F401
     sag, ax = st["sag_images"][0], st["ax_images"][len(st["ax_images"]) // 2]
     rows = ["| model | task | input | file MB | load s: onnx / torch | predict ms: onnx / torch (median of 10) |",
             "|---|---|---|---|---|---|"]
