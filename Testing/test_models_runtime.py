@@ -153,3 +153,20 @@ def test_nms_and_letterbox_geometry():
     back = scale_boxes(shape_in, box.copy(), (300, 210))
     gx, gy = new_w / 210, new_h / 300                          # each side's own gain, as the letterbox rounds it
     np.testing.assert_allclose(back[0], [10 / gx, 20 / gy, 50 / gx, 100 / gy], rtol=1e-5)
+
+
+def test_a_model_whose_onnx_copy_cannot_be_made_runs_in_torch_with_a_warning(tmp_path, monkeypatch, caplog):
+    from SpineAssistLib.models import load_model, runtime
+
+    monkeypatch.setenv("SPINEASSIST_ONNX_DIR", str(tmp_path))        # no copies here yet
+
+    def no_export(spec, weights):
+        raise ModelError("making the ONNX copies of the models needs the onnx package")
+
+    monkeypatch.setattr(runtime, "export_onnx", no_export)
+    with caplog.at_level("WARNING"):
+        model = load_model("sag_vertebra_pose", device="cpu")
+        unet = load_model("sag_disc_unet", device="cpu")
+    assert (model.runtime, unet.runtime) == ("torch", "torch")
+    assert "runs in torch instead" in caplog.text and "onnx package" in caplog.text
+    assert model.predict(np.random.default_rng(0).uniform(0, 500, (128, 96))).boxes.shape[1] == 4

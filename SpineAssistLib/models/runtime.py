@@ -100,8 +100,8 @@ def ensure_onnx(spec: ModelSpec, weights: Path) -> Path:
     path = cached_onnx(spec)
     if path is not None:
         return path
-    log.info("%s: making its ONNX copy for the CPU (once per machine; `spineassist prepare` does it ahead)",
-             spec.name)
+    log.warning("%s: making its ONNX copy for the CPU (once per machine, a few seconds; `spineassist prepare` "
+                "makes them all ahead)", spec.name)
     return export_onnx(spec, weights)
 
 
@@ -265,9 +265,14 @@ class OnnxNetwork:
     """An ONNX Runtime session on the CPU: ``net(x)`` -> the list of output arrays."""
 
     @classmethod
-    def for_model(cls, spec: ModelSpec, weights: Path) -> "OnnxNetwork":
-        """Return the session of ``spec``'s network (its copy optimised for this CPU)."""
-        return cls(optimized_onnx(spec, weights), optimized=True)
+    def for_model(cls, spec: ModelSpec, weights: Path) -> "OnnxNetwork | None":
+        """Return the session of ``spec``'s network (its copy optimised for this CPU), or None,
+        with a warning saying why, where no ONNX copy can be made or opened: torch then runs it."""
+        try:
+            return cls(optimized_onnx(spec, weights), optimized=True)
+        except ModelError as e:
+            log.warning("%s: %s; the network runs in torch instead (slower on a CPU)", spec.name, e)
+            return None
 
 
     def __init__(self, path: Path, optimized: bool = False):

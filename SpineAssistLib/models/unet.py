@@ -86,7 +86,7 @@ class UNetModel:
         self._net: Any = None
         if self.device == "cpu" and spec is not None and runtime.cpu_runtime() == "onnx":
             self._onnx = runtime.OnnxNetwork.for_model(spec, self.weights)
-        else:
+        if self._onnx is None:
             self._net = load_unet_network(self.weights)
 
     @property

@@ -127,7 +127,7 @@ class YoloModel:
         self._onnx: Any = None
         if self.device == "cpu" and spec is not None and runtime.cpu_runtime() == "onnx":
             self._onnx = runtime.OnnxNetwork.for_model(spec, self.weights)
-        else:
+        if self._onnx is None:
             self._torch_network(self.device)     # loaded now: a broken file fails here, not at the first slice
         self.names = tuple(names) or self._ultralytics_names()
 
