@@ -199,8 +199,7 @@ class YoloModel:
         if device not in self._torch:
             from .runtime import load_yolo_network
 
-            net = self._torch.get("cpu") or load_yolo_network(self.weights, self.task)
-            self._torch[device] = net.to(device)
+            self._torch[device] = load_yolo_network(self.weights, self.task).to(device)   # its own copy per device
         return self._torch[device]
 
     def _forward(self, x: np.ndarray) -> list[np.ndarray]:
