@@ -238,7 +238,24 @@ def test_writer_processes_serve_several_results_and_write_what_one_process_write
                 assert (tmp_path / name / f).stat().st_size > 0.9 * (tmp_path / "serial" / f).stat().st_size
             assert len(pydicom.dcmread(tmp_path / name / "sr.dcm").ContentSequence) == \
                 len(pydicom.dcmread(tmp_path / "serial" / "sr.dcm").ContentSequence)
+            # the writers get headers without pixel data: the same segmentation frames all the same
+            seg, serial_seg = (pydicom.dcmread(d / "seg.dcm") for d in (tmp_path / name, tmp_path / "serial"))
+            assert seg.PixelData == serial_seg.PixelData and seg.NumberOfFrames == serial_seg.NumberOfFrames
     assert writers.closed and not multiprocessing.active_children()
+
+
+def test_the_writer_processes_are_sent_the_result_without_pixel_data(assessed):
+    from SpineAssistLib import outputs
+
+    result = assessed[0].result
+    sent = outputs._without_pixel_data(result)
+    assert sent.assessment is result.assessment and len(sent.axial) == len(result.axial) >= 1
+    for mine, theirs in zip(result.stacks(), sent.stacks()):
+        assert theirs.voxels is mine.voxels and theirs.labels is mine.labels and theirs.name == mine.name
+        assert len(theirs.datasets) == len(mine.datasets) >= 1
+        assert all("PixelData" in ds for ds in mine.datasets)                 # the result itself keeps them
+        assert not any("PixelData" in ds for ds in theirs.datasets)
+        assert [ds.SOPInstanceUID for ds in theirs.datasets] == [ds.SOPInstanceUID for ds in mine.datasets]
 
 
 def test_a_failing_writer_process_stops_them_and_later_outputs_are_written_here(assessed, tmp_path, monkeypatch):
