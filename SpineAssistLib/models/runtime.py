@@ -6,8 +6,8 @@ file, exported once on this machine into the cache. ``spineassist prepare`` make
 SHA-256 and checked against its own SHA-256 before use.
 
 A CPU process built this way never imports torch or ultralytics, which take 4-5 s to import on the
-project's 2-core machines. The networks also run faster: about 0.6x the time of torch's for a
-batch of four 256 px windows (``benchmarks/RESULTS.md``). On a GPU (CUDA, MPS), or where
+project's 2-core machines. The networks also run faster: 0.4-0.7x the time of torch's per slice
+(``benchmarks/RESULTS.md``, "Models"). On a GPU (CUDA, MPS), or where
 onnxruntime is not installed, torch runs the networks from the ``.pt`` file as before.
 
 ``SPINEASSIST_CPU_RUNTIME=torch`` makes the CPU use torch too; the tests use it to compare the two.
@@ -128,14 +128,16 @@ def optimized_onnx(spec: ModelSpec, weights: Path) -> Path:
     about a third of the time (35 against 118 ms for a YOLOv8n), with the same answers and speed.
     It is keyed by the CPU and the ONNX Runtime version, because its fused kernels and memory
     layouts are chosen for them."""
-    plain = ensure_onnx(spec, weights)
-    path = plain.with_name(f"{plain.stem}.opt-{_cpu_key()}.onnx")
+    plain_path = onnx_path(spec)
+    path = plain_path.with_name(f"{plain_path.stem}.opt-{_cpu_key()}.onnx")
     record = path.with_suffix(".json")
     try:
-        if json.loads(record.read_text()).get("onnx_sha256") == sha256_file(path):
-            return path
+        meta = json.loads(record.read_text())
+        if meta.get("source_sha256") == spec.sha256 and meta.get("onnx_sha256") == sha256_file(path):
+            return path        # the plain copy is not read (nor hashed) when this one is intact
     except (OSError, ValueError):
         pass
+    plain = ensure_onnx(spec, weights)
     import onnxruntime as ort
 
     from ..export.atomic import atomic_path
@@ -146,8 +148,8 @@ def optimized_onnx(spec: ModelSpec, weights: Path) -> Path:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.optimized_model_filepath = str(tmp)
         ort.InferenceSession(str(plain), options, providers=["CPUExecutionProvider"])
-    record.write_text(json.dumps({"model": spec.name, "from": plain.name, "onnx_sha256": sha256_file(path),
-                                  "onnxruntime": ort.__version__}, indent=1) + "\n")
+    record.write_text(json.dumps({"model": spec.name, "source_sha256": spec.sha256, "from": plain.name,
+                                  "onnx_sha256": sha256_file(path), "onnxruntime": ort.__version__}, indent=1) + "\n")
     return path
 
 

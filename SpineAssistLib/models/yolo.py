@@ -129,14 +129,15 @@ class YoloModel:
             self._onnx = runtime.OnnxNetwork.for_model(spec, self.weights)
         if self._onnx is None:
             self._torch_network(self.device)     # loaded now: a broken file fails here, not at the first slice
-        self.names = tuple(names) or self._ultralytics_names()
+        self.names = tuple(names) or self._network_names()
 
     @property
     def runtime(self) -> str:
         """Return the runtime of the network: ``onnx`` or ``torch``."""
         return "onnx" if self._onnx is not None and self.device == "cpu" else "torch"
 
-    def _ultralytics_names(self) -> tuple[str, ...]:
+    def _network_names(self) -> tuple[str, ...]:
+        """Return the class names the torch network carries (where the manifest gives none)."""
         names = getattr(self._torch_network("cpu"), "names", None) or {}
         return tuple(names[i] for i in sorted(names))
 
