@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 ONNX_OPSET = 17
 RUNTIME_ENV = "SPINEASSIST_CPU_RUNTIME"
 EXPORT_CHECK_ATOL = 1e-3   # an exported network must answer as torch does, to float rounding
+_ANNOUNCED = False
 
 
 def cache_root() -> Path:
@@ -100,8 +101,12 @@ def ensure_onnx(spec: ModelSpec, weights: Path) -> Path:
     path = cached_onnx(spec)
     if path is not None:
         return path
-    log.warning("%s: making its ONNX copy for the CPU (once per machine, a few seconds; `spineassist prepare` "
-                "makes them all ahead)", spec.name)
+    global _ANNOUNCED
+    if not _ANNOUNCED:     # once per process: the first run on a machine makes all seven
+        log.warning("making the models' ONNX copies for the CPU (once per machine, about 15 s in all; "
+                    "`spineassist prepare` makes them ahead)")
+        _ANNOUNCED = True
+    log.info("%s: making its ONNX copy", spec.name)
     return export_onnx(spec, weights)
 
 
@@ -219,15 +224,14 @@ def _export_module(spec: ModelSpec, weights: Path) -> tuple[Any, tuple[int, ...]
 
 def export_onnx(spec: ModelSpec, weights: Path) -> Path:
     """Export ``spec``'s network to its ONNX copy (atomically), check it answers as torch does, record it."""
-    import torch
-
     from ..export.atomic import atomic_path
 
     try:
         import onnx  # noqa: F401 - torch's exporter needs it
-    except ImportError:
-        raise ModelError("making the ONNX copies of the models needs the onnx package; run `make setup` "
-                         "(or pip install onnx), or set SPINEASSIST_CPU_RUNTIME=torch") from None
+        import torch
+    except ImportError as e:
+        raise ModelError(f"making the ONNX copies of the models needs torch and the onnx package ({e}); run "
+                         f"`make setup` (or pip install -r Resources/requirements.txt)") from None
     module, shape, axes = _export_module(spec, weights)
     path = onnx_path(spec)
     path.parent.mkdir(parents=True, exist_ok=True)
