@@ -170,3 +170,24 @@ def test_a_model_whose_onnx_copy_cannot_be_made_runs_in_torch_with_a_warning(tmp
     assert (model.runtime, unet.runtime) == ("torch", "torch")
     assert "runs in torch instead" in caplog.text and "onnx package" in caplog.text
     assert model.predict(np.random.default_rng(0).uniform(0, 500, (128, 96))).boxes.shape[1] == 4
+
+
+def test_prepare_prune_removes_only_the_copies_of_other_weights_and_cpus(tmp_path, monkeypatch):
+    from SpineAssistLib.models import model_spec, runtime, verified_path
+
+    monkeypatch.setenv("SPINEASSIST_ONNX_DIR", str(tmp_path))
+    spec = model_spec("sag_pfirrmann_cls")
+    runtime.prepare([spec], verified_path, report=lambda line: None)
+    current = sorted(p.name for p in tmp_path.iterdir())
+    assert len(current) == 4                      # plain and optimised copies, each with its record
+    stale = [f"{spec.name}-0123456789abcdef.onnx", f"{spec.name}-0123456789abcdef.json",
+             f"{spec.name}-{spec.sha256[:16]}.opt-ffffffffff.onnx", f"{spec.name}-{spec.sha256[:16]}.opt-ffffffffff.json"]
+    other = ["sag_pfirrmann_cls_notes.txt", "ax_disc_seg-0123456789abcdef.onnx"]   # not this model's, or not a copy
+    for name in stale + other:
+        (tmp_path / name).write_bytes(b"x")
+    assert [p.name for p in runtime.stale_copies([spec])] == sorted(stale)
+    lines = []
+    runtime.prepare([spec], verified_path, report=lines.append, prune=True)
+    assert lines[0] == "removed 4 stale file(s) (2 ONNX copies)"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(current + other)
+    assert runtime.cached_onnx(spec) is not None

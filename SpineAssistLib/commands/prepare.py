@@ -12,6 +12,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        "Without this command the first run makes them. Each copy is checked against torch "
                        "when it is made, and against its recorded SHA-256 when it is used.")
     p.add_argument("models", nargs="*", help="model names (default: every bundled model)")
+    p.add_argument("--prune", action="store_true",
+                   help="first delete the copies of earlier or candidate weights of these models, and copies "
+                        "optimised for another CPU or ONNX Runtime version")
     p.set_defaults(func=run)
 
 
@@ -24,6 +27,6 @@ def run(args: argparse.Namespace) -> int:
               "nothing to prepare")
         return 0
     names = args.models or model_names()
-    prepare([model_spec(n) for n in names], verified_path, report=print)   # a ModelError says what is wrong
+    prepare([model_spec(n) for n in names], verified_path, report=print, prune=args.prune)   # a ModelError says what is wrong
     print(f"ONNX copies in {onnx_dir()}")
     return 0

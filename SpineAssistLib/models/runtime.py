@@ -158,9 +158,35 @@ def optimized_onnx(spec: ModelSpec, weights: Path) -> Path:
     return path
 
 
+def stale_copies(specs: list[ModelSpec]) -> list[Path]:
+    """Return the files in the ONNX folder of the models in ``specs`` that belong to other weights
+    (earlier or candidate ``.pt`` files) or to another CPU or ONNX Runtime version."""
+    folder = onnx_dir()
+    if not folder.is_dir():
+        return []
+    keep_opt = f".opt-{_cpu_key()}."
+    out = []
+    for spec in specs:
+        current = onnx_path(spec).stem            # name-<sha16>
+        for f in folder.glob(f"{spec.name}-*"):
+            if f.suffix not in (".onnx", ".json"):
+                continue
+            stem = f.name.split(".", 1)[0]
+            rest = f.name[len(stem):]              # ".onnx", ".json" or ".opt-<key>.onnx/json"
+            if stem != current or (rest.startswith(".opt-") and not rest.startswith(keep_opt)):
+                out.append(f)
+    return sorted(out)
+
+
 def prepare(specs: list[ModelSpec], weights: Callable[[ModelSpec], Path],
-            report: Callable[[str], None] = print) -> list[tuple[str, Path, float]]:
-    """Make the ONNX copy of every model that lacks one; return (name, path, seconds) per model."""
+            report: Callable[[str], None] = print, prune: bool = False) -> list[tuple[str, Path, float]]:
+    """Make the ONNX copy of every model that lacks one; return (name, path, seconds) per model.
+    ``prune``: first delete the copies ``stale_copies`` lists."""
+    if prune:
+        stale = stale_copies(specs)
+        for f in stale:
+            f.unlink(missing_ok=True)
+        report(f"removed {len(stale)} stale file(s) ({sum(1 for f in stale if f.suffix == '.onnx')} ONNX copies)")
     out = []
     for spec in specs:
         t = time.perf_counter()
