@@ -88,8 +88,12 @@ def test_an_altered_onnx_copy_is_made_again(tmp_path, monkeypatch):
     optimized.write_bytes(optimized.read_bytes()[:-10])               # cut short: made again
     assert runtime.optimized_onnx(spec, verified_path(spec)) == optimized
     assert optimized.stat().st_mtime_ns != stamp
-    probs = runtime.OnnxNetwork.for_model(spec, verified_path(spec))(np.zeros((1, 3, 128, 128), np.float32))[0]
+    probs = runtime.OnnxNetwork.for_model(spec, verified_path(spec), "cpu")(np.zeros((1, 3, 128, 128), np.float32))[0]
     assert probs.shape == (1, 5) and abs(float(probs.sum()) - 1) < 1e-4
+    assert runtime.OnnxNetwork.for_model(spec, verified_path(spec), "cuda:0") is None     # torch runs a GPU
+    assert runtime.OnnxNetwork.for_model(None, verified_path(spec), "cpu") is None
+    monkeypatch.setenv(runtime.RUNTIME_ENV, "torch")
+    assert runtime.OnnxNetwork.for_model(spec, verified_path(spec), "cpu") is None
 
 
 def test_an_unreadable_onnx_copy_says_what_to_do(tmp_path):

@@ -19,7 +19,7 @@ def _import_seconds(modules: str) -> float:
                                                   check=True).stdout) for _ in range(3))
 
 
-def _time_model(name: str, spec, image, runtime: str) -> tuple[float, float]:
+def _time_model(name: str, image, runtime: str) -> tuple[float, float]:
     """Return (load s, median predict ms of 10 after one warm-up) of one model in one CPU runtime."""
     import os
 
@@ -69,8 +69,8 @@ def main(argv: list[str] | None = None) -> int:
 
             n, (h, w) = spec.input_size, image.shape
             image = to_uint8(normalize_slice(image))[(h - n) // 2:(h + n) // 2, (w - n) // 2:(w + n) // 2]
-        onnx_load, onnx_ms = _time_model(name, spec, image, "onnx")
-        torch_load, torch_ms = _time_model(name, spec, image, "torch")
+        onnx_load, onnx_ms = _time_model(name, image, "onnx")
+        torch_load, torch_ms = _time_model(name, image, "torch")
         mb = spec.path.stat().st_size / 1e6
         total += mb
         rows.append(f"| {name} | {spec.task} | {image.shape[1]} x {image.shape[0]} px | {mb:.1f} | "

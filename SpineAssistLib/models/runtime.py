@@ -21,6 +21,7 @@ Both runtimes hand the same numpy arrays to the pre- and post-processing in ``yo
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import logging
@@ -110,6 +111,7 @@ def ensure_onnx(spec: ModelSpec, weights: Path) -> Path:
     return export_onnx(spec, weights)
 
 
+@functools.lru_cache(maxsize=1)
 def _cpu_key() -> str:
     """Return a short key of this CPU (model and instruction sets) and the ONNX Runtime version."""
     import hashlib
@@ -191,8 +193,9 @@ def prepare(specs: list[ModelSpec], weights: Callable[[ModelSpec], Path],
     for spec in specs:
         t = time.perf_counter()
         existing = cached_onnx(spec)
-        path = existing or export_onnx(spec, weights(spec))
-        optimized_onnx(spec, weights(spec))
+        source = weights(spec)
+        path = existing or export_onnx(spec, source)
+        optimized_onnx(spec, source)
         seconds = time.perf_counter() - t
         report(f"{spec.name}: {'already made' if existing else f'made in {seconds:.1f} s'} ({path})")
         out.append((spec.name, path, seconds))
@@ -297,9 +300,12 @@ class OnnxNetwork:
     """An ONNX Runtime session on the CPU: ``net(x)`` -> the list of output arrays."""
 
     @classmethod
-    def for_model(cls, spec: ModelSpec, weights: Path) -> "OnnxNetwork | None":
-        """Return the session of ``spec``'s network (its copy optimised for this CPU), or None,
-        with a warning saying why, where no ONNX copy can be made or opened: torch then runs it."""
+    def for_model(cls, spec: ModelSpec | None, weights: Path, device: str) -> "OnnxNetwork | None":
+        """Return the session of ``spec``'s network (its copy optimised for this CPU) where ONNX
+        Runtime runs it (``device`` cpu and ``cpu_runtime()`` onnx), else None: torch runs it. Also
+        None, with a warning saying why, where no ONNX copy can be made or opened."""
+        if spec is None or device != "cpu" or cpu_runtime() != "onnx":
+            return None
         try:
             return cls(optimized_onnx(spec, weights), optimized=True)
         except ModelError as e:

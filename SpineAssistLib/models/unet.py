@@ -82,10 +82,8 @@ class UNetModel:
         self.name = name
         self.weights = Path(weights)
         self.device = select_device(device)
-        self._onnx: Any = None
         self._net: Any = None
-        if self.device == "cpu" and spec is not None and runtime.cpu_runtime() == "onnx":
-            self._onnx = runtime.OnnxNetwork.for_model(spec, self.weights)
+        self._onnx = runtime.OnnxNetwork.for_model(spec, self.weights, self.device)
         if self._onnx is None:
             self._net = load_unet_network(self.weights)
 

@@ -124,9 +124,7 @@ class YoloModel:
         self.keypoint_names = tuple(keypoints)
         self._torch: dict[str, Any] = {}
         self._ultralytics: Any = None
-        self._onnx: Any = None
-        if self.device == "cpu" and spec is not None and runtime.cpu_runtime() == "onnx":
-            self._onnx = runtime.OnnxNetwork.for_model(spec, self.weights)
+        self._onnx = runtime.OnnxNetwork.for_model(spec, self.weights, self.device)
         if self._onnx is None:
             self._torch_network(self.device)     # loaded now: a broken file fails here, not at the first slice
         self.names = tuple(names) or self._network_names()
