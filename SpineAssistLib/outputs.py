@@ -8,7 +8,7 @@ read first and its corrections are carried into the new findings (the reader has
 With ``parallel=True`` (the command line's default) two writer processes (``WriterProcesses``)
 write the report and scene, and the SEG and SR: each writer is single-threaded Python, so two
 cores halve the time. The command line starts them before the models run, so they import their
-libraries (slicer-core, highdicom, matplotlib: 3-4 s in a new process) while the models compute.
+libraries (slicer-core, highdicom: 3-4 s in a new process) while the models compute.
 They only write into the staging folder; nothing is moved into place until both have finished
 without error.
 """
@@ -121,8 +121,7 @@ def write_outputs(result: "AssessmentResult", out_dir: str | os.PathLike[str], *
 # (the outputs stage took 0.3 s less than with report + SEG and SR + scene)
 WRITER_GROUPS = (("report.html", "scene.mrb"), ("seg.dcm", "sr.dcm"))
 WRITER_IMPORTS = {      # what each writer imports (and its first use loads), ahead of the work
-    "report.html": ("SpineAssistLib.export.report_html", "matplotlib.backends.backend_agg", "matplotlib.figure",
-                    "matplotlib.lines", "matplotlib.patches", "matplotlib.colors"),
+    "report.html": ("SpineAssistLib.export.report_html",),
     "seg.dcm": ("SpineAssistLib.export.dicom_seg", "highdicom", "highdicom.seg"),
     "sr.dcm": ("SpineAssistLib.export.dicom_sr", "highdicom", "highdicom.sr"),
     "scene.mrb": ("slicer", "SpineAssistLib.mrml", "SpineAssistLib.mrml.nodes", "vtkmodules.util.numpy_support"),
@@ -309,7 +308,7 @@ def _writer_main(conn: Any, outputs: tuple[str, ...], parent_ends: list[Any]) ->
 
 def _warm_up(outputs: tuple[str, ...]) -> None:
     """Pay the libraries' first-use costs before a result arrives: highdicom reads the DICOM
-    standard's tables (0.5 s) on its first SEG or SR; matplotlib loads its font on its first text."""
+    standard's tables (0.5 s) on its first SEG or SR."""
     if {"seg.dcm", "sr.dcm"} & set(outputs):
         try:
             from highdicom import _standard_utils as standard   # private, but only a warm-up: may change
@@ -319,20 +318,6 @@ def _warm_up(outputs: tuple[str, ...]) -> None:
             standard.get_module_attribute_map()
         except Exception as e:  # noqa: BLE001 - the first SEG/SR then reads the tables itself
             log.debug("writer process: highdicom warm-up skipped: %s", e)
-    if "report.html" in outputs:
-        try:
-            import io
-
-            from matplotlib.backends.backend_agg import FigureCanvasAgg
-            from matplotlib.figure import Figure
-
-            fig = Figure(figsize=(0.5, 0.5), dpi=50)
-            ax = fig.add_subplot()
-            ax.imshow([[0, 1], [1, 0]], cmap="gray")
-            ax.text(0, 0, "L4-L5")
-            FigureCanvasAgg(fig).print_png(io.BytesIO())
-        except Exception as e:  # noqa: BLE001
-            log.debug("writer process: matplotlib warm-up skipped: %s", e)
 
 
 class _Skip(Exception):

@@ -1,6 +1,9 @@
 """report.html: self-contained, says what a reader needs, and its key images put geometry on the right pixels."""
 
+import base64
+import io
 import re
+import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
@@ -9,6 +12,8 @@ from SpineAssistLib.export.key_images import Box, KeyImage, depth_line, render_k
 from SpineAssistLib.export.report_html import DISCLAIMER, write_report_html
 
 import test_export_support as S
+
+SVG = "{http://www.w3.org/2000/svg}"
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +31,7 @@ def test_report_is_self_contained(report):
     # Nothing is fetched: no external scripts, stylesheets, fonts or images.
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//|file:)""", report)
     assert "<script" not in report and "@import" not in report and "url(" not in report
-    assert len(re.findall(r'src="data:image/png;base64,[A-Za-z0-9+/=]{1000,}"', report)) == 2
+    assert len(re.findall(r'<image [^>]*href="data:image/png;base64,iVBORw0KGgo[A-Za-z0-9+/=]{100,}"', report)) == 2
 
 
 def test_report_states_study_versions_and_disclaimer(report):
@@ -60,9 +65,11 @@ def test_key_image_parts_name_what_the_image_draws():
     from SpineAssistLib.export.key_images import render_key_image_parts
 
     ax = S.axial_series()[1]
-    png, legend = render_key_image_parts(KeyImage.from_dicom(ax, "axial", level="L4-L5", mask=S.herniation_mask()),
+    svg, legend = render_key_image_parts(KeyImage.from_dicom(ax, "axial", level="L4-L5", mask=S.herniation_mask()),
                                          S.assessment(ax.SOPInstanceUID))
-    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    root = ET.fromstring(svg)                                   # well-formed XML, an SVG element
+    assert root.tag == f"{SVG}svg" and root.find(f"{SVG}image") is not None
+    assert 'stroke="#ff0000"' in svg                           # the herniation outline is drawn in red
     labels = {e.label: e for e in legend}
     assert labels["herniation outline"].color == "#ff0000" and labels["herniation outline"].linestyle == "-"
     assert labels["quarter points (zone borders)"].marker == "D" and labels["quarter points (zone borders)"].linestyle == ""
@@ -95,10 +102,68 @@ def test_depth_line_is_perpendicular_to_the_intra_facet_line():
     assert apex[1] - foot[1] == pytest.approx(5.0) and foot[0] == pytest.approx(apex[0])
 
 
-def test_render_returns_a_png():
-    sag = S.sagittal_series()[0]
-    png = render_key_image(KeyImage.from_dicom(sag, "sagittal"), S.assessment())
-    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+def test_render_returns_a_standalone_svg_with_title_and_legend():
+    sag = sorted(S.sagittal_series(), key=lambda d: float(d.ImagePositionPatient[0]))[2]
+    svg = render_key_image(KeyImage.from_dicom(sag, "sagittal", mask=S.disc_labels()[2], title="mid"), S.assessment())
+    root = ET.fromstring(svg)
+    texts = ["".join(t.itertext()) for t in root.iter(f"{SVG}text")]
+    assert texts[0] == "mid" and "disc segmentation" in texts and "L4-L5" in texts
+
+
+def _embedded_png(svg: str) -> np.ndarray:
+    from PIL import Image
+
+    href = ET.fromstring(svg).find(f"{SVG}image").get("href")
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(href.split(",", 1)[1]))))
+
+
+def test_embedded_slice_is_the_windowed_slice_pixel_for_pixel():
+    """The PNG in the SVG (read back by Pillow) holds the slice itself, one PNG pixel per slice pixel,
+    windowed from its 1st to its 99.5th percentile."""
+    from SpineAssistLib.export.key_images import grey_png, window_to_uint8
+
+    rng = np.random.default_rng(0)
+    px = rng.normal(500, 100, (37, 53))
+    img = KeyImage(px, origin=(0, 0, 0), row_direction=(0, 1, 0), column_direction=(0, 0, -1), spacing=(1.0, 0.5))
+    got = _embedded_png(render_key_image(img, S.assessment()))
+    lo, hi = np.percentile(px, [1, 99.5])
+    assert got.shape == (37, 53) and got.dtype == np.uint8
+    np.testing.assert_array_equal(got, np.clip(np.round((px - lo) / (hi - lo) * 255), 0, 255).astype(np.uint8))
+    flat = np.full((3, 4), 7.0)                                  # no contrast: no division by zero
+    assert window_to_uint8(flat).max() <= 1
+    assert grey_png(np.zeros((2, 2), np.uint8))[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_outline_follows_the_pixel_edges_of_the_mask():
+    from SpineAssistLib.export.key_images import outline_path
+
+    m = np.zeros((6, 8), bool)
+    m[1:3, 2:5] = True          # a 2 x 3 block at rows 1-2, columns 2-4
+    m[3, 2] = True              # and one pixel below its left end: an L
+    d = outline_path(m)
+    horizontal = sorted(tuple(map(float, t)) for t in re.findall(r"M([\d.]+) ([\d.]+)H([\d.]+)", d))
+    vertical = sorted(tuple(map(float, t)) for t in re.findall(r"M([\d.]+) ([\d.]+)V([\d.]+)", d))
+    assert horizontal == [(2, 1, 5), (2, 4, 3), (3, 3, 5)]       # (x0, y, x1): top, bottom of the foot, step
+    assert vertical == [(2, 1, 4), (3, 3, 4), (5, 1, 3)]         # (x, y0, y1)
+    # scaled into display units (an anisotropic pixel) and shifted below a title band
+    assert "M4 10H10" in outline_path(m, sx=2.0, sy=3.0, top=7.0)
+    assert outline_path(np.zeros((4, 4), bool)) == ""
+
+
+def test_keypoints_are_drawn_on_their_pixel_with_anisotropic_spacing():
+    """A point is drawn at its pixel centre whatever the pixel's shape: (col + 0.5) sx, (row + 0.5) sy."""
+    from SpineAssistLib.findings import Geometry
+
+    a = S.assessment()
+    lv = a.level("L4-L5")
+    img = KeyImage(np.zeros((40, 60)), origin=(0, 0, 0), row_direction=(1, 0, 0), column_direction=(0, 1, 0),
+                   spacing=(2.0, 1.0), plane="axial", level="L4-L5")
+    lv.ldh.geometry = Geometry(points={"posterior canal": (30.0, 50.0, 0.0)})  # col 30, row 25
+    svg = render_key_image(img, a, width_px=480)
+    sx = 480 / 60
+    circles = ET.fromstring(svg).findall(f"{SVG}circle")
+    centres = [(float(c.get("cx")), float(c.get("cy"))) for c in circles if c.get("r") != "3.5"]  # not the legend's
+    assert centres == [pytest.approx((30.5 * sx, 25.5 * 2 * sx + 24.0), abs=0.06)]   # 24: the title band
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     lines.append("")
     lines.append(f"Wall time of the whole command, from start to exit: Python start, imports (numpy, pydicom, "
                  f"onnxruntime; no torch on a CPU with the ONNX copies made), model loading and SHA-256 checks, the assessment above, and the outputs, written by two writer "
-                 f"processes the command starts first (they import slicer-core, highdicom and matplotlib while the "
+                 f"processes the command starts first (they import slicer-core and highdicom while the "
                  f"models run). Median of {len(cold)}: **{statistics.median(cold):.2f} s** (min {min(cold):.2f}, "
                  f"max {max(cold):.2f}). A batch (`spineassist assess A B C --out OUT`) pays the start once and "
                  f"about the per-study time above per study; each run from the Slicer module starts one such process.")

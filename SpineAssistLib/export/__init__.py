@@ -1,7 +1,7 @@
 """Exports of an assessment: findings JSON/CSV, an HTML report, DICOM SEG and DICOM SR, de-identified on request.
 
 One module per format; every writer writes atomically (:mod:`.atomic`). Nothing here imports
-highdicom or matplotlib at package import time, so Slicer can load the package before they exist.
+highdicom or slicer-core at package import time, so Slicer can load the package before they exist.
 
 Usage::
 

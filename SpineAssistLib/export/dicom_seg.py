@@ -119,7 +119,10 @@ def build_disc_seg(source_images: Sequence[Dataset], disc_labels: np.ndarray, as
         parameters={m.name: f"{m.version or '-'} sha256:{m.sha256[:16]}" for m in assessment.models} or None)
     algorithm_type = (hd.seg.SegmentAlgorithmTypeValues.SEMIAUTOMATIC if reader_edited
                       else hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC)
-    descriptions, masks = [], []
+    descriptions = []
+    # a label map of segment numbers (0: no disc): highdicom reads an unsigned integer array of a
+    # BINARY segmentation so, and it avoids a one-hot array of (slices, rows, cols, segments)
+    pixel_array = np.zeros(labels.shape, np.uint8)
     for number, (level, value) in enumerate(segment_levels, start=1):
         tracking = disc_tracking_uid(study_uid, level.model_name or level.name)
         if deidentification is not None and deidentification.remap_uids:
@@ -135,8 +138,7 @@ def build_disc_seg(source_images: Sequence[Dataset], disc_labels: np.ndarray, as
             tracking_id=f"{level.name} disc",
             anatomic_regions=[LUMBAR_SPINE],
         ))
-        masks.append(labels == value)
-    pixel_array = np.stack(masks, axis=-1).astype(np.uint8)
+        pixel_array[labels == value] = number
 
     provenance = "edited by a reader" if reader_edited else "model output, not edited by a reader"
     seg = hd.seg.Segmentation(

@@ -16,14 +16,13 @@ Usage::
 
     from SpineAssistLib.export.key_images import KeyImage, render_key_image
     mid = KeyImage.from_volume(sag_voxels, sag_affine, k=7, plane="sagittal", labels=disc_labels)
-    png = render_key_image(mid, assessment)           # PNG bytes
+    svg = render_key_image(mid, assessment)           # a standalone SVG document (text)
 """
 
 from __future__ import annotations
 
-import io
-import os
-import tempfile
+import base64
+import html
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -165,21 +164,25 @@ class KeyImage:
         return float((np.asarray(point, dtype=float) - np.asarray(self.origin)) @ self.normal)
 
 
-# --- rendering -------------------------------------------------------------------------------
+#
+# A key image is drawn as SVG: the slice itself is one embedded grey-scale PNG, and everything drawn on
+# it (outlines, boxes, lines, keypoints, their labels) is vector graphics on top, so the browser draws
+# them crisp at any zoom and the text in the viewer's own fonts. Drawing them into the pixels with
+# matplotlib took 0.15 s per image; this takes a few milliseconds.
+#
+# Display units: the image is ``width`` units wide (CSS pixels in the report); a pixel of the slice is
+# ``sx`` x ``sy`` units, in the ratio of its column and row spacing, so millimetres are the same in
+# both directions. A point (col, row) in pixels (pixel centres at whole numbers, as
+# ``KeyImage.lps_to_pixel`` gives them) is drawn at ((col + 0.5) sx, (row + 0.5) sy + top).
 
 _MEYERDING_LINES = ("lower superior endplate", "slip", "R perpendicular")  # grading.meyerding's line names
 _LEVEL_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf",
                  "#bcbd22", "#7f7f7f")
-
-
-def _figure(width_in: float, height_in: float) -> Any:
-    os.environ.setdefault("MPLCONFIGDIR", os.path.join(tempfile.gettempdir(), "spineassist-matplotlib"))
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width_in, height_in), dpi=100)
-    FigureCanvasAgg(fig)
-    return fig
+_PT = 100.0 / 72.0            # display units per typographic point (the sizes below are in points)
+_TITLE_UNITS = 24.0           # height of the title band above the image
+_MAX_HEIGHT_UNITS = 900.0     # a very tall slice is drawn narrower rather than taller
+_DASHES = {"-": "", "--": "5 3", ":": "1.5 2.5"}
+_FONT = "Helvetica,Arial,sans-serif"
 
 
 def _levels_to_draw(image: KeyImage, assessment: Assessment) -> list[Level]:
@@ -253,148 +256,282 @@ class LegendEntry:
     marker: str = ""            # "", "o" or "D"
 
 
-def render_key_image(image: KeyImage, assessment: Assessment, width_px: int = 480) -> bytes:
-    """Return a PNG (bytes) of the key image with the findings' geometry and masks drawn on it,
-    and its legend below (``render_key_image_parts`` leaves the legend to the caller)."""
-    return _render(image, assessment, width_px, legend_in_image=True)[0]
+
+def _num(v: float) -> str:
+    return f"{v:.1f}".rstrip("0").rstrip(".") if abs(v) < 1e6 else f"{v:.0f}"
 
 
-def render_key_image_parts(image: KeyImage, assessment: Assessment,
-                           width_px: int = 480) -> tuple[bytes, list[LegendEntry]]:
-    """Return the PNG without a legend and the legend's entries (the report draws them as HTML:
-    crisp at any zoom, and a third faster than drawing them into the image)."""
-    return _render(image, assessment, width_px, legend_in_image=False)
+def window_to_uint8(pixels: np.ndarray) -> np.ndarray:
+    """Return the slice as 8-bit grey values, windowed from its 1st to its 99.5th percentile."""
+    px = np.asarray(pixels, dtype=np.float32)
+    finite = px[np.isfinite(px)]
+    lo, hi = (np.percentile(finite, [1, 99.5]) if finite.size else (0.0, 1.0))
+    if hi <= lo:
+        hi = lo + 1.0
+    out = (np.nan_to_num(px, nan=float(lo)) - lo) * (255.0 / (hi - lo))
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
-def _render(image: KeyImage, assessment: Assessment, width_px: int,
-            legend_in_image: bool) -> tuple[bytes, list[LegendEntry]]:
-    """Return a PNG (bytes) of the key image with the findings' geometry and masks drawn on it.
+def grey_png(u8: np.ndarray, level: int = 6) -> bytes:
+    """Return an 8-bit grey-scale PNG (PNG spec: IHDR, one IDAT, IEND; filter 'none' on every row)."""
+    import struct
+    import zlib
+
+    u8 = np.ascontiguousarray(u8, dtype=np.uint8)
+    if u8.ndim != 2:
+        raise ValueError(f"a grey-scale PNG needs a 2D array; got shape {u8.shape}")
+    rows, cols = u8.shape
+    raw = np.zeros((rows, cols + 1), np.uint8)       # each scan line starts with its filter type (0)
+    raw[:, 1:] = u8
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", cols, rows, 8, 0, 0, 0, 0)   # 8-bit, grey-scale, deflate, no interlace
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw.tobytes(), level))
+            + chunk(b"IEND", b""))
+
+
+def outline_path(region: np.ndarray, sx: float = 1.0, sy: float = 1.0, top: float = 0.0) -> str:
+    """Return an SVG path (``d``) along the pixel edges between ``region`` and the rest: the exact
+    border of the mask's pixels, as straight runs (``M x y H x`` and ``M x y V y``)."""
+    region = np.asarray(region, bool)
+    rows, cols = np.nonzero(region.any(axis=1))[0], np.nonzero(region.any(axis=0))[0]
+    if rows.size == 0:
+        return ""
+    r0, c0 = int(rows[0]), int(cols[0])                      # work on the region's bounding box
+    m = np.pad(region[r0:int(rows[-1]) + 1, c0:int(cols[-1]) + 1], 1)
+    parts: list[str] = []
+    # horizontal edges: between pixel rows r - 1 and r (y = r), over the columns where they differ
+    horizontal = m[1:, 1:-1] != m[:-1, 1:-1]                 # (rows + 1, cols)
+    for y, x0, x1 in _runs(horizontal):
+        parts.append(f"M{_num((x0 + c0) * sx)} {_num((y + r0) * sy + top)}H{_num((x1 + c0) * sx)}")
+    vertical = (m[1:-1, 1:] != m[1:-1, :-1]).T               # (cols + 1, rows): per column border x
+    for x, y0, y1 in _runs(vertical):
+        parts.append(f"M{_num((x + c0) * sx)} {_num((y0 + r0) * sy + top)}V{_num((y1 + r0) * sy + top)}")
+    return "".join(parts)
+
+
+def _runs(edges: np.ndarray) -> list[tuple[int, int, int]]:
+    """Return (line, start, end) of each run of True along the rows of ``edges`` (end exclusive)."""
+    padded = np.zeros((edges.shape[0], edges.shape[1] + 2), np.int8)
+    padded[:, 1:-1] = edges
+    d = np.diff(padded, axis=1)
+    starts, ends = np.nonzero(d == 1), np.nonzero(d == -1)   # row-major: the i-th start pairs the i-th end
+    return list(zip(starts[0].tolist(), starts[1].tolist(), ends[1].tolist()))
+
+
+class _Svg:
+    """The overlay of one key image as SVG elements, in display units, and the legend of what it draws."""
+
+    def __init__(self, image: KeyImage, width: float):
+        rows, cols = image.pixels.shape
+        height_mm, width_mm = rows * image.spacing[0], cols * image.spacing[1]
+        width = min(float(width), _MAX_HEIGHT_UNITS * width_mm / height_mm)
+        self.sx = width / cols
+        self.sy = self.sx * image.spacing[0] / image.spacing[1]
+        self.width, self.image_height = width, rows * self.sy
+        self.top = _TITLE_UNITS
+        self.elements: list[str] = []
+        self.legend: dict[str, LegendEntry] = {}
+
+    def xy(self, col: float, row: float) -> tuple[float, float]:
+        return (col + 0.5) * self.sx, (row + 0.5) * self.sy + self.top
+
+    def add_legend(self, label: str, color: str, linestyle: str = "-", marker: str = "") -> None:
+        self.legend.setdefault(label, LegendEntry(label, color, linestyle, marker))
+
+    def _stroke(self, color: str, width_pt: float, style: str) -> str:
+        dash = _DASHES.get(style, "")
+        # solid lines end in square caps, so a line of length zero (a slip of 0 mm) still shows as a dot
+        return (f' fill="none" stroke="{color}" stroke-width="{_num(width_pt * _PT)}"'
+                + (f' stroke-dasharray="{dash}"' if dash else ' stroke-linecap="square"'))
+
+    def line(self, pixels: Sequence[Sequence[float]], color: str, width_pt: float = 1.5, style: str = "-") -> None:
+        pts = " ".join(f"{_num(x)},{_num(y)}" for x, y in (self.xy(c, r) for c, r in pixels))
+        self.elements.append(f'<polyline points="{pts}"{self._stroke(color, width_pt, style)}/>')
+
+    def outline(self, region: np.ndarray, color: str, width_pt: float) -> None:
+        d = outline_path(region, self.sx, self.sy, self.top)
+        if d:
+            self.elements.append(f'<path d="{d}"{self._stroke(color, width_pt, "-")}/>')
+
+    def rect(self, col0: float, row0: float, col1: float, row1: float, color: str, width_pt: float, style: str) -> None:
+        (x0, y0), (x1, y1) = self.xy(col0, row0), self.xy(col1, row1)
+        self.elements.append(f'<rect x="{_num(x0)}" y="{_num(y0)}" width="{_num(x1 - x0)}" height="{_num(y1 - y0)}"'
+                             f'{self._stroke(color, width_pt, style)}/>')
+
+    def markers(self, pixels: Sequence[Sequence[float]], shape: str, color: str, size_pt: float) -> None:
+        r = size_pt * _PT / 2
+        for c, row in pixels:
+            x, y = self.xy(c, row)
+            if shape == "D":
+                d = f"M{_num(x)} {_num(y - r)}L{_num(x + r)} {_num(y)}L{_num(x)} {_num(y + r)}L{_num(x - r)} {_num(y)}Z"
+                self.elements.append(f'<path d="{d}" fill="{color}" stroke="black" stroke-width="0.8"/>')
+            else:
+                self.elements.append(f'<circle cx="{_num(x)}" cy="{_num(y)}" r="{_num(r)}" fill="{color}" '
+                                     f'stroke="black" stroke-width="0.7"/>')
+
+    def text(self, text: str, col: float, row: float, color: str, size_pt: float, ha: str = "left",
+             va: str = "baseline", bold: bool = False, offset_pt: tuple[float, float] = (0.0, 0.0)) -> None:
+        x, y = self.xy(col, row)
+        x, y = x + offset_pt[0] * _PT, y - offset_pt[1] * _PT          # offsets as matplotlib's: y up
+        anchor = {"left": "start", "right": "end", "center": "middle"}[ha]
+        baseline = {"top": "hanging", "bottom": "text-after-edge", "center": "central"}.get(va, "auto")
+        weight = ' font-weight="bold"' if bold else ""
+        # a dark halo (the stroke, painted under the letters) keeps the label readable on any tissue
+        self.elements.append(
+            f'<text x="{_num(x)}" y="{_num(y)}" fill="{color}" font-size="{_num(size_pt * _PT)}"{weight} '
+            f'text-anchor="{anchor}" dominant-baseline="{baseline}" stroke="black" stroke-opacity="0.75" '
+            f'stroke-width="2.5" stroke-linejoin="round" paint-order="stroke">{html.escape(text)}</text>')
+
+
+def _draw(image: KeyImage, assessment: Assessment, svg: _Svg) -> None:
+    """Draw the findings' geometry and masks of ``image`` into ``svg``.
 
     Sagittal: disc outlines (named by level), boxes, vertebral corner keypoints and, per level with
     a Meyerding reading, the lower endplate line P-Q and the slip of R measured along it.
     Axial: disc and herniation outlines, boxes, the intra-facet line with its quarter points
     (zone borders), the MSU keypoints and the depth line.
     """
-    rows, cols = image.pixels.shape
-    height_mm, width_mm = rows * image.spacing[0], cols * image.spacing[1]
-    w_in = width_px / 100.0
-    title_in, legend_in = 0.4, (0.75 if legend_in_image else 0.05)  # room above for the title, below for the legend
-    h_in = max(2.5, min(9.0, w_in * height_mm / width_mm)) + title_in + legend_in
-    fig = _figure(w_in, h_in)
-    ax = fig.add_axes((0.0, legend_in / h_in, 1.0, 1.0 - (title_in + legend_in) / h_in))
-    px = image.pixels.astype(float)
-    finite = px[np.isfinite(px)]
-    lo, hi = (np.percentile(finite, [1, 99.5]) if finite.size else (0.0, 1.0))
-    if hi <= lo:
-        hi = lo + 1.0
-    ax.imshow(px, cmap="gray", vmin=lo, vmax=hi, interpolation="nearest",
-              aspect=image.spacing[0] / image.spacing[1], origin="upper")
-    ax.set_xlim(-0.5, cols - 0.5)
-    ax.set_ylim(rows - 0.5, -0.5)
-    ax.set_axis_off()
-    title = image.title or (f"{image.level} {image.plane}" if image.level else f"{image.plane.capitalize()} key image")
-    fig.suptitle(title, fontsize=11, y=1.0 - 0.08 / h_in, va="top")
-    handles: dict[str, Any] = {}
-
-    def legend(label: str, artist: Any) -> None:
-        handles.setdefault(label, artist)
-
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import Rectangle
-
     name_by_label = {v: k for k, v in DISC_LABELS.items()}
     display_name = {lv.model_name: lv.name for lv in assessment.levels}
+    names: list[tuple[str, float, float, str]] = []      # drawn last, on top of every line
     if image.mask is not None:
-        for i, value in enumerate(sorted(int(v) for v in np.unique(image.mask) if int(v) in name_by_label)):
+        present = [int(v) for v in np.unique(image.mask)]
+        for i, value in enumerate(v for v in present if v in name_by_label):
             region = image.mask == value
             color = _LEVEL_COLORS[i % len(_LEVEL_COLORS)]
-            ax.contour(region.astype(float), levels=[0.5], colors=[color], linewidths=1.4)
-            rr, cc = np.nonzero(region)
-            name = display_name.get(name_by_label[value], name_by_label[value])
+            svg.outline(region, color, 1.4)
             if image.plane == "sagittal":  # name the disc on its anterior side, away from the canal
-                ax.annotate(name, (cc.min() - 2, rr.mean()), color=color, fontsize=8, va="center", ha="right",
-                            fontweight="bold", bbox=dict(boxstyle="round,pad=0.15", fc="black", alpha=0.6, lw=0))
-            legend("disc segmentation", Line2D([], [], color=color, lw=1.4))
-        if np.any(image.mask == HERNIATION_LABEL):
-            ax.contour((image.mask == HERNIATION_LABEL).astype(float), levels=[0.5], colors=["red"], linewidths=1.6)
-            legend("herniation outline", Line2D([], [], color="red", lw=1.6))
+                rr, cc = np.nonzero(region)
+                names.append((display_name.get(name_by_label[value], name_by_label[value]), cc.min() - 2, rr.mean(),
+                              color))
+            svg.add_legend("disc segmentation", color)
+        if HERNIATION_LABEL in present:
+            svg.outline(image.mask == HERNIATION_LABEL, "#ff0000", 1.6)
+            svg.add_legend("herniation outline", "#ff0000")
 
     for box in image.boxes:
-        ax.add_patch(Rectangle((box.col_min, box.row_min), box.col_max - box.col_min, box.row_max - box.row_min,
-                               fill=False, ec="#ffd700", lw=1.0, ls="--"))
+        svg.rect(box.col_min, box.row_min, box.col_max, box.row_max, "#ffd700", 1.0, "--")
         text = box.label if box.confidence is None else f"{box.label} {box.confidence:.2f}"
-        ax.annotate(text, (box.col_min, box.row_min - 1), color="#ffd700", fontsize=6.5, va="bottom")
-        legend("detection box", Line2D([], [], color="#ffd700", lw=1.0, ls="--"))
+        if image.plane == "sagittal":   # inside the vertebral body: above it are the disc and its name
+            svg.text(text, box.col_min + 1, (box.row_min + box.row_max) / 2, "#ffd700", 6.5, va="center")
+        else:
+            svg.text(text, box.col_min, box.row_min - 1, "#ffd700", 6.5, va="bottom")
+        svg.add_legend("detection box", "#ffd700", "--")
 
     levels = _levels_to_draw(image, assessment)
 
-    def draw_segment(a: np.ndarray, b: np.ndarray, color: str, label: str, lw: float = 1.5, ls: str = "-") -> None:
-        (c0, r0), (c1, r1) = image.lps_to_pixel([a, b])
-        ax.plot([c0, c1], [r0, r1], color=color, lw=lw, ls=ls)
-        legend(label, Line2D([], [], color=color, lw=lw, ls=ls))
+    def segment(a: np.ndarray, b: np.ndarray, color: str, label: str, width_pt: float = 1.5, style: str = "-") -> None:
+        svg.line(image.lps_to_pixel([a, b]), color, width_pt, style)
+        svg.add_legend(label, color, style)
 
     if image.plane == "axial":
         for lv in levels:
             g = lv.ldh.geometry
             ifl = _find_line(g, "intra-facet", "intrafacet", "facet")
             if ifl is not None:
-                draw_segment(ifl[0], ifl[1], "#00e676", "intra-facet line")
-                quarters = [ifl[0] + t * (ifl[1] - ifl[0]) for t in (0.25, 0.5, 0.75)]
-                q = image.lps_to_pixel(quarters)
-                ax.plot(q[:, 0], q[:, 1], "D", color="#00e676", ms=5, mec="black", mew=0.6)
-                legend("quarter points (zone borders)", Line2D([], [], marker="D", color="#00e676", ls="", mec="black"))
+                segment(ifl[0], ifl[1], "#00e676", "intra-facet line")
+                svg.markers(image.lps_to_pixel([ifl[0] + t * (ifl[1] - ifl[0]) for t in (0.25, 0.5, 0.75)]),
+                            "D", "#00e676", 5)
+                svg.add_legend("quarter points (zone borders)", "#00e676", "", "D")
             depth = depth_line(g)
             if depth is not None:
-                draw_segment(depth[0], depth[1], "#ff40ff", "herniation depth", lw=2.0)
+                segment(depth[0], depth[1], "#ff40ff", "herniation depth", width_pt=2.0)
             for name, (a, b) in g.lines.items():
                 low = name.lower()
                 if "intra-facet" in low or "intrafacet" in low or "depth" in low:
                     continue
-                draw_segment(np.asarray(a), np.asarray(b), "#40c4ff", name, lw=1.0, ls=":")
+                segment(np.asarray(a), np.asarray(b), "#40c4ff", name, width_pt=1.0, style=":")
             keypoints = {name: p for name, p in g.points.items() if name in _MSU_POINT_LABELS}
             if not keypoints:
                 continue
             px = {name: image.lps_to_pixel([p])[0] for name, p in keypoints.items()}
             for name, (text, offset, ha, va) in msu_label_layout(px).items():
-                (c, r) = px[name]
-                ax.plot([c], [r], "o", color="#00e5ff", ms=4.5, mec="black", mew=0.6)
-                ax.annotate(text, (c, r), xytext=offset, textcoords="offset points", color="#00e5ff", fontsize=6.5,
-                            ha=ha, va=va, bbox=dict(boxstyle="round,pad=0.1", fc="black", alpha=0.6, lw=0))
-            legend("MSU keypoints (L/R: the patient's left / right)",
-                   Line2D([], [], marker="o", color="#00e5ff", ls="", mec="black"))
+                svg.markers([px[name]], "o", "#00e5ff", 4.5)
+                svg.text(text, *px[name], "#00e5ff", 6.5, ha=ha, va=va, offset_pt=offset)
+            svg.add_legend("MSU keypoints (L/R: the patient's left / right)", "#00e5ff", "", "o")
     else:
         points = _all_points([f.geometry for lv in assessment.levels for f in (lv.pfirrmann, lv.listhesis)])
         shown = _all_points([f.geometry for lv in levels for f in (lv.pfirrmann, lv.listhesis)])
         if shown:
-            xy = image.lps_to_pixel(list(shown.values()))
-            ax.plot(xy[:, 0], xy[:, 1], "o", color="#00e5ff", ms=3.5, mec="black", mew=0.5, ls="")
-            legend("vertebral corner keypoints", Line2D([], [], marker="o", color="#00e5ff", ls="", mec="black"))
+            svg.markers(image.lps_to_pixel(list(shown.values())), "o", "#00e5ff", 3.5)
+            svg.add_legend("vertebral corner keypoints", "#00e5ff", "", "o")
         for lv in levels:
             pqr = meyerding_points(lv, points)
             for name, (a, b) in lv.listhesis.geometry.lines.items():
                 if pqr is None or name not in _MEYERDING_LINES:  # those are redrawn from P, Q, R below
-                    draw_segment(np.asarray(a), np.asarray(b), "#ffab40", "Meyerding lines", lw=1.0, ls=":")
+                    segment(np.asarray(a), np.asarray(b), "#ffab40", "Meyerding lines", width_pt=1.0, style=":")
             if pqr is None:
                 continue
             P, Q, R = pqr
             u = (Q - P) / max(float(np.linalg.norm(Q - P)), 1e-9)
             slip = float((R - P) @ u)
             foot = P + slip * u
-            draw_segment(P - 0.15 * (Q - P), Q + 0.15 * (Q - P), "#ffab40", "Meyerding lines")
-            draw_segment(R, foot, "#ffab40", "Meyerding lines", lw=1.0, ls="--")
-            draw_segment(P, foot, "#ff1744", "slip along endplate", lw=2.5)
+            segment(P - 0.15 * (Q - P), Q + 0.15 * (Q - P), "#ffab40", "Meyerding lines")
+            segment(R, foot, "#ffab40", "Meyerding lines", width_pt=1.0, style="--")
+            segment(P, foot, "#ff1744", "slip along endplate", width_pt=2.5)
             value = lv.listhesis.value
             if value is not None and value.slip_percent is not None and value.grade > 0:
                 (c, r), = image.lps_to_pixel([foot])
-                ax.annotate(f"{abs(value.slip_percent):.0f} %", (c - 3, r + 4), color="#ff1744", fontsize=7,
-                            ha="right", fontweight="bold")
+                svg.text(f"{abs(value.slip_percent):.0f} %", c - 3, r + 4, "#ff1744", 7, ha="right", bold=True)
+    for name, col, row, color in names:
+        svg.text(name, col, row, color, 8, ha="right", va="center", bold=True)
 
-    if handles and legend_in_image:
-        fig.legend(list(handles.values()), list(handles.keys()), loc="lower center", ncol=3, fontsize=7.5,
-                   frameon=False, bbox_to_anchor=(0.5, 0.0))
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", facecolor="white", pil_kwargs={"compress_level": 1})
-    return buf.getvalue(), [_legend_entry(label, artist) for label, artist in handles.items()]
+
+def _svg_document(image: KeyImage, assessment: Assessment, width: float,
+                  legend_in_image: bool) -> tuple[str, list[LegendEntry]]:
+    svg = _Svg(image, width)
+    _draw(image, assessment, svg)
+    legend = list(svg.legend.values())
+    rows, cols = image.pixels.shape
+    png = base64.b64encode(grey_png(window_to_uint8(image.pixels))).decode("ascii")
+    title = image.title or (f"{image.level} {image.plane}" if image.level else f"{image.plane.capitalize()} key image")
+    legend_rows = (len(legend) + 1) // 2 if legend_in_image else 0
+    height = svg.top + svg.image_height + (8 + 16 * legend_rows if legend_rows else 0)
+    w = svg.width
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="keyimage" width="{_num(w)}" height="{_num(height)}" '
+             f'viewBox="0 0 {_num(w)} {_num(height)}" font-family="{_FONT}" role="img">',
+             f"<title>{html.escape(title)}</title>",
+             f'<rect width="{_num(w)}" height="{_num(height)}" fill="white"/>',
+             f'<text x="{_num(w / 2)}" y="17" font-size="15" text-anchor="middle" fill="#1b1b1b">{html.escape(title)}</text>',
+             # one image pixel per slice pixel: the viewer scales it (smoothly, as an MR viewer does)
+             f'<image x="0" y="{_num(svg.top)}" width="{_num(w)}" height="{_num(svg.image_height)}" '
+             f'preserveAspectRatio="none" href="data:image/png;base64,{png}"/>',
+             *svg.elements]
+    for i, entry in enumerate(legend if legend_rows else ()):
+        x, y = 8 + (i % 2) * w / 2, svg.top + svg.image_height + 16 + 16 * (i // 2)
+        parts.append(legend_swatch(entry, x, y - 4) +
+                     f'<text x="{_num(x + 26)}" y="{_num(y)}" font-size="11" fill="#222">{html.escape(entry.label)}</text>')
+    parts.append("</svg>")
+    return "".join(parts), legend
+
+
+def legend_swatch(entry: LegendEntry, x: float, y: float) -> str:
+    """Return the SVG of a legend entry's line and marker, 22 units wide, centred on ``y``."""
+    dash = {"--": ' stroke-dasharray="4 2"', ":": ' stroke-dasharray="1.5 2"'}.get(entry.linestyle, "")
+    out = (f'<line x1="{_num(x + 1)}" y1="{_num(y)}" x2="{_num(x + 21)}" y2="{_num(y)}" stroke="{entry.color}" '
+           f'stroke-width="2"{dash}/>') if entry.linestyle else ""
+    if entry.marker == "o":
+        out += f'<circle cx="{_num(x + 11)}" cy="{_num(y)}" r="3.5" fill="{entry.color}" stroke="black" stroke-width="0.7"/>'
+    elif entry.marker == "D":
+        out += (f'<path d="M{_num(x + 11)} {_num(y - 4)}L{_num(x + 15)} {_num(y)}L{_num(x + 11)} {_num(y + 4)}'
+                f'L{_num(x + 7)} {_num(y)}Z" fill="{entry.color}" stroke="black" stroke-width="0.7"/>')
+    return out
+
+
+def render_key_image(image: KeyImage, assessment: Assessment, width_px: int = 480) -> str:
+    """Return a standalone SVG document (text, ``image/svg+xml``) of the key image with the findings'
+    geometry and masks drawn on it, its title above and its legend below."""
+    return _svg_document(image, assessment, width_px, legend_in_image=True)[0]
+
+
+def render_key_image_parts(image: KeyImage, assessment: Assessment,
+                           width_px: int = 480) -> tuple[str, list[LegendEntry]]:
+    """Return the key image as inline SVG without a legend, and the legend's entries (the report
+    writes them as HTML beside the image)."""
+    return _svg_document(image, assessment, width_px, legend_in_image=False)
 
 
 # The MSU keypoints a reader places, with the short labels the axial key image shows; the other
@@ -424,12 +561,3 @@ def msu_label_layout(pixels: Mapping[str, Sequence[float]], distance_pt: float =
         va = "top" if d[1] > 0.35 else "bottom" if d[1] < -0.35 else "center"
         out[name] = (_MSU_POINT_LABELS[name], (distance_pt * float(d[0]), -distance_pt * float(d[1])), ha, va)
     return out
-
-
-def _legend_entry(label: str, artist: Any) -> LegendEntry:
-    from matplotlib.colors import to_hex
-
-    style = {"-": "-", "--": "--", ":": ":", "dashed": "--", "dotted": ":", "solid": "-"}.get(
-        str(artist.get_linestyle()), "")
-    marker = str(artist.get_marker())
-    return LegendEntry(label, to_hex(artist.get_color()), style, marker if marker in ("o", "D") else "")

@@ -3,7 +3,8 @@
 It holds the study UID, software and model versions, the research-use disclaimer, a per-level table
 (MSU herniation, Pfirrmann, Meyerding with slip %) in which reader-corrected values are marked
 with the model's value beside them and not-assessed findings show their reason, the key images
-with overlays (embedded as base64 PNG data URIs), and the corrections log. No patient name or ID
+with overlays (inline SVG: the slice as an embedded base64 PNG, the outlines, lines, keypoints and
+their labels drawn as vectors on top), and the corrections log. No patient name or ID
 is written: the study is named by its Study Instance UID only.
 
 Usage::
@@ -16,7 +17,6 @@ Usage::
 
 from __future__ import annotations
 
-import base64
 import html
 import os
 from pathlib import Path
@@ -25,7 +25,7 @@ from typing import Any, Sequence
 from ..findings import Assessment, Finding, Level
 from .atomic import atomic_write
 from .codes import key_measurement, slip_percent
-from .key_images import KeyImage, LegendEntry, render_key_image_parts
+from .key_images import KeyImage, LegendEntry, legend_swatch, render_key_image_parts
 
 DISCLAIMER = ("Research use only. SpineAssist is not validated on patients; its models were trained on "
               "synthetic data. Every finding must be checked by a qualified reader.")
@@ -45,7 +45,7 @@ table.levels th{background:#eef2f6}
 .meas{font-size:12px;color:#333}
 .figs{display:flex;flex-wrap:wrap;gap:14px}
 figure{margin:0;border:1px solid #ccc;padding:6px;background:#fafafa;max-width:100%;flex:0 1 auto}
-figure img{display:block;max-width:100%;height:auto}
+figure svg.keyimage{display:block;max-width:100%;height:auto}
 figcaption{font-size:12px;color:#444;margin-top:4px;max-width:480px}
 .legend{display:flex;flex-wrap:wrap;gap:2px 12px;font-size:11.5px;color:#222;margin-top:4px;max-width:480px}
 .legend .lg{display:inline-flex;align-items:center;gap:4px;white-space:nowrap}
@@ -145,23 +145,14 @@ def _caption(image: KeyImage, assessment: Assessment) -> str:
 
 def _legend_html(entries: Sequence[LegendEntry]) -> str:
     """Return a key image's legend: a small inline SVG of each line or marker, then its label."""
-    items = []
-    for e in entries:
-        dash = {"--": ' stroke-dasharray="4 2"', ":": ' stroke-dasharray="1.5 2"'}.get(e.linestyle, "")
-        parts = [f'<line x1="1" y1="5" x2="21" y2="5" stroke="{_e(e.color)}" stroke-width="2"{dash}/>'] \
-            if e.linestyle else []
-        if e.marker == "o":
-            parts.append(f'<circle cx="11" cy="5" r="3.5" fill="{_e(e.color)}" stroke="black" stroke-width="0.7"/>')
-        elif e.marker == "D":
-            parts.append(f'<path d="M11 1 L15 5 L11 9 L7 5 Z" fill="{_e(e.color)}" stroke="black" stroke-width="0.7"/>')
-        items.append(f'<span class="lg"><svg width="22" height="10" aria-hidden="true">{"".join(parts)}</svg>'
-                     f"{_e(e.label)}</span>")
+    items = [f'<span class="lg"><svg width="22" height="10" aria-hidden="true">{legend_swatch(e, 0, 5)}</svg>'
+             f"{_e(e.label)}</span>" for e in entries]
     return f'<div class="legend">{"".join(items)}</div>' if items else ""
 
 
 def render_report_html(assessment: Assessment, images: Sequence[KeyImage] = (),
                        title: str = "SpineAssist lumbar spine MRI assessment") -> str:
-    """Return the report as one HTML string with every image embedded (base64 PNG data URIs)."""
+    """Return the report as one HTML string with every image embedded (inline SVG)."""
     a = assessment
     models = "".join(
         f"<tr><td>{_e(m.name)}</td><td>{_e(m.version or '-')}</td><td class=mono>{_e(m.sha256[:16])}…</td></tr>"
@@ -179,10 +170,8 @@ def render_report_html(assessment: Assessment, images: Sequence[KeyImage] = (),
 
     figures = []
     for img in images:
-        data, legend = render_key_image_parts(img, a)
-        png = base64.b64encode(data).decode("ascii")
-        alt = img.title or f"{img.level or ''} {img.plane} key image".strip()
-        figures.append(f'<figure><img alt="{_e(alt)}" src="data:image/png;base64,{png}">{_legend_html(legend)}'
+        svg, legend = render_key_image_parts(img, a)
+        figures.append(f'<figure>{svg}{_legend_html(legend)}'
                        f"<figcaption>{_e(_caption(img, a))}</figcaption></figure>")
     figs_html = (f'<div class="figs">{"".join(figures)}</div>' if figures
                  else '<p class="na">No key images were given for this report.</p>')
