@@ -404,7 +404,7 @@ def _scene(result: "AssessmentResult", path: Path) -> bool:
     try:
         nodes = mrml.show_assessment(scene, result.assessment, **result.scene_inputs())
         mrml.save_state(scene, result.assessment, nodes)
-        if not scene.WriteToMRB(str(path.resolve())):
+        if not mrml.write_mrb(scene, path):
             raise SpineAssistError(f"Slicer could not write the scene {path} (see the messages above); check that "
                                    f"the output folder is writable and has free space")
     finally:

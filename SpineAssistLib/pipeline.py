@@ -463,7 +463,7 @@ def _map_axial(sagittal: ImageStack, axial: Sequence[ImageStack], a: Assessment)
 
 def _run_axial_models(axial: Sequence[ImageStack], slices_by_level: Mapping[str, list[tuple[ImageStack, int]]],
                       models: ModelSet, reporter: StageReporter, result: AssessmentResult) -> dict[str, list[_AxialSlice]]:
-    from .models.crops import refined_segmentations, window_keypoints
+    from .models.crops import disc_segmentations, window_keypoints
 
     total = sum(len(v) for v in slices_by_level.values()) or 1
     done = 0
@@ -481,9 +481,9 @@ def _run_axial_models(axial: Sequence[ImageStack], slices_by_level: Mapping[str,
             done += len(ks)
             images = [stack.voxels[k] for k in ks]
             affines = [stack.slice_numpy_affine(k) for k in ks]
-            # the whole slice finds the disc; the window around it gives the masks graded
-            segs = refined_segmentations(models["ax_disc_window_seg"], images, affines,
-                                         Oriented(models["ax_disc_seg"], _orientation(stack)).predict_many(images))
+            # the central slice finds the disc; the window around it gives the masks graded, on every slice
+            segs = disc_segmentations(Oriented(models["ax_disc_seg"], _orientation(stack)),
+                                      models["ax_disc_window_seg"], images, affines)
             # the MSU keypoints on a window behind each slice's segmented disc
             windows = window_keypoints(models["ax_msu_pose"], [(x, A, seg.mask_of("disc"))
                                                                 for x, A, seg in zip(images, affines, segs)], "axial")

@@ -206,3 +206,82 @@ def test_window_segmentation_comes_back_in_the_slices_pixels():
     # no disc to place a window on: the whole-slice answer stands
     whole = YoloResult(("disc", "herniation", "thecal sac"), masks=np.zeros((0, 200, 200), bool))
     assert refined_segmentations(_WindowSegModel(), [np.zeros((200, 200))], [A], [whole]) == [whole]
+
+
+class _WholeSliceModel:
+    """A whole-slice model that answers a fixed disc mask per slice (by its first pixel's value) and
+    records which slices it was asked about."""
+
+    names = ("disc", "herniation", "thecal sac")
+
+    def __init__(self, discs):
+        self.discs, self.asked = discs, []
+
+    def predict_many(self, images, *args, **kwargs):
+        out = []
+        for x in images:
+            k = int(x[0, 0])
+            self.asked.append(k)
+            m = self.discs[k]
+            out.append(YoloResult(self.names, np.zeros((1, 4)), np.array([0.9]), np.zeros(1, int), masks=m[None])
+                       if m.any() else YoloResult(self.names, masks=np.zeros((0, *m.shape), bool)))
+        return out
+
+
+class _PlacementRecorder(_WindowSegModel):
+    """The window model above, recording the centre of every window it is given; ``empty``: the
+    centres (rounded) at which it finds nothing."""
+
+    def __init__(self, empty=()):
+        self.centres, self.empty = [], set(empty)
+
+    def predict_windows(self, pairs, conf=0.25, max_det=30):
+        out = super().predict_windows(pairs, conf, max_det)
+        for i, (_, crop) in enumerate(pairs):
+            self.centres.append((round(crop.cx), round(crop.cy)))
+            if self.centres[-1] in self.empty:
+                out[i] = YoloResult(self.names, masks=np.zeros((0, crop.size, crop.size), bool))
+        return out
+
+
+def test_one_disc_needs_the_whole_slice_model_on_its_central_slice_only():
+    """The slices of one disc: the whole-slice model runs on the central slice; each other slice's
+    window is placed from its neighbour's window mask towards the centre (it moves with the disc)."""
+    from SpineAssistLib.models.crops import disc_segmentations
+
+    A = np.eye(4)
+    A[:3, 0], A[:3, 1] = [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]     # canonical: rows run back, columns to the left
+    images = [np.full((200, 200), k, np.float32) for k in range(5)]
+    discs = [np.zeros((200, 200), bool) for _ in range(5)]
+    for m in discs:
+        m[80:110, 30:130] = True
+    whole, window = _WholeSliceModel(discs), _PlacementRecorder()
+    segs = disc_segmentations(whole, window, images, [A] * 5)
+    assert whole.asked == [2]                                   # the central slice only
+    assert all(s.mask_of("disc").any() for s in segs)
+    # centre: from the whole-slice disc's posterior margin (row 109). The window model's disc is the
+    # window's central third of rows (28 mm around its centre, so its margin is 14 mm behind it): each
+    # slice further out, both sides in one batch, has its window 14 mm further back than its neighbour's
+    assert window.centres[0] == (80, 109)
+    c1, c2 = window.centres[1:3], window.centres[3:5]
+    assert c1[0] == c1[1] and c2[0] == c2[1] and c1[0][0] == c2[0][0] == 80
+    assert c1[0][1] - 109 == pytest.approx(14, abs=1.5) and c2[0][1] - c1[0][1] == pytest.approx(14, abs=1.5)
+    assert disc_segmentations(whole, window, [], []) == []
+
+
+def test_a_slice_whose_window_shows_no_disc_falls_back_to_its_own_whole_slice_segmentation():
+    from SpineAssistLib.models.crops import disc_segmentations
+
+    A = np.eye(4)
+    A[:3, 0], A[:3, 1] = [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]
+    images = [np.full((200, 200), k, np.float32) for k in range(3)]
+    discs = [np.zeros((200, 200), bool) for _ in range(3)]
+    for m in discs:
+        m[80:110, 30:130] = True
+    discs[0][:] = False                                         # slice 0: the whole-slice model finds nothing
+    whole, window = _WholeSliceModel(discs), _PlacementRecorder(empty={(80, 122)})
+    segs = disc_segmentations(whole, window, images, [A] * 3)
+    assert whole.asked == [1, 0, 2]                             # the neighbours' windows showed no disc
+    assert not segs[0].mask_of("disc").any()                    # nothing anywhere: the whole-slice answer
+    assert segs[2].mask_of("disc").any()                        # its own whole-slice disc placed a window
+    assert window.centres == [(80, 109), (80, 122), (80, 122), (80, 109)]

@@ -294,6 +294,40 @@ def refined_segmentations(window_model: Any, images: Sequence[np.ndarray], affin
     return [r if r is not None and r.mask_of("disc").any() else w for r, w in zip(refined, whole)]
 
 
+def disc_segmentations(whole_model: Any, window_model: Any, images: Sequence[np.ndarray],
+                       affines: Sequence[np.ndarray]) -> list[Any]:
+    """Return the segmentations of the axial slices through one disc (parallel slices of one stack, a
+    few millimetres apart, in order), as ``refined_segmentations`` gives them, but with the
+    whole-slice model (``whole_model``: ``ax_disc_seg``, oriented to the stack) run on the central
+    slice only. Each other slice's window is placed from the window model's disc mask on its
+    neighbour towards the centre: the disc moves little from one slice to the next, and that mask is
+    finer than the whole-slice model's. A slice whose window cannot be placed or shows no disc falls
+    back to its own whole-slice segmentation and the window placed from it. The whole-slice model
+    took half the time of the axial models when it ran on every slice."""
+    n = len(images)
+    if not n:
+        return []
+    c = n // 2
+    out: list[Any] = [None] * n
+    out[c] = refined_segmentations(window_model, [images[c]], [affines[c]], whole_model.predict_many([images[c]]))[0]
+    for d in range(1, max(c, n - 1 - c) + 1):       # outwards, both sides in one batch
+        pairs = [(k, k + (1 if k < c else -1)) for k in (c - d, c + d) if 0 <= k < n]
+        placed = [(k, out[near].mask_of("disc")) for k, near in pairs]
+        found = window_segmentation(window_model, [(images[k], affines[k], mask) for k, mask in placed])
+        lost = []
+        for (k, _), r in zip(placed, found):
+            if r is not None and r.mask_of("disc").any():
+                out[k] = r
+            else:
+                lost.append(k)
+        if lost:                                     # as refined_segmentations, from the slice's own mask
+            wholes = whole_model.predict_many([images[k] for k in lost])
+            for k, r in zip(lost, refined_segmentations(window_model, [images[k] for k in lost],
+                                                        [affines[k] for k in lost], wholes)):
+                out[k] = r
+    return out
+
+
 __all__ = ["AXIAL_CROP_MM", "CROP_SIZE", "Crop", "SAGITTAL_CROP_MM", "WindowKeypoints", "axial_crop_from_keypoints",
-           "axial_disc_crop", "axial_segmentation_crop", "refined_segmentations", "sagittal_disc_crop", "window_keypoints",
-           "window_segmentation"]
+           "axial_disc_crop", "axial_segmentation_crop", "disc_segmentations", "refined_segmentations",
+           "sagittal_disc_crop", "window_keypoints", "window_segmentation"]

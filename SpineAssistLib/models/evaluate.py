@@ -37,7 +37,7 @@ from .. import metrics as M
 # as the pipeline: a corner scored lower is not used, a smaller herniation mask is noise
 from ..pipeline import CORNER_MIN_SCORE, HERNIATION_MIN_PIXELS
 from ..anatomy import CORNERS, DISC_LABELS, HERNIATION_LABEL, MSU_KEYPOINTS, corner_name, disc_space_corners
-from .crops import refined_segmentations, window_keypoints
+from .crops import disc_segmentations, window_keypoints
 from .datasets import DISC_NAMES, pfirrmann_crop
 from .orientation import Oriented, SliceOrientation
 from .imaging import lps_to_pixels, pixels_to_lps, stack_slice_affine
@@ -219,13 +219,12 @@ def evaluate_axial(models: Models, st: Mapping[str, Any], acc: dict[str, list]) 
 
     kp_truth = {a["slice_index"]: a for a in st["axial_keypoints"]}
     per_level: dict[str, list] = {}
+    segs = _axial_segmentations(models, st)
     for s in range(len(st["ax_images"])):
         img, lab, A = st["ax_images"][s], st["ax_labels"][s], st["ax_affines"][s]
         spacing = float(np.linalg.norm(A[:3, 0]))
-        o = SliceOrientation.of(A, "axial")
-        whole = Oriented(models.ax_seg, o).predict(img)
-        # as the pipeline: the window around ax_disc_seg's disc gives the masks
-        seg = refined_segmentations(models.ax_window_seg, [img], [A], [whole])[0]
+        whole = Oriented(models.ax_seg, SliceOrientation.of(A, "axial")).predict(img)   # the whole-slice model alone
+        seg = segs[s]
         disc_pred = seg.mask_of("disc")
         disc_true = np.isin(lab, list(DISC_LABELS.values()))
         if disc_true.sum() >= 20:
@@ -289,6 +288,29 @@ def evaluate_axial(models: Models, st: Mapping[str, Any], acc: dict[str, list]) 
         acc["category_pred"].append("none" if p_size == 0 else f"{p_size}-{p_zone}")
 
 
+def _axial_segmentations(models: Models, st: Mapping[str, Any]) -> list[Any]:
+    """Return each axial slice's segmentation as the pipeline makes it (``crops.disc_segmentations``):
+    the slices of one disc (a run of slices of one block through the same truth level; the pipeline
+    groups them by the level the sagittal mapping gives, which its own tests check) share the window
+    the whole-slice model places on their central slice; a slice through no disc is segmented alone."""
+    images, affines, levels = st["ax_images"], st["ax_affines"], st["ax_levels"]
+    groups: list[list[int]] = []
+    for s in range(len(images)):
+        prev = groups[-1][-1] if groups else None
+        if (prev is not None and levels[s] is not None and levels[s] == levels[prev]
+                and np.shape(images[s]) == np.shape(images[prev]) and np.allclose(affines[s][:3, :2], affines[prev][:3, :2])):
+            groups[-1].append(s)
+        else:
+            groups.append([s])
+    out: list[Any] = [None] * len(images)
+    for group in groups:
+        o = SliceOrientation.of(affines[group[0]], "axial")
+        for s, seg in zip(group, disc_segmentations(Oriented(models.ax_seg, o), models.ax_window_seg,
+                                                    [images[s] for s in group], [affines[s] for s in group])):
+            out[s] = seg
+    return out
+
+
 def _point_key(j: int) -> str:
     """The ``msu_keypoints`` key of one MSU point's mean error (the facets share one)."""
     return "facets_error_mm" if j < 2 else MSU_KEYPOINTS[j].replace(" ", "_") + "_error_mm"
@@ -321,7 +343,9 @@ def summarise(acc: Mapping[str, list], n_boot: int = M.N_BOOTSTRAP) -> dict[str,
         | {_point_key(j): M.mean_ci(acc[_point_key(j)], n_boot) for j in range(1, 5)},
         "herniation_4grade": _prf(acc["hern_true"], acc["hern_pred"], n_boot) | {
             "kappa_quadratic": M.with_ci(q, acc["hern_true"], acc["hern_pred"], n_boot=n_boot),
-            "accuracy": M.with_ci(M.accuracy, acc["hern_true"], acc["hern_pred"], n_boot=n_boot)},
+            "accuracy": M.with_ci(M.accuracy, acc["hern_true"], acc["hern_pred"], n_boot=n_boot),
+            # rows: true MSU size 0-3 (0: none), columns: predicted
+            "confusion": _confusion(acc["hern_true"], acc["hern_pred"], 0, 3)},
         "herniation_region": _prf(acc["region_true"], acc["region_pred"], n_boot),
         "herniation_category": _prf(acc["category_true"], acc["category_pred"], n_boot),
         "pfirrmann": {

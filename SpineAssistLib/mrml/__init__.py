@@ -12,7 +12,7 @@ Usage (Slicer's Python console, or a terminal with slicer-core)::
     mrml.save_state(scene, assessment, nodes)
     mrml.apply_correction(scene, nodes, assessment, "L4-L5", "pfirrmann", PfirrmannGrade(4), reader="dr.lee")
     live = mrml.LiveRegrading(scene, nodes, assessment, reader="dr.lee")   # moved corners regrade at once
-    scene.WriteToMRB("case.mrb")
+    mrml.write_mrb(scene, "case.mrb")
     assessment, nodes = mrml.load_state(mrml.read_mrb("case.mrb"))
 """
 
@@ -24,7 +24,7 @@ from .edits import (KeypointEdit, LiveRegrading, NodeEdits, apply_correction, co
 from .nodes import (LAYERS, TABLE_COLUMNS, DetectionBox, NodeSet, center_views_on_level, ijk_to_ras_matrix,
                     keypoint_level, layer_visible, level_center_ras, refresh_table, set_keypoints_locked,
                     set_layer_visible, show_assessment, table_rows)
-from .scene import new_scene, read_mrb, register_segmentation_converters
+from .scene import new_scene, read_mrb, register_segmentation_converters, write_mrb
 from .state import load_state, parameter_node, save_state
 from .terminology import terminology_for, terminology_types
 
@@ -35,5 +35,5 @@ __all__ = [
     "new_scene", "observe_keypoints", "parameter_node", "read_mrb", "refresh_table", "register_segmentation_converters",
     "regrade_from_keypoints", "relabel_levels", "reset_finding", "save_state", "set_keypoints_locked",
     "set_layer_visible", "shifted_level_names", "show_assessment", "table_rows", "terminology_for",
-    "terminology_types",
+    "terminology_types", "write_mrb",
 ]

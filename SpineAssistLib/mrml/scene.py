@@ -63,6 +63,24 @@ def segmentations_logic(scene: Any) -> Any:
     return logic
 
 
+def write_mrb(scene: Any, path: str | Path) -> bool:
+    """Write ``scene`` as a Slicer bundle (``.mrb``) at ``path`` (made absolute: Slicer's bundle
+    writer refuses relative paths); return whether Slicer wrote it.
+
+    The image volumes are stored as raw NRRD (no gzip), the segmentations and label maps
+    compressed: gzip took 0.4 s of the 0.6 s the bundle took and made noisy MR voxels only a fifth
+    smaller (6.8 MB -> 5.4 MB for a 13 x 512 x 512 int16 sagittal series), while masks shrink a
+    few hundred times. A volume that already has a storage node keeps its setting.
+    """
+    for i in range(scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode")):
+        node = scene.GetNthNodeByClass(i, "vtkMRMLScalarVolumeNode")
+        if node.IsA("vtkMRMLLabelMapVolumeNode") or node.GetStorageNode() is not None:
+            continue
+        if node.AddDefaultStorageNode():
+            node.GetStorageNode().SetUseCompression(0)
+    return bool(scene.WriteToMRB(str(Path(path).resolve())))
+
+
 def read_mrb(path: str | Path, scene: Any | None = None) -> Any:
     """Return a scene read from a Slicer bundle (``.mrb``): a new one from new_scene() unless ``scene`` is given.
 
