@@ -6,7 +6,7 @@ leaves a half-written file under a final name. A reader-corrected findings.json 
 read first and its corrections are carried into the new findings (the reader has the last word).
 
 With ``parallel=True`` (the command line's default) two writer processes (``WriterProcesses``)
-write the report and scene, and the SEG and SR: each writer is single-threaded Python, so two
+write the report, SEG and scene, and the SR: each writer is single-threaded Python, so two
 cores halve the time. The command line starts them before the models run, so they import their
 libraries (slicer-core, highdicom: 3-4 s in a new process) while the models compute.
 They only write into the staging folder; nothing is moved into place until both have finished
@@ -68,7 +68,7 @@ def write_outputs(result: "AssessmentResult", out_dir: str | os.PathLike[str], *
     ``check`` is called between files (a cancel token's ``check``) so a cancelled run stops early
     and leaves ``out_dir`` as it was. ``writers``: started writer processes to write the report,
     SEG, SR and scene (``WriterProcesses.start``); ``parallel`` without them: fork one now for the
-    report and scene while this process writes the rest (Linux with 2+ cores, else one by one in this
+    report, SEG and scene while this process writes the rest (Linux with 2+ cores, else one by one in this
     process; not from inside a GUI application).
     """
     out = Path(out_dir).resolve()  # Slicer's bundle writer refuses relative paths
@@ -117,15 +117,20 @@ def write_outputs(result: "AssessmentResult", out_dir: str | os.PathLike[str], *
     return written
 
 
-# one process each, about equal time: report 1.3 s + scene 1.0 s, SEG 0.6 s + SR 1.7 s on the 2-core CPU
-# (the outputs stage took 0.3 s less than with report + SEG and SR + scene)
-WRITER_GROUPS = (("report.html", "scene.mrb"), ("seg.dcm", "sr.dcm"))
+# one process each, about equal time on the 2-core CPU: report 0.1 s + SEG 0.2 s + scene 0.5 s, and SR
+# 1.0 s (the outputs stage: median 1.38 s against 1.59 s with report + scene and SEG + SR, 9 studies each,
+# alternating)
+WRITER_GROUPS = (("report.html", "seg.dcm", "scene.mrb"), ("sr.dcm",))
 WRITER_IMPORTS = {      # what each writer imports (and its first use loads), ahead of the work
     "report.html": ("SpineAssistLib.export.report_html",),
     "seg.dcm": ("SpineAssistLib.export.dicom_seg", "highdicom", "highdicom.seg"),
     "sr.dcm": ("SpineAssistLib.export.dicom_sr", "highdicom", "highdicom.sr"),
     "scene.mrb": ("slicer", "SpineAssistLib.mrml", "SpineAssistLib.mrml.nodes", "vtkmodules.util.numpy_support"),
 }
+# imported in this process before the writers are forked: this process needs them (it reads the study)
+# and every writer does, so the writers start with them instead of importing them again (pydicom alone
+# is 0.5 s of CPU: it imports requests and its pixel decoders) while the models need the two cores
+PARENT_IMPORTS = ("numpy", "pydicom")
 WRITER_NICENESS = 10     # added to the writer processes' nice value
 CHILD_TIMEOUT_S = 600.0   # writer processes that have not answered by then are stopped
 
@@ -152,7 +157,7 @@ def _can_fork() -> bool:
 
 
 class WriterProcesses:
-    """Forked processes that write the report and scene, and the SEG and SR, of each result sent.
+    """Forked processes that write the report, SEG and scene, and the SR, of each result sent.
 
     Start them early (``start()`` before the models run: the command line does): each imports
     its writers' libraries at once, in parallel with the models, and then waits. ``send`` hands
@@ -162,8 +167,11 @@ class WriterProcesses:
     """
 
     def __init__(self, groups: tuple[tuple[str, ...], ...] = WRITER_GROUPS):
+        import importlib
         import multiprocessing
 
+        for module in PARENT_IMPORTS:
+            importlib.import_module(module)
         ctx = multiprocessing.get_context("fork")
         self.outputs = tuple(name for group in groups for name in group)
         self.closed = False

@@ -617,7 +617,7 @@ def run_assessment(study_dir: str | Path, out_dir: str | Path, *, device: str = 
     the bundled models are loaded and verified on ``device``. ``writers``: writer processes started
     before (``outputs.WriterProcesses``; the command line starts them first, so they import their
     libraries while the models run) write the report, SEG, SR and scene; without them
-    ``parallel_outputs`` forks one now for the report and scene. The Slicer module runs this in its
+    ``parallel_outputs`` forks one now for the report, SEG and scene. The Slicer module runs this in its
     own process (the ``assess`` command), never inside Slicer.
     """
     from .outputs import write_outputs

@@ -160,7 +160,7 @@ def test_cancel_leaves_no_output(study_dir, tmp_path):
 
 
 def test_outputs_in_parallel_equal_outputs_one_by_one(assessed, tmp_path):
-    """The forked writer (report, scene) and this process (SEG, SR) together write what one process writes."""
+    """The forked writer (report, SEG, scene) and this process (SR) together write what one process writes."""
     from SpineAssistLib import outputs
 
     done = assessed[0]
@@ -168,7 +168,7 @@ def test_outputs_in_parallel_equal_outputs_one_by_one(assessed, tmp_path):
     both = outputs.write_outputs(done.result, tmp_path / "parallel", keep_corrections=False, parallel=True)
     assert sorted(serial.files) == sorted(both.files) == sorted(outputs.OUTPUT_FILES)
     assert (tmp_path / "serial" / "findings.json").read_bytes() == (tmp_path / "parallel" / "findings.json").read_bytes()
-    assert outputs.WRITER_GROUPS[0] == ("report.html", "scene.mrb")
+    assert outputs.WRITER_GROUPS[0] == ("report.html", "seg.dcm", "scene.mrb")
     for name in outputs.WRITER_GROUPS[0]:                    # written by the child: complete and readable
         assert (tmp_path / "parallel" / name).stat().st_size > 0.9 * (tmp_path / "serial" / name).stat().st_size
     import pydicom
