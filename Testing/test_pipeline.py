@@ -258,6 +258,37 @@ def test_the_writer_processes_are_sent_the_result_without_pixel_data(assessed):
         assert [ds.SOPInstanceUID for ds in theirs.datasets] == [ds.SOPInstanceUID for ds in mine.datasets]
 
 
+def test_the_sr_writer_is_sent_no_voxels_and_writes_the_same_report(assessed, tmp_path):
+    """The SR writer's message leaves out the voxels and label maps (38 MB of a phantom study): its SR
+    has the same content items, measurements and references as one written from the whole result."""
+    import pickle
+
+    import pydicom
+
+    from SpineAssistLib import outputs
+
+    result = assessed[0].result
+    sent = outputs._without_pixel_data(result, voxels=False)
+    for mine, theirs in zip(result.stacks(), sent.stacks()):
+        assert theirs.voxels.shape == (mine.voxels.shape[0], 0, 0) and theirs.labels is None
+        assert [ds.SOPInstanceUID for ds in theirs.datasets] == [ds.SOPInstanceUID for ds in mine.datasets]
+    assert len(pickle.dumps(sent)) < 0.05 * len(pickle.dumps(outputs._without_pixel_data(result)))
+    assert outputs._sr(sent, tmp_path / "a.dcm") and outputs._sr(result, tmp_path / "b.dcm")
+    a, b = (pydicom.dcmread(tmp_path / n) for n in ("a.dcm", "b.dcm"))
+
+    def items(ds):
+        out = []
+        for item in ds.ContentSequence:
+            out.append((item.ValueType, item.ConceptNameCodeSequence[0].CodeValue))
+            if "ContentSequence" in item:
+                out += items(item)
+        return out
+    assert items(a) == items(b) and len(items(a)) > 100
+    refs = lambda ds: sorted(r.ReferencedSOPInstanceUID for s in ds.CurrentRequestedProcedureEvidenceSequence  # noqa: E731
+                             for se in s.ReferencedSeriesSequence for r in se.ReferencedSOPSequence)
+    assert refs(a) == refs(b) and len(refs(a)) == len(result.source_datasets())
+
+
 def test_a_failing_writer_process_stops_them_and_later_outputs_are_written_here(assessed, tmp_path, monkeypatch):
     import multiprocessing
 
