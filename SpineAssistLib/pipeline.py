@@ -301,7 +301,7 @@ def _reported_levels(labelling: Any, warnings: list[str]) -> list[Level]:
 
 def _disc_label_volume(stack: ImageStack, disc_masks: np.ndarray, levels: list[Level]) -> np.ndarray:
     """Return a label volume: each disc region, on every slice, labelled with the nearest level's disc label."""
-    from scipy import ndimage
+    from .models.imaging import region_centroids
 
     labels = np.zeros(disc_masks.shape, np.uint16)
     centres = {lv.name: np.asarray(lv.disc_center) for lv in levels if lv.disc_center is not None}
@@ -310,11 +310,11 @@ def _disc_label_volume(stack: ImageStack, disc_masks: np.ndarray, levels: list[L
     names = list(centres)
     c = np.stack([centres[n] for n in names])
     for k in range(disc_masks.shape[0]):
-        comp, n = ndimage.label(disc_masks[k])
+        comp, n, centroids = region_centroids(disc_masks[k])
         if not n:
             continue
         label_of = np.zeros(n + 1, np.uint16)         # component -> disc label
-        for j, rc in enumerate(ndimage.center_of_mass(disc_masks[k], comp, range(1, n + 1)), start=1):
+        for j, rc in enumerate(centroids, start=1):
             p = stack.pixel_to_lps(k, np.array(rc[0]), np.array(rc[1]))
             # compare within the sagittal plane (y, z): slices off the mid-line are shifted in x only
             d = np.linalg.norm((c - p)[:, 1:], axis=1)
@@ -332,9 +332,8 @@ def _corner(corners: Mapping[str, Any], vertebra: str, corner: str) -> np.ndarra
 
 def _grade_pfirrmann(level: Level, stack: ImageStack, k: int, corners: Mapping[str, Any], classifier: Any,
                      a: Assessment) -> None:
-    from scipy import ndimage
-
     from .grading import pfirrmann_grade
+    from .models.imaging import erode
 
     if level.pfirrmann.status == "not_assessed":
         return
@@ -344,7 +343,7 @@ def _grade_pfirrmann(level: Level, stack: ImageStack, k: int, corners: Mapping[s
         level.pfirrmann.status, level.pfirrmann.reason = "not_assessed", "disc not segmented on the mid-sagittal slice"
         return
     image = stack.voxels[k].astype(float)
-    nucleus = ndimage.binary_erosion(mask, iterations=2)
+    nucleus = erode(mask, iterations=2)
     if nucleus.sum() < 4:
         nucleus = mask
     annulus = mask & ~nucleus

@@ -285,3 +285,26 @@ def test_a_slice_whose_window_shows_no_disc_falls_back_to_its_own_whole_slice_se
     assert not segs[0].mask_of("disc").any()                    # nothing anywhere: the whole-slice answer
     assert segs[2].mask_of("disc").any()                        # its own whole-slice disc placed a window
     assert window.centres == [(80, 109), (80, 122), (80, 122), (80, 109)]
+
+
+def test_mask_regions_centroids_and_erosion_equal_scipys():
+    """``models.imaging``'s OpenCV mask steps give scipy.ndimage's answers (its default structure:
+    edge neighbours): the same region numbers, centroids and erosion, on random masks of every density."""
+    from scipy import ndimage
+
+    from SpineAssistLib.models.imaging import erode, label_regions, region_centroids
+
+    rng = np.random.default_rng(7)
+    for _ in range(60):
+        m = rng.random((int(rng.integers(3, 120)), int(rng.integers(3, 120)))) < rng.uniform(0.1, 0.8)
+        labels, n = label_regions(m)
+        want, want_n = ndimage.label(m)
+        assert n == want_n and np.array_equal(labels, want)
+        _, n2, centroids = region_centroids(m)
+        if n:
+            np.testing.assert_allclose(centroids, ndimage.center_of_mass(m, want, range(1, n + 1)), atol=1e-9)
+        for it in (1, 2):
+            assert np.array_equal(erode(m, it), ndimage.binary_erosion(m, iterations=it))
+    assert label_regions(np.zeros((4, 4), bool))[1] == 0 and region_centroids(np.zeros((4, 4)))[2].shape == (0, 2)
+    with pytest.raises(ValueError, match="2D"):
+        label_regions(np.zeros((2, 2, 2)))

@@ -8,6 +8,7 @@ sacrum, sagittal→axial mapping, grading, outputs, reruns, cancellation — not
 import json
 import shutil
 import subprocess
+import sys
 
 import numpy as np
 import pydicom
@@ -641,3 +642,15 @@ def test_a_feet_first_study_with_anterior_on_the_right_grades_like_the_truth(tmp
     assert got.level("L4-L5").listhesis.value.direction == "antero"
     l5s1 = got.level("L5-S1").ldh.value
     assert (l5s1.size, l5s1.zone, l5s1.side) == (2, "AB", "left")        # the patient's left, not the image's
+
+
+def test_an_assessment_with_the_bundled_models_does_not_import_scipy(study_dir, tmp_path, repo_root):
+    """scipy.ndimage took 0.45 s of a fresh `spineassist assess` (one of Slicer's runs): the pipeline's
+    mask steps use OpenCV's equivalents (``models.imaging``), so a whole run, outputs included,
+    never imports it."""
+    code = ("import sys; from SpineAssistLib.pipeline import run_assessment; "
+            f"done = run_assessment({str(study_dir)!r}, {str(tmp_path / 'out')!r}, device='cpu', parallel_outputs=False); "
+            "print(len(done.result.assessment.levels), sorted(done.written.files) == sorted(__import__('SpineAssistLib.outputs').outputs.OUTPUT_FILES), 'scipy' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=repo_root, capture_output=True, text=True, check=True)
+    levels, complete, scipy = out.stdout.split()[-3:]
+    assert int(levels) >= 5 and complete == "True" and scipy == "False", out.stdout

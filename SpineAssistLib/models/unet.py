@@ -53,9 +53,9 @@ class UNetResult:
 
     def instances(self, min_pixels: int = MIN_DISC_PIXELS) -> list[np.ndarray]:
         """Return one bool mask per connected disc region of at least ``min_pixels``, top of the image first."""
-        from scipy import ndimage
+        from .imaging import label_regions
 
-        lab, n = ndimage.label(self.mask)
+        lab, n = label_regions(self.mask)
         sizes = np.bincount(lab.ravel(), minlength=n + 1)
         out = [lab == k for k in range(1, n + 1) if sizes[k] >= min_pixels]
         out.sort(key=lambda m: float(np.argwhere(m)[:, 0].mean()))
