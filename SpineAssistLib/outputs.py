@@ -206,10 +206,10 @@ class WriterProcesses:
 
         if self.closed or self._busy:
             raise RuntimeError("the writer processes are closed or still writing")
-        messages: dict[bool, bytes] = {}
+        messages: dict[bool, bytes] = {}     # by whether the child's outputs need the voxels
         try:
             for _, _, group in self._children:
-                voxels = bool(set(group) & VOXEL_OUTPUTS)
+                voxels = _needs_voxels(group)
                 if voxels not in messages:
                     messages[voxels] = pickle.dumps((str(staging), _without_pixel_data(result, voxels)),
                                                     protocol=pickle.HIGHEST_PROTOCOL)
@@ -221,8 +221,8 @@ class WriterProcesses:
         try:
             # the small message first: a pipe send waits until the child has read it all, and the SR
             # writer (no voxels, a few hundred kB) is the longest job
-            for _, conn, group in sorted(self._children, key=lambda c: len(messages[bool(set(c[2]) & VOXEL_OUTPUTS)])):
-                conn.send_bytes(messages[bool(set(group) & VOXEL_OUTPUTS)])
+            for _, conn, group in sorted(self._children, key=lambda child: len(messages[_needs_voxels(child[2])])):
+                conn.send_bytes(messages[_needs_voxels(group)])
         except BaseException:
             self.close()
             raise
@@ -380,6 +380,10 @@ def _sr(result: "AssessmentResult", path: Path) -> bool:
         raise _Skip("no source DICOM images to reference")
     write_measurement_report(result.assessment, sources, path)
     return True
+
+
+def _needs_voxels(outputs: tuple[str, ...]) -> bool:
+    return bool(set(outputs) & VOXEL_OUTPUTS)
 
 
 def _without_pixel_data(result: "AssessmentResult", voxels: bool = True) -> "AssessmentResult":
