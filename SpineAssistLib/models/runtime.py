@@ -81,9 +81,9 @@ def onnx_path(spec: ModelSpec) -> Path:
     return onnx_dir() / f"{spec.name}-{spec.sha256[:16]}.onnx"
 
 
-def cached_onnx(spec: ModelSpec) -> Path | None:
-    """Return the ONNX copy of ``spec``'s weights when it is there and intact, else None."""
-    path = onnx_path(spec)
+def _intact(path: Path, spec: ModelSpec) -> bool | None:
+    """Return whether the copy at ``path`` is of ``spec``'s weights and unaltered (its record's
+    SHA-256s), or None where the copy or its record is missing or unreadable."""
     record = path.with_suffix(".json")
     if not path.is_file() or not record.is_file():
         return None
@@ -91,10 +91,22 @@ def cached_onnx(spec: ModelSpec) -> Path | None:
         meta = json.loads(record.read_text())
     except (OSError, ValueError):
         return None
-    if meta.get("source_sha256") != spec.sha256 or meta.get("onnx_sha256") != sha256_file(path):
+    return meta.get("source_sha256") == spec.sha256 and meta.get("onnx_sha256") == sha256_file(path)
+
+
+def _write_record(path: Path, spec: ModelSpec, **facts: Any) -> None:
+    """Write the record ``_intact`` checks beside the copy at ``path``, with ``facts`` (how it was made)."""
+    path.with_suffix(".json").write_text(json.dumps(
+        {"model": spec.name, "source_sha256": spec.sha256, "onnx_sha256": sha256_file(path), **facts}, indent=1) + "\n")
+
+
+def cached_onnx(spec: ModelSpec) -> Path | None:
+    """Return the ONNX copy of ``spec``'s weights when it is there and intact, else None."""
+    path = onnx_path(spec)
+    intact = _intact(path, spec)
+    if intact is False:
         log.warning("the ONNX copy %s does not match its record; it is made again", path.name)
-        return None
-    return path
+    return path if intact else None
 
 
 def ensure_onnx(spec: ModelSpec, weights: Path) -> Path:
@@ -137,13 +149,8 @@ def optimized_onnx(spec: ModelSpec, weights: Path) -> Path:
     layouts are chosen for them."""
     plain_path = onnx_path(spec)
     path = plain_path.with_name(f"{plain_path.stem}.opt-{_cpu_key()}.onnx")
-    record = path.with_suffix(".json")
-    try:
-        meta = json.loads(record.read_text())
-        if meta.get("source_sha256") == spec.sha256 and meta.get("onnx_sha256") == sha256_file(path):
-            return path        # the plain copy is not read (nor hashed) when this one is intact
-    except (OSError, ValueError):
-        pass
+    if _intact(path, spec):
+        return path        # the plain copy is not read (nor hashed) when this one is intact
     plain = ensure_onnx(spec, weights)
     import onnxruntime as ort
 
@@ -155,8 +162,7 @@ def optimized_onnx(spec: ModelSpec, weights: Path) -> Path:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.optimized_model_filepath = str(tmp)
         ort.InferenceSession(str(plain), options, providers=["CPUExecutionProvider"])
-    record.write_text(json.dumps({"model": spec.name, "source_sha256": spec.sha256, "from": plain.name,
-                                  "onnx_sha256": sha256_file(path), "onnxruntime": ort.__version__}, indent=1) + "\n")
+    _write_record(path, spec, **{"from": plain.name, "onnxruntime": ort.__version__})
     return path
 
 
@@ -265,6 +271,7 @@ def export_onnx(spec: ModelSpec, weights: Path) -> Path:
     path = onnx_path(spec)
     path.parent.mkdir(parents=True, exist_ok=True)
     example = torch.rand(*shape, generator=torch.Generator().manual_seed(0))
+
     def outputs(x: Any) -> tuple[Any, ...]:
         y = module(x)
         return tuple(y) if isinstance(y, (tuple, list)) else (y,)
@@ -288,9 +295,7 @@ def export_onnx(spec: ModelSpec, weights: Path) -> Path:
                 raise ModelError(f"{spec.name}: the ONNX copy does not answer as the torch network does "
                                  f"(largest difference {np.abs(e - g).max() if e.shape == g.shape else 'in shape'}); "
                                  f"set SPINEASSIST_CPU_RUNTIME=torch and report it")
-    path.with_suffix(".json").write_text(json.dumps({
-        "model": spec.name, "source_sha256": spec.sha256, "onnx_sha256": sha256_file(path),
-        "opset": ONNX_OPSET, "torch": torch.__version__}, indent=1) + "\n")
+    _write_record(path, spec, opset=ONNX_OPSET, torch=torch.__version__)
     return path
 
 
@@ -311,7 +316,6 @@ class OnnxNetwork:
         except ModelError as e:
             log.warning("%s: %s; the network runs in torch instead (slower on a CPU)", spec.name, e)
             return None
-
 
     def __init__(self, path: Path, optimized: bool = False):
         import onnxruntime as ort

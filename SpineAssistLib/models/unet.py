@@ -89,7 +89,7 @@ class UNetModel:
 
     @property
     def runtime(self) -> str:
-        return "onnx" if self._onnx is not None and self.device == "cpu" else "torch"
+        return "onnx" if self._onnx is not None else "torch"
 
     @property
     def net(self) -> Any:

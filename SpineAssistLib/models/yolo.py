@@ -131,8 +131,9 @@ class YoloModel:
 
     @property
     def runtime(self) -> str:
-        """Return the runtime of the network: ``onnx`` or ``torch``."""
-        return "onnx" if self._onnx is not None and self.device == "cpu" else "torch"
+        """Return the runtime of the network: ``onnx`` or ``torch`` (``OnnxNetwork.for_model``
+        gives a session only on the CPU, and the CPU never falls back to another device)."""
+        return "onnx" if self._onnx is not None else "torch"
 
     def _network_names(self) -> tuple[str, ...]:
         """Return the class names the torch network carries (where the manifest gives none)."""
