@@ -123,7 +123,7 @@ def write_outputs(result: "AssessmentResult", out_dir: str | os.PathLike[str], *
 WRITER_GROUPS = (("report.html", "seg.dcm", "scene.mrb"), ("sr.dcm",))
 VOXEL_OUTPUTS = {"report.html", "seg.dcm", "scene.mrb"}    # the outputs that draw or save voxels or labels
 WRITER_IMPORTS = {      # what each writer imports (and its first use loads), ahead of the work
-    "report.html": ("SpineAssistLib.export.report_html",),
+    "report.html": ("SpineAssistLib.export.report_html", "cv2"),
     "seg.dcm": ("SpineAssistLib.export.dicom_seg", "highdicom", "highdicom.seg"),
     "sr.dcm": ("SpineAssistLib.export.dicom_sr", "highdicom", "highdicom.sr"),
     "scene.mrb": ("slicer", "SpineAssistLib.mrml", "SpineAssistLib.mrml.nodes", "vtkmodules.util.numpy_support"),

@@ -273,23 +273,16 @@ def window_to_uint8(pixels: np.ndarray) -> np.ndarray:
 
 
 def grey_png(u8: np.ndarray, level: int = 6) -> bytes:
-    """Return an 8-bit grey-scale PNG (PNG spec: IHDR, one IDAT, IEND; filter 'none' on every row)."""
-    import struct
-    import zlib
+    """Return an 8-bit grey-scale PNG of a 2D uint8 array (OpenCV's encoder, as the training sets' PNGs)."""
+    import cv2
 
     u8 = np.ascontiguousarray(u8, dtype=np.uint8)
     if u8.ndim != 2:
         raise ValueError(f"a grey-scale PNG needs a 2D array; got shape {u8.shape}")
-    rows, cols = u8.shape
-    raw = np.zeros((rows, cols + 1), np.uint8)       # each scan line starts with its filter type (0)
-    raw[:, 1:] = u8
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    ihdr = struct.pack(">IIBBBBB", cols, rows, 8, 0, 0, 0, 0)   # 8-bit, grey-scale, deflate, no interlace
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw.tobytes(), level))
-            + chunk(b"IEND", b""))
+    ok, data = cv2.imencode(".png", u8, [cv2.IMWRITE_PNG_COMPRESSION, int(level)])
+    if not ok:
+        raise ValueError(f"OpenCV could not encode a {u8.shape[1]} x {u8.shape[0]} PNG")
+    return data.tobytes()
 
 
 def outline_path(region: np.ndarray, sx: float = 1.0, sy: float = 1.0, top: float = 0.0) -> str:
@@ -364,13 +357,7 @@ class _Svg:
     def markers(self, pixels: Sequence[Sequence[float]], shape: str, color: str, size_pt: float) -> None:
         r = size_pt * _PT / 2
         for c, row in pixels:
-            x, y = self.xy(c, row)
-            if shape == "D":
-                d = f"M{_num(x)} {_num(y - r)}L{_num(x + r)} {_num(y)}L{_num(x)} {_num(y + r)}L{_num(x - r)} {_num(y)}Z"
-                self.elements.append(f'<path d="{d}" fill="{color}" stroke="black" stroke-width="0.8"/>')
-            else:
-                self.elements.append(f'<circle cx="{_num(x)}" cy="{_num(y)}" r="{_num(r)}" fill="{color}" '
-                                     f'stroke="black" stroke-width="0.7"/>')
+            self.elements.append(_marker(shape, *self.xy(c, row), r, color, edge=0.8 if shape == "D" else 0.7))
 
     def text(self, text: str, col: float, row: float, color: str, size_pt: float, ha: str = "left",
              va: str = "baseline", bold: bool = False, offset_pt: tuple[float, float] = (0.0, 0.0)) -> None:
@@ -513,12 +500,18 @@ def legend_swatch(entry: LegendEntry, x: float, y: float) -> str:
     dash = {"--": ' stroke-dasharray="4 2"', ":": ' stroke-dasharray="1.5 2"'}.get(entry.linestyle, "")
     out = (f'<line x1="{_num(x + 1)}" y1="{_num(y)}" x2="{_num(x + 21)}" y2="{_num(y)}" stroke="{entry.color}" '
            f'stroke-width="2"{dash}/>') if entry.linestyle else ""
-    if entry.marker == "o":
-        out += f'<circle cx="{_num(x + 11)}" cy="{_num(y)}" r="3.5" fill="{entry.color}" stroke="black" stroke-width="0.7"/>'
-    elif entry.marker == "D":
-        out += (f'<path d="M{_num(x + 11)} {_num(y - 4)}L{_num(x + 15)} {_num(y)}L{_num(x + 11)} {_num(y + 4)}'
-                f'L{_num(x + 7)} {_num(y)}Z" fill="{entry.color}" stroke="black" stroke-width="0.7"/>')
+    if entry.marker in ("o", "D"):
+        out += _marker(entry.marker, x + 11, y, 3.5 if entry.marker == "o" else 4.0, entry.color, edge=0.7)
     return out
+
+
+def _marker(shape: str, x: float, y: float, r: float, color: str, edge: float) -> str:
+    """Return the SVG of one marker at (x, y): a diamond (``D``) of half-diagonal ``r`` or a circle of
+    radius ``r``, filled with ``color`` and edged in black ``edge`` wide."""
+    if shape == "D":
+        d = f"M{_num(x)} {_num(y - r)}L{_num(x + r)} {_num(y)}L{_num(x)} {_num(y + r)}L{_num(x - r)} {_num(y)}Z"
+        return f'<path d="{d}" fill="{color}" stroke="black" stroke-width="{_num(edge)}"/>'
+    return f'<circle cx="{_num(x)}" cy="{_num(y)}" r="{_num(r)}" fill="{color}" stroke="black" stroke-width="{_num(edge)}"/>'
 
 
 def render_key_image(image: KeyImage, assessment: Assessment, width_px: int = 480) -> str:
