@@ -22,6 +22,7 @@ THECAL_SAC_LABEL = 100          # CSF-filled dural sac (canal)
 NEURAL_LABEL = 101              # conus medullaris and cauda equina inside the sac
 HERNIATION_LABEL = 150          # disc material beyond the vertebral body margin (herniation or bulge)
 DISC_LABELS: dict[str, int] = {name: 201 + i for i, name in enumerate(LEVEL_NAMES)}
+UNNAMED_DISC_LABEL = 200        # a disc above T11-T12 in a real scan's mask: a disc, with no level name
 
 CORNERS: tuple[str, ...] = ("anterior-superior", "posterior-superior", "anterior-inferior", "posterior-inferior")
 

@@ -26,6 +26,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cache", type=Path, default=None, help="phantom render cache folder (reused between runs)")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
     p.add_argument("--device", default="cpu", help="auto, cpu, cuda, cuda:N or mps (default cpu)")
+    p.add_argument("--real", type=Path, default=None, metavar="DIR",
+                   help="instead: score the shipped pipeline on the held-out real patients of a SPIDER folder "
+                   "(images/ + masks/, .mha or PNG slices); writes real_metrics.json and real_metrics.md")
+    p.add_argument("--gradings", type=Path, default=None,
+                   help="with --real: SPIDER's radiological_gradings.csv (default: the first under DIR)")
+    p.add_argument("--patients", nargs="+", default=None,
+                   help="with --real: score these patients instead of the fixed held-out twelve")
     p.add_argument("--update-manifest", action="store_true",
                    help="store the headline metrics in Resources/Models/manifest.json")
     p.set_defaults(func=run)
@@ -34,6 +41,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..models.evaluate import evaluate_models, markdown_tables, store_in_manifest
 
+    if args.real is not None:
+        return _run_real(args)
     if args.studies < 1:
         raise SpineAssistError(f"--studies must be 1 or more; got {args.studies}")
     n_ext = args.studies if args.external_studies is None else args.external_studies
@@ -49,4 +58,26 @@ def run(args: argparse.Namespace) -> int:
     print(md)
     if args.update_manifest:
         store_in_manifest(report)
+    return 0
+
+
+def _run_real(args: argparse.Namespace) -> int:
+    from ..training.real_eval import evaluate_real, markdown_table, store_real_in_manifest
+
+    if not args.real.is_dir():
+        raise SpineAssistError(f"--real {args.real}: not a folder; give the SPIDER folder holding images/ and masks/")
+    csv_path = args.gradings or next(iter(sorted(args.real.glob("**/radiological_gradings.csv"))), None)
+    if csv_path is None:
+        raise SpineAssistError(f"no radiological_gradings.csv under {args.real}; pass --gradings CSV")
+    report = evaluate_real(args.real, csv_path, patients=args.patients, device=args.device, n_boot=args.bootstrap,
+                           progress=lambda m: print(m, flush=True))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "real_metrics.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    md = markdown_table(report)
+    (args.out / "real_metrics.md").write_text(md, encoding="utf-8")
+    print(md)
+    if args.update_manifest:
+        if args.patients:
+            raise SpineAssistError("--update-manifest stores the held-out twelve's figures only; drop --patients")
+        store_real_in_manifest(report)
     return 0

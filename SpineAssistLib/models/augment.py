@@ -77,3 +77,21 @@ def augment_geometry(img: np.ndarray, labels: np.ndarray, rng: np.random.Generat
     out = ndimage.map_coordinates(img, [sy, sx], order=1, mode="nearest")
     lab = ndimage.map_coordinates(labels, [sy, sx], order=0, mode="constant", cval=0)
     return out.astype(np.float32), lab.astype(labels.dtype)
+
+
+def randomise_contrast(img: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Return a [0, 1] slice whose every labelled structure has a random brightness (as SynthSeg renders
+    label maps), its texture kept at a random strength, and the unlabelled rest a random gamma of itself.
+
+    For training on the phantom without learning its painted tissue contrasts: a model then has to
+    find a disc by its shape and place, as it must on a scanner or sequence it has not seen. Not for
+    the Pfirrmann classifier, whose grade is the disc's signal."""
+    x = np.asarray(img, np.float32)
+    out = np.clip(x, 1e-6, 1) ** float(np.exp(rng.normal(0, 0.4)))
+    for value in np.unique(labels):
+        if value == 0:
+            continue
+        m = labels == value
+        texture = x[m] - float(x[m].mean())
+        out[m] = rng.uniform(0.05, 1.0) + rng.uniform(0.3, 1.2) * texture
+    return np.clip(out, 0, 1).astype(np.float32)

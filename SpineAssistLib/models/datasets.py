@@ -25,8 +25,8 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from ..anatomy import (CORNERS, DISC_LABELS, HERNIATION_LABEL, MSU_KEYPOINTS, NEURAL_LABEL, THECAL_SAC_LABEL,
-                       VERTEBRA_LABELS, corner_name, disc_space_corners)
-from .augment import augment_intensity, scale_brightness
+                       UNNAMED_DISC_LABEL, VERTEBRA_LABELS, corner_name, disc_space_corners)
+from .augment import augment_intensity, randomise_contrast, scale_brightness
 from .catalog import MODEL_DEFS, PFIRRMANN_CLASSES
 from .crops import (MIN_MASK_PIXELS, Crop, axial_crop_from_keypoints, axial_disc_crop, axial_segmentation_crop,
                     sagittal_disc_crop)
@@ -195,6 +195,10 @@ def parse_label_line(line: str, n_keypoints: int = 0) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 
 def _corner_pixels(study: Mapping[str, Any], slice_index: int) -> dict[str, tuple[float, float]]:
+    """Return the corners (x = col, y = row) on one sagittal slice: the study's LPS corners projected
+    onto it, or a real scan's corners found on that slice (``corners_px``)."""
+    if "corners_px" in study:
+        return dict(study["corners_px"].get(slice_index, {}))
     A = stack_slice_affine(study["sag_affine"], slice_index)
     names = list(study["corners"])
     if not names:
@@ -378,7 +382,8 @@ def make_writers(out: Path, models: Sequence[str]) -> dict[str, Any]:
 
 def build_from_phantoms(studies: Sequence[Mapping[str, Any]], out_dir: str | Path, models: Sequence[str] | None = None,
                         copies: int = 2, val_fraction: float = 0.1, seed: int = 0, sag_pose_slices: int = 1,
-                        pfirrmann_brightness: tuple[float, float] | None = None) -> dict[str, dict[str, Any]]:
+                        pfirrmann_brightness: tuple[float, float] | None = None,
+                        synthetic_contrast: float = 0.0) -> dict[str, dict[str, Any]]:
     """Write the training sets of ``models`` (default: all) from phantom studies; return per model
     ``{"path", "train", "val"}`` (data.yaml for YOLO detect/segment/pose, else the folder).
 
@@ -402,7 +407,8 @@ def build_from_phantoms(studies: Sequence[Mapping[str, Any]], out_dir: str | Pat
         add_study(writers, st, split, copies if split == "train" else 1, rng, f"s{int(st['seed']):06d}",
                   sag_pose_slices, augment=True, pfirrmann_brightness=pfirrmann_brightness,
                   brightness_rng=np.random.default_rng([seed, int(st["seed"])]),
-                  crop_rng=np.random.default_rng([seed, int(st["seed"]), CROP_STREAM]))
+                  crop_rng=np.random.default_rng([seed, int(st["seed"]), CROP_STREAM]),
+                  synthetic_contrast=synthetic_contrast)
     result = {}
     for m, w in writers.items():
         path = w.finish() if isinstance(w, (YoloWriter, FolderWriter)) else w.root
@@ -411,6 +417,7 @@ def build_from_phantoms(studies: Sequence[Mapping[str, Any]], out_dir: str | Pat
                                                    "copies": copies, "val_fraction": val_fraction, "seed": seed,
                                                    "pfirrmann_brightness": list(pfirrmann_brightness)
                                                    if pfirrmann_brightness else None,
+                                                   "synthetic_contrast": synthetic_contrast,
                                                    "models": result}, indent=1), encoding="utf-8")
     return result
 
@@ -418,7 +425,8 @@ def build_from_phantoms(studies: Sequence[Mapping[str, Any]], out_dir: str | Pat
 def add_study(writers: Mapping[str, Any], st: Mapping[str, Any], split: str, copies: int, rng: np.random.Generator,
               tag: str, sag_pose_slices: int = 1, augment: bool = True,
               pfirrmann_brightness: tuple[float, float] | None = None,
-              brightness_rng: np.random.Generator | None = None, crop_rng: np.random.Generator | None = None) -> None:
+              brightness_rng: np.random.Generator | None = None, crop_rng: np.random.Generator | None = None,
+              synthetic_contrast: float = 0.0) -> None:
     """Add one study (a ``phantom_cache`` dict, or ``export.training_data.training_case``) to ``writers``.
 
     ``copies``: versions of each image (the first one plain unless ``augment`` and ``split`` is train);
@@ -427,6 +435,9 @@ def add_study(writers: Mapping[str, Any], st: Mapping[str, Any], split: str, cop
     assessment does (the MSU windows are then placed from the keypoints). Slices are written in the
     canonical view the models see at inference (``orientation.canonical_study``); the keypoint
     models' samples are windows of them (``models.crops``), moved by ``crop_rng`` in training.
+    ``synthetic_contrast``: the share of training copies of the sagittal slices whose structures get
+    random brightness (``augment.randomise_contrast``) for every sagittal model but the Pfirrmann
+    classifier; its own random stream.
     """
     from .orientation import canonical_study
 
@@ -437,6 +448,8 @@ def add_study(writers: Mapping[str, Any], st: Mapping[str, Any], split: str, cop
     mid = int(st["sag_mid"])
     grades = {lv: int(g) for lv, g in st["params"]["pfirrmann"].items()}
     sag_spacing = slice_spacing(stack_slice_affine(st["sag_affine"], 0))
+    disc_any = np.isin(lab, [*DISC_LABELS.values(), UNNAMED_DISC_LABEL])
+    contrast_rng = np.random.default_rng([0x5C, int(st.get("seed") or 0)])
     for s in range(len(sag)):
         base = normalize_slice(sag[s])
         near_mid = abs(s - mid) <= sag_pose_slices
@@ -444,18 +457,21 @@ def add_study(writers: Mapping[str, Any], st: Mapping[str, Any], split: str, cop
             if near_mid and "sag_disc_corners" in writers else []
         for c in range(copies):
             img = augment_intensity(base, rng) if augment and (c or split == "train") else base
+            shape_img = img
+            if synthetic_contrast and split == "train" and contrast_rng.random() < synthetic_contrast:
+                shape_img = randomise_contrast(img, lab[s], contrast_rng)
             stem = f"{tag}_sag{s:02d}_{c}"
-            if "sag_disc_unet" in writers and np.isin(lab[s], list(DISC_LABELS.values())).any():
-                writers["sag_disc_unet"].add(split, stem, img, np.isin(lab[s], list(DISC_LABELS.values())))
+            if "sag_disc_unet" in writers and disc_any[s].any():
+                writers["sag_disc_unet"].add(split, stem, shape_img, disc_any[s])
             if near_mid and "sag_vertebra_pose" in writers:
-                writers["sag_vertebra_pose"].add(split, stem, img, sagittal_pose_lines(st, s))
+                writers["sag_vertebra_pose"].add(split, stem, shape_img, sagittal_pose_lines(st, s))
             if near_mid and "sag_disc_corners" in writers:
                 for level, crop, kps in windows:
                     if augment and split == "train":
                         crop = crop.jittered(crop_rng, **CROP_JITTER["sagittal"])
                     line = _window_line(crop, kps)
                     if line:
-                        writers["sag_disc_corners"].add(split, f"{stem}_{level}", crop.image(img), [line])
+                        writers["sag_disc_corners"].add(split, f"{stem}_{level}", crop.image(shape_img), [line])
             if near_mid and "sag_pfirrmann_cls" in writers:
                 src = img
                 if pfirrmann_brightness is not None and split == "train":

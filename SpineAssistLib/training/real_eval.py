@@ -1,0 +1,268 @@
+"""Score the shipped pipeline on held-out real patients: what ``pipeline.assess`` returns for each
+SPIDER patient's sagittal series, against the manual masks and the radiologists' gradings.
+
+Per patient the pipeline runs as ``spineassist assess`` runs it (the bundled sagittal models, the
+levels counted from the sacrum, the grading rules); a run that stops with an error counts as every
+disc missed. Metrics, each with a 95 % bootstrap interval over patients (levels of one patient move
+together):
+
+- disc Dice: per lumbar disc (L1-L2 to L5-S1), the manual disc against the predicted disc voxels
+  in a box 5 mm around it, whatever their name; ``named Dice``: against the voxels the pipeline
+  gave that disc's name, so misnaming counts;
+- discs found (Dice >= 0.5) and found and named right;
+- vertebral body box IoU on the slice the levels were counted on (the pipeline draws boxes, not
+  vertebra masks);
+- Pfirrmann exact and within-one accuracy and quadratic kappa against SPIDER's grade;
+- spondylolisthesis: Meyerding >= I against SPIDER's flag, sensitivity and specificity.
+
+Usage::
+
+    from SpineAssistLib.training.real_eval import evaluate_real
+    report = evaluate_real("Data/t2_SPACE", "radiological_gradings.csv")
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from .. import metrics as M
+from ..anatomy import DISC_LABELS, VERTEBRA_LABELS
+from ..errors import SpineAssistError
+from ..findings import STANDARD_LUMBAR_LEVELS
+from .spider import HELD_OUT_PATIENTS, RealCase, image_stack, iter_cases, read_gradings
+
+FOUND_DICE = 0.5
+BOX_MARGIN_MM = 5.0
+TARGETS = {"disc_dice": 0.90, "pfirrmann_exact": 0.75, "pfirrmann_within_one": 0.97, "pfirrmann_kappa": 0.85,
+           "listhesis_sensitivity": 0.90, "listhesis_specificity": 0.95}
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    s = int(a.sum()) + int(b.sum())
+    return 1.0 if s == 0 else 2.0 * int((a & b).sum()) / s
+
+
+def _box_iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """IoU of two (r1, c1, r2, c2) boxes."""
+    r1, c1 = max(a[0], b[0]), max(a[1], b[1])
+    r2, c2 = min(a[2], b[2]), min(a[3], b[3])
+    inter = max(0.0, r2 - r1) * max(0.0, c2 - c1)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def score_case(case: RealCase, result: Any | None, error: str | None = None) -> dict[str, Any]:
+    """Return one patient's per-level records from the pipeline's result (None: the run failed)."""
+    pred_labels = None if result is None else result.sagittal.labels
+    levels = {} if result is None else {lv.name: lv for lv in result.assessment.levels}
+    sp_col, sp_row = case.pixel_spacing
+    out: dict[str, Any] = {"patient": case.patient, "error": error, "levels": [], "boxes": [],
+                           "reported": sorted(levels), "warnings": [] if result is None else
+                           list(result.assessment.warnings)}
+    for name in STANDARD_LUMBAR_LEVELS:
+        truth = case.labels == DISC_LABELS[name]
+        if not truth.any():
+            continue
+        rec: dict[str, Any] = {"level": name, "dice": 0.0, "named_dice": 0.0, "found": False, "named": False}
+        if pred_labels is not None:
+            idx = np.argwhere(truth)
+            lo, hi = idx.min(axis=0), idx.max(axis=0) + 1
+            mr, mc = int(np.ceil(BOX_MARGIN_MM / sp_row)), int(np.ceil(BOX_MARGIN_MM / sp_col))
+            box = (slice(lo[0], hi[0]), slice(max(lo[1] - mr, 0), hi[1] + mr), slice(max(lo[2] - mc, 0), hi[2] + mc))
+            pred_any = np.zeros_like(truth)
+            pred_any[box] = pred_labels[box] > 0
+            rec["dice"] = _dice(truth, pred_any)
+            rec["named_dice"] = _dice(truth, pred_labels == DISC_LABELS[name])
+            rec["found"] = rec["dice"] >= FOUND_DICE
+            rec["named"] = rec["named_dice"] >= FOUND_DICE
+        g = case.gradings.get(name, {})
+        lv = levels.get(name)
+        rec["pfirrmann_truth"] = g.get("pfirrmann")
+        rec["pfirrmann_pred"] = (lv.pfirrmann.value.grade if lv is not None and lv.pfirrmann.value is not None
+                                 and rec["named"] else None)
+        rec["listhesis_truth"] = g.get("spondylolisthesis")
+        grade = lv.listhesis.value.grade if lv is not None and lv.listhesis.value is not None and rec["named"] else None
+        rec["listhesis_pred"] = None if grade is None else int(grade >= 1)
+        out["levels"].append(rec)
+    if result is not None:
+        for b in result.boxes:
+            vert = b.label.split(" ")[0]
+            if vert not in VERTEBRA_LABELS or vert == "S1" or b.series != result.sagittal.name:
+                continue
+            m = case.labels[b.slice_index] == VERTEBRA_LABELS[vert]
+            if m.sum() < 50:
+                continue
+            rows, cols = np.nonzero(m)
+            truth_box = (rows.min(), cols.min(), rows.max() + 1, cols.max() + 1)
+            out["boxes"].append({"vertebra": vert, "iou": _box_iou(b.pixel_box, truth_box)})
+    return out
+
+
+def _patient_bootstrap(per_patient: Sequence[Sequence[Any]], statistic: Callable[[list], float | None],
+                       n_boot: int, seed: int = 0) -> dict[str, Any]:
+    """Return the statistic over all items and its 95 % interval, resampling patients."""
+    flat = [x for p in per_patient for x in p]
+    value = statistic(flat) if flat else None
+    rng = np.random.default_rng(seed)
+    boots = []
+    n = len(per_patient)
+    for _ in range(n_boot if flat else 0):
+        pick = rng.integers(0, n, n)
+        items = [x for i in pick for x in per_patient[i]]
+        v = statistic(items) if items else None
+        if v is not None and np.isfinite(v):
+            boots.append(v)
+    lo, hi = (np.percentile(boots, [2.5, 97.5]).tolist() if boots else [None, None])
+    r = M._round
+    return {"value": r(value), "ci95": [r(lo), r(hi)], "n": len(flat)}
+
+
+def summarise(cases: Sequence[Mapping[str, Any]], n_boot: int = M.N_BOOTSTRAP) -> dict[str, Any]:
+    """Return the real-data metrics of scored patients (``score_case`` records)."""
+    lv = [c["levels"] for c in cases]
+
+    def mean_of(key: str) -> Callable[[list], float]:
+        return lambda items: float(np.mean([float(x[key]) for x in items]))
+
+    graded = [[x for x in p if x["pfirrmann_truth"] and x["pfirrmann_pred"]] for p in lv]
+    all_graded = [[x for x in p if x["pfirrmann_truth"]] for p in lv]
+    flagged = [[x for x in p if x["listhesis_truth"] is not None and x["listhesis_pred"] is not None] for p in lv]
+
+    def kappa(items: list) -> float | None:
+        t, p = [x["pfirrmann_truth"] for x in items], [x["pfirrmann_pred"] for x in items]
+        return M.cohen_kappa(t, p, weights="quadratic", labels=[1, 2, 3, 4, 5])
+
+    def sens(items: list) -> float | None:
+        pos = [x for x in items if x["listhesis_truth"]]
+        return float(np.mean([x["listhesis_pred"] for x in pos])) if pos else None
+
+    def spec(items: list) -> float | None:
+        neg = [x for x in items if not x["listhesis_truth"]]
+        return float(np.mean([1 - x["listhesis_pred"] for x in neg])) if neg else None
+
+    box = [[b for b in c["boxes"]] for c in cases]
+    return {
+        "patients": len(cases), "failed_runs": sum(1 for c in cases if c["error"]),
+        "levels": sum(len(p) for p in lv),
+        "disc_dice": _patient_bootstrap(lv, mean_of("dice"), n_boot),
+        "disc_named_dice": _patient_bootstrap(lv, mean_of("named_dice"), n_boot),
+        "discs_found": _patient_bootstrap(lv, mean_of("found"), n_boot),
+        "discs_named_right": _patient_bootstrap(lv, mean_of("named"), n_boot),
+        "patients_all_named": sum(1 for p in lv if p and all(x["named"] for x in p)),
+        "vertebra_box_iou": _patient_bootstrap(box, mean_of("iou"), n_boot),
+        "pfirrmann_exact": _patient_bootstrap(graded, lambda i: float(np.mean(
+            [x["pfirrmann_truth"] == x["pfirrmann_pred"] for x in i])), n_boot),
+        "pfirrmann_within_one": _patient_bootstrap(graded, lambda i: float(np.mean(
+            [abs(x["pfirrmann_truth"] - x["pfirrmann_pred"]) <= 1 for x in i])), n_boot),
+        "pfirrmann_kappa": _patient_bootstrap(graded, kappa, n_boot),
+        "pfirrmann_graded_share": _patient_bootstrap(all_graded, lambda i: float(np.mean(
+            [x["pfirrmann_pred"] is not None for x in i])), n_boot),
+        "pfirrmann_confusion": _confusion(graded),
+        "listhesis_sensitivity": _patient_bootstrap(flagged, sens, n_boot),
+        "listhesis_specificity": _patient_bootstrap(flagged, spec, n_boot),
+        "listhesis_positives": sum(1 for p in flagged for x in p if x["listhesis_truth"]),
+    }
+
+
+def _confusion(graded: Sequence[Sequence[Mapping[str, Any]]]) -> list[list[int]]:
+    """Return the Pfirrmann confusion matrix, rows the radiologists' grade 1-5, columns the pipeline's."""
+    m = [[0] * 5 for _ in range(5)]
+    for p in graded:
+        for x in p:
+            m[x["pfirrmann_truth"] - 1][x["pfirrmann_pred"] - 1] += 1
+    return m
+
+
+def evaluate_real(root: str | Path, gradings_csv: str | Path, patients: Sequence[str] | None = None,
+                  device: str = "cpu", n_boot: int = M.N_BOOTSTRAP,
+                  progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Return the real-data report of the held-out patients (default) of a SPIDER folder."""
+    from ..pipeline import SAGITTAL_MODELS, ModelSet, assess
+
+    wanted = sorted(patients or HELD_OUT_PATIENTS, key=int)
+    gradings = read_gradings(gradings_csv)
+    models = ModelSet.load(SAGITTAL_MODELS, device=device)
+    scored, seconds = [], []
+    for case in iter_cases(root, gradings, patients=wanted):
+        t = time.perf_counter()
+        try:
+            result, error = assess(image_stack(case), (), study_instance_uid=f"SPIDER-{case.patient}",
+                                   models=models), None
+        except SpineAssistError as e:
+            result, error = None, str(e)
+        seconds.append(time.perf_counter() - t)
+        rec = score_case(case, result, error)
+        scored.append(rec)
+        if progress:
+            named = sum(x["named"] for x in rec["levels"])
+            progress(f"patient {case.patient}: {named}/{len(rec['levels'])} lumbar discs named right, "
+                     f"disc Dice {np.mean([x['dice'] for x in rec['levels']]):.3f}"
+                     + (f"; stopped: {error}" if error else ""))
+    missing = set(wanted) - {c["patient"] for c in scored}
+    if missing:
+        raise SpineAssistError(f"{root}: no images of patient(s) {', '.join(sorted(missing, key=int))}")
+    return {"source": str(root), "patients": wanted, "summary": summarise(scored, n_boot),
+            "seconds_per_patient": round(float(np.median(seconds)), 2), "cases": scored,
+            "models": [{"name": i.name, "sha256": i.sha256} for i in models.infos], "targets": TARGETS}
+
+
+def _fmt(m: Mapping[str, Any] | None) -> str:
+    if not m or m.get("value") is None:
+        return "n/a"
+    lo, hi = m["ci95"]
+    return f"{m['value']:.3f} ({lo:.3f}-{hi:.3f})" if lo is not None else f"{m['value']:.3f}"
+
+
+def markdown_table(report: Mapping[str, Any]) -> str:
+    """Return the real-MRI table of a report, with the targets."""
+    s = report["summary"]
+    rows = [
+        ("disc Dice (lumbar discs, any name)", "disc_dice", ">= 0.90"),
+        ("disc Dice (voxels given the disc's own name)", "disc_named_dice", ""),
+        ("lumbar discs found (Dice >= 0.5)", "discs_found", "all"),
+        ("lumbar discs found and named right", "discs_named_right", "all"),
+        ("vertebral body box IoU (counting slice)", "vertebra_box_iou", ""),
+        ("Pfirrmann exact accuracy", "pfirrmann_exact", ">= 0.75"),
+        ("Pfirrmann within one grade", "pfirrmann_within_one", ">= 0.97"),
+        ("Pfirrmann quadratic kappa", "pfirrmann_kappa", ">= 0.85"),
+        ("lumbar discs given a Pfirrmann grade", "pfirrmann_graded_share", ""),
+        ("spondylolisthesis sensitivity (Meyerding >= I)", "listhesis_sensitivity", ">= 0.90"),
+        ("spondylolisthesis specificity", "listhesis_specificity", ">= 0.95"),
+    ]
+    lines = [f"Held-out SPIDER patients: {s['patients']} ({', '.join(report['patients'])}), {s['levels']} lumbar "
+             f"levels; runs stopped with an error: {s['failed_runs']}; patients with every lumbar disc named right: "
+             f"{s['patients_all_named']}; spondylolisthesis-positive levels: {s['listhesis_positives']}.", "",
+             "| metric | value (95 % CI, patients resampled) | n | target |", "|---|---|---|---|"]
+    for label, key, target in rows:
+        lines.append(f"| {label} | {_fmt(s[key])} | {s[key]['n']} | {target} |")
+    cm = s["pfirrmann_confusion"]
+    lines += ["", "Pfirrmann confusion (rows: SPIDER's radiologists, columns: SpineAssist):", "",
+              "| | I | II | III | IV | V |", "|---|---|---|---|---|---|"]
+    lines += [f"| {'I II III IV V'.split()[i]} | " + " | ".join(str(v) for v in row) + " |" for i, row in enumerate(cm)]
+    return "\n".join(lines) + "\n"
+
+
+def store_real_in_manifest(report: Mapping[str, Any], manifest_path: str | Path | None = None) -> None:
+    """Write the held-out real patients' summary beside each sagittal model's phantom metrics, keyed
+    by the weights it was measured with (the phantom evaluation leaves it in place)."""
+    import json
+
+    from ..models.registry import models_dir
+    from ..models.train import _manifest_lock
+
+    path = Path(manifest_path) if manifest_path else models_dir() / "manifest.json"
+    measured = {m["name"]: m["sha256"] for m in report["models"]}
+    summary = {k: v for k, v in report["summary"].items()}
+    with _manifest_lock(path):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        for m in data["models"]:
+            if m["name"] in measured:
+                m["real_metrics"] = {"sha256": measured[m["name"]], "source": "spineassist evaluate --real "
+                                     "(SPIDER held-out patients " + ", ".join(report["patients"]) + ")", **summary}
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+        tmp.replace(path)
