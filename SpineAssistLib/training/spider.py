@@ -332,11 +332,18 @@ def _disc_axes(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return c, u, down
 
 
-def _extremes(points_xy: np.ndarray, c: np.ndarray, u: np.ndarray) -> tuple[tuple[float, float], tuple[float, float]]:
-    """Return the (anterior, posterior) extreme points along ``u``."""
+def _extremes(points_xy: np.ndarray, c: np.ndarray, u: np.ndarray, prefer: np.ndarray
+              ) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Return the (anterior, posterior) extreme points along ``u``; among points within half a pixel of an
+    extreme, the one farthest along ``prefer`` (towards the endplate line)."""
     t = (points_xy - c) @ u
-    a, p = points_xy[int(np.argmin(t))], points_xy[int(np.argmax(t))]
-    return (float(a[0]), float(a[1])), (float(p[0]), float(p[1]))
+    q = (points_xy - c) @ prefer
+    out = []
+    for ends in (t <= t.min() + 0.5, t >= t.max() - 0.5):
+        idx = np.flatnonzero(ends)
+        best = points_xy[idx[int(np.argmax(q[idx]))]]
+        out.append((float(best[0]), float(best[1])))
+    return out[0], out[1]
 
 
 def _edge(mask: np.ndarray, c: np.ndarray, down: np.ndarray, lower: bool) -> np.ndarray:
@@ -371,11 +378,13 @@ def disc_corners(slice_labels: np.ndarray) -> dict[str, tuple[float, float]]:
             if vertebra != "S1":     # a labelled sacrum's edge is the disc's; a painted one is drawn from it
                 body = near & (slice_labels == VERTEBRA_LABELS.get(vertebra, -1))
                 pts = np.argwhere(body)[:, ::-1].astype(float)
+            # body pixels: prefer those nearest the disc; the disc's own edge: those farthest out
+            prefer = -down if is_lower else down
             if len(pts) < MIN_CONTACT_PIXELS:
-                pts = _edge(mask, c, down, is_lower)
+                pts, prefer = _edge(mask, c, down, is_lower), -prefer
             if len(pts) < 2:
                 continue
-            a, p = _extremes(pts, c, u)
+            a, p = _extremes(pts, c, u, prefer)
             out[corner_name(vertebra, names[0])] = a
             out[corner_name(vertebra, names[1])] = p
     return out
@@ -394,7 +403,7 @@ def paint_s1_top(slice_labels: np.ndarray) -> None:
     edge = _edge(mask, c, down, lower=True)
     if len(edge) < 2:
         return
-    a, p = (np.array(x) for x in _extremes(edge, c, u))
+    a, p = (np.array(x) for x in _extremes(edge, c, u, down))
     depth = S1_DEPTH_FRACTION * float(np.linalg.norm(p - a))
     poly = np.array([a, p, p + depth * down, a + depth * down]).round().astype(np.int32)
     top = np.zeros(slice_labels.shape, np.uint8)

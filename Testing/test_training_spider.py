@@ -1,0 +1,196 @@
+"""SPIDER importer (PNG-slice and .mha layouts) and the real-data scoring of pipeline results, on small
+synthetic folders written in those layouts (no patient data in the repository)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from SpineAssistLib.anatomy import DISC_LABELS, POSTERIOR_ELEMENTS_LABEL, VERTEBRA_LABELS
+from SpineAssistLib.errors import SpineAssistError
+
+PITCH = 40          # px between disc centres
+DISC_ROWS = [30 + PITCH * i for i in range(7)]      # disc centre rows, cranial to caudal
+ANTERIOR, POSTERIOR = 40, 99                        # the bodies' and discs' first and last column
+
+
+def _png_slice() -> tuple[np.ndarray, np.ndarray]:
+    """Return (image, mask) of one canonical sagittal slice: 7 discs 6 px tall, bodies between, canal behind."""
+    img = np.full((300, 160), 20, np.uint8)
+    mask = np.zeros((300, 160), np.uint8)
+    for i, r in enumerate(DISC_ROWS):
+        mask[r - 3:r + 3, ANTERIOR:POSTERIOR + 1] = 29
+        if i + 1 < len(DISC_ROWS):
+            mask[r + 3:DISC_ROWS[i + 1] - 3, ANTERIOR:POSTERIOR + 1] = 76
+    mask[0:DISC_ROWS[0] - 3, ANTERIOR:POSTERIOR + 1] = 76      # the body above the top disc
+    mask[:, 110:121] = 150                                    # canal
+    mask[100:120, 130:141] = 76                               # a spinous process: touches no disc
+    img[mask == 29] = 200
+    img[mask == 76] = 90
+    img[mask == 150] = 250
+    return img, mask
+
+
+def _png_folder(root: Path, patients=("3", "4", "7"), slices=3) -> Path:
+    import cv2
+
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    img, mask = _png_slice()
+    for p in patients:
+        for n in range(40, 40 + slices):
+            cv2.imwrite(str(root / "images" / f"{p}_t2_SPACE_slice{n}.png"), img)
+            cv2.imwrite(str(root / "masks" / f"{p}_t2_SPACE_slice{n}.png"), mask)
+    with open(root / "radiological_gradings.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["Patient", "IVD label", "Modic", "UP endplate", "LOW endplate", "Spondylolisthesis",
+                    "Disc herniation", "Disc narrowing", "Disc bulging", "Pfirrman grade"])
+        for p in patients:
+            for ivd in range(1, 8):
+                w.writerow([p, ivd, 0, 0, 0, int(ivd == 1), 0, 0, 0, 4 if ivd == 1 else 2])
+    return root
+
+
+def test_png_patient_levels_bodies_corners_and_spacing(tmp_path):
+    from SpineAssistLib.training.spider import read_gradings, read_png_patient
+
+    root = _png_folder(tmp_path / "spider")
+    case = read_png_patient(root, "3", read_gradings(root / "radiological_gradings.csv"))
+    assert case.levels == ["T11-T12", "T12-L1", "L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1"]
+    lab = case.labels[1]
+    assert lab[DISC_ROWS[-1], 70] == DISC_LABELS["L5-S1"] and lab[DISC_ROWS[0], 70] == DISC_LABELS["T11-T12"]
+    assert lab[DISC_ROWS[-1] - 20, 70] == VERTEBRA_LABELS["L5"]          # the body above L5-S1
+    assert lab[DISC_ROWS[-2] - 20, 70] == VERTEBRA_LABELS["L4"]
+    assert lab[110, 135] == POSTERIOR_ELEMENTS_LABEL
+    assert lab[DISC_ROWS[-1] + 10, 70] == VERTEBRA_LABELS["S1"]          # the sacral top drawn below L5-S1
+    # 37 mm between neighbouring disc centres, 40 px apart here
+    assert case.pixel_spacing == pytest.approx((37.0 / PITCH, 37.0 / PITCH))
+    c = case.corners_px[1]
+    # L4's inferior corners: the ends of its contact with the L4-L5 disc (disc rows 227-232)
+    ax, ay = c["L4 anterior-inferior"]
+    px, py = c["L4 posterior-inferior"]
+    assert (ax, ay, px, py) == (ANTERIOR, 226, POSTERIOR, 226)          # its last row
+    sx, sy = c["L5 anterior-superior"]
+    assert (sx, sy) == (ANTERIOR, DISC_ROWS[-2] + 3)                    # L5's first row
+    # S1's superior corners come from the L5-S1 disc's own lower edge
+    s1a, s1p = c["S1 anterior-superior"], c["S1 posterior-superior"]
+    assert s1a[0] == ANTERIOR and s1p[0] == POSTERIOR and s1a[1] == DISC_ROWS[-1] + 2
+    assert case.gradings["L5-S1"]["pfirrmann"] == 4 and case.gradings["L5-S1"]["spondylolisthesis"] == 1
+
+
+def test_ivd_label_zero_leaves_the_lowest_disc_unnamed(tmp_path):
+    from SpineAssistLib.training.spider import read_png_patient
+
+    root = _png_folder(tmp_path / "spider", patients=("3",))
+    gradings = {"3": {0: {"pfirrmann": 1, "herniation": 0}, 1: {"pfirrmann": 3, "herniation": 0}}}
+    case = read_png_patient(root, "3", gradings)
+    lab = case.labels[0]
+    assert lab[DISC_ROWS[-2], 70] == DISC_LABELS["L5-S1"]           # label 1 is the one above label 0
+    assert lab[DISC_ROWS[-1] - 20, 70] == VERTEBRA_LABELS["S1"]      # the body between them is S1
+    assert case.levels[-1] == "L5-S1" and len(case.levels) == 6
+
+
+def test_build_real_sets_leaves_out_held_out_patients(tmp_path):
+    from SpineAssistLib.training.spider import build_real_sets, read_gradings
+
+    root = _png_folder(tmp_path / "spider")
+    out = tmp_path / "sets"
+    done = build_real_sets(root, out, read_gradings(root / "radiological_gradings.csv"), copies=1, val_patients=1)
+    assert done["patients"] == {"train": ["3"], "val": ["4"]}
+    written = [p.name for p in out.rglob("*") if p.is_file()]
+    assert not any(n.startswith("spider7_") for n in written)          # patient 7 is a held-out test patient
+    assert done["models"]["sag_disc_unet"]["train"] == 3                # every slice holds discs
+    pose = (out / "sag_vertebra_pose" / "labels" / "train").glob("*.txt")
+    classes = {int(line.split()[0]) for f in pose for line in f.read_text().splitlines()}
+    assert classes == {0, 1}                                            # vertebrae and the sacrum
+    assert any((out / "sag_pfirrmann_cls" / "train" / "grade4").iterdir())   # L5-S1
+    corners = list((out / "sag_disc_corners" / "labels" / "train").glob("*_L4-L5.txt"))
+    assert corners and all(len(f.read_text().split()) == 5 + 3 * 4 for f in corners)
+
+
+def test_png_layout_bad_input_names_the_file(tmp_path):
+    import cv2
+
+    from SpineAssistLib.training.spider import png_patients, read_png_patient
+
+    root = _png_folder(tmp_path / "spider", patients=("3",))
+    bad = root / "masks" / "3_t2_SPACE_slice41.png"
+    _, mask = _png_slice()
+    mask[0, 0] = 5
+    cv2.imwrite(str(bad), mask)
+    with pytest.raises(SpineAssistError, match=r"slice41\.png: mask grey values \[5\]"):
+        read_png_patient(root, "3")
+    bad.unlink()
+    with pytest.raises(SpineAssistError, match=r"3_t2_SPACE_slice41\.png has no mask"):
+        png_patients(root)
+    with pytest.raises(SpineAssistError, match="needs images/ and masks/"):
+        png_patients(tmp_path)
+
+
+def test_mha_layout_reads_as_the_png_layout(tmp_path):
+    import SimpleITK as sitk
+
+    from SpineAssistLib.training.spider import read_mha_patient
+
+    _, mask = _png_slice()
+    # SPIDER numbers: vertebrae 1-25, discs 201-225 from the caudal end, canal 100; (z, y, x) with z up
+    lab2d = np.zeros(mask.shape, np.uint8)
+    lab2d[mask == 150] = 100
+    lab2d[mask == 76] = 1
+    for i, r in enumerate(reversed(DISC_ROWS)):
+        lab2d[r - 3:r + 3][mask[r - 3:r + 3] == 29] = 201 + i
+    vol = np.repeat(lab2d[::-1, :, None], 4, axis=2)                # rows head->feet become +z up
+    img = (vol > 0).astype(np.float32) * 100
+    for a, name in ((img, "image"), (vol, "mask")):
+        x = sitk.GetImageFromArray(a)
+        x.SetSpacing((2.0, 0.5, 0.5))
+        sitk.WriteImage(x, str(tmp_path / f"{name}.mha"))
+    case = read_mha_patient(tmp_path / "image.mha", tmp_path / "mask.mha")
+    assert case.levels[-1] == "L5-S1" and not case.spacing_estimated
+    assert case.pixel_spacing == pytest.approx((0.5, 0.5))
+    assert case.labels[1][DISC_ROWS[-1], 70] == DISC_LABELS["L5-S1"]
+    assert case.labels[1][DISC_ROWS[-1] - 20, 70] == VERTEBRA_LABELS["L5"]
+
+
+def _result_from_truth(case, rename: dict[str, str] | None = None, pfirrmann: int = 2):
+    """Return an AssessmentResult whose disc labels are the case's own (optionally renamed)."""
+    from SpineAssistLib.findings import Assessment, Level, PfirrmannFinding, PfirrmannGrade
+    from SpineAssistLib.pipeline_types import AssessmentResult
+    from SpineAssistLib.training.spider import image_stack
+
+    stack = image_stack(case)
+    rename = rename or {}
+    labels = np.zeros(case.labels.shape, np.uint16)
+    for name, v in DISC_LABELS.items():
+        labels[case.labels == v] = DISC_LABELS[rename.get(name, name)]
+    stack.labels = labels
+    names = list(dict.fromkeys(rename.get(n, n) for n in case.levels))
+    levels = [Level(n, pfirrmann=PfirrmannFinding(model=PfirrmannGrade(pfirrmann))) for n in names]
+    return AssessmentResult(Assessment("x", levels=levels), sagittal=stack)
+
+
+def test_real_scoring_counts_misnamed_discs(tmp_path):
+    from SpineAssistLib.training.real_eval import score_case, summarise
+    from SpineAssistLib.training.spider import read_gradings, read_png_patient
+
+    root = _png_folder(tmp_path / "spider", patients=("3",))
+    case = read_png_patient(root, "3", read_gradings(root / "radiological_gradings.csv"))
+    right = score_case(case, _result_from_truth(case))
+    assert [x["level"] for x in right["levels"]] == ["L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1"]
+    assert all(x["dice"] == 1.0 and x["named"] for x in right["levels"])
+    # every disc one level too high: the same voxels, every name wrong
+    shift = {"L5-S1": "L4-L5", "L4-L5": "L3-L4", "L3-L4": "L2-L3", "L2-L3": "L1-L2", "L1-L2": "T12-L1",
+             "T12-L1": "T11-T12", "T11-T12": "T11-T12"}
+    wrong = score_case(case, _result_from_truth(case, shift))
+    assert all(x["dice"] == 1.0 and not x["named"] and x["pfirrmann_pred"] is None for x in wrong["levels"])
+    failed = score_case(case, None, "the sacrum was not found")
+    s = summarise([right, wrong, failed], n_boot=50)
+    assert s["disc_dice"]["value"] == pytest.approx(2 / 3, abs=1e-4)          # rounded to 4 places
+    assert s["discs_named_right"]["value"] == pytest.approx(1 / 3, abs=1e-4)
+    assert s["failed_runs"] == 1 and s["patients_all_named"] == 1
+    # grade 2 everywhere against the radiologists' 2 (four levels) and 4 (L5-S1)
+    assert s["pfirrmann_exact"]["value"] == pytest.approx(0.8)
+    assert s["pfirrmann_within_one"]["value"] == pytest.approx(0.8)
