@@ -30,6 +30,7 @@ from .findings import Assessment, HerniationFinding, Level, ModelInfo
 from .models.orientation import Oriented, SliceOrientation
 from .pipeline_types import AssessmentResult, Box, ImageStack
 from .progress import CancelToken, ProgressEvent, StageReporter
+from .study import NO_AXIAL_WARNING
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ VERTEBRA_MIN_SCORE = 0.25
 SACRUM_RETRY_SCORE = 0.1      # the sacrum anchors the count: accept a weaker detection rather than none
 CORNER_MIN_SCORE = 0.3        # a vertebral corner scored lower is not used
 HERNIATION_MIN_PIXELS = 6     # smaller herniation masks are taken as noise
+DISC_CORE_RADIUS_MM = 10.0    # an axial slice is mapped to a disc only where it cuts the disc's middle
 CSF_BAND_MM = (3.0, 9.0)      # the thecal sac lies this far behind the posterior vertebral line (epidural space, PLL)
 DEFAULT_SETTINGS: dict[str, Any] = {"no_listhesis_percent": 5.0, "lumbar_count": 5}
 
@@ -131,7 +133,7 @@ def assess(sagittal: ImageStack, axial: Sequence[ImageStack] = (), *, study_inst
     if not axial:
         for level in a.levels:
             level.ldh = HerniationFinding(status="not_assessed", reason="no axial T2 series in the study")
-        a.warnings.append("no axial T2 series: herniation (MSU) not assessed")
+        a.warnings.append(NO_AXIAL_WARNING)
         return result
 
     t = time.perf_counter()
@@ -446,7 +448,8 @@ def _map_axial(sagittal: ImageStack, axial: Sequence[ImageStack], a: Assessment)
             planes.append(SlicePlane(tuple(origin), tuple(normal)))
             where.append((stack, k))
     labels = {DISC_LABELS[lv.name]: lv.name for lv in a.levels}
-    mapping = map_axial_slices(planes, label_mask=sagittal.labels, index_to_lps=sagittal.numpy_affine(), labels=labels)
+    mapping = map_axial_slices(planes, label_mask=sagittal.labels, index_to_lps=sagittal.numpy_affine(), labels=labels,
+                               core_radius_mm=DISC_CORE_RADIUS_MM)
     out: dict[str, list[tuple[ImageStack, int]]] = {}
     for s, loc in zip(mapping.slices, where):
         if s.level is not None:
@@ -631,7 +634,8 @@ def run_assessment(study_dir: str | Path, out_dir: str | Path, *, device: str = 
     model_set = models(loaded) if models is not None else ModelSet.load(names, device=device)
     result = assess(loaded.sagittal, loaded.axial, study_instance_uid=loaded.study_instance_uid, models=model_set,
                     settings=settings, reporter=reporter)
-    result.assessment.warnings[:0] = loaded.warnings
+    # the series choice and the assessment may say the same thing (no axial series): say it once
+    result.assessment.warnings[:0] = [w for w in loaded.warnings if w not in result.assessment.warnings]
     reporter.stage("outputs", 0.0, f"writing {out_dir}")
     written = write_outputs(result, out_dir, check=reporter.cancel.check, parallel=parallel_outputs, writers=writers)
     reporter.done()

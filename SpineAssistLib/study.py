@@ -40,6 +40,9 @@ PARALLEL_TOLERANCE = 0.9995    # normals this close (~1.8 degrees) belong to one
 T2_MIN_TE_MS = 70.0
 T2_MIN_TR_MS = 1800.0
 
+# One wording wherever a study without an axial series is reported (series choice, assessment).
+NO_AXIAL_WARNING = "no axial series: herniation (MSU) not assessed"
+
 
 @dataclass(frozen=True)
 class SliceRef:
@@ -413,7 +416,7 @@ def select_series(index: StudyIndex, sagittal_uid: str | None = None, axial_uid:
         cands = [s for s in _candidates(index, "axial") if s is not sag]
         ax = cands[0] if cands else None
         if ax is None:
-            notes.append("no axial series: herniation (MSU) will not be assessed")
+            notes.append(NO_AXIAL_WARNING)
         elif ax.weighting != "T2":
             notes.append(f"no axial T2 found; using {ax.description or ax.series_instance_uid} ({ax.weighting})")
     for s in (sag, ax):

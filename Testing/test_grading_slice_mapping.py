@@ -123,3 +123,29 @@ def test_bad_planes_are_refused():
 def test_a_singular_affine_is_refused():
     with pytest.raises(ValueError, match="index_to_lps is singular"):
         map_axial_slices([axial(0.0)], label_mask=np.ones((2, 2, 2)), index_to_lps=np.diag([1.0, 0.0, 1.0, 1.0]))
+
+
+def _disc_cloud(centre_z: float, tilt_deg: float, radius: float = 20.0, half_height: float = 4.0) -> np.ndarray:
+    """Return points filling a flat cylinder (a disc) about LPS z = centre_z, tilted about x."""
+    g = np.mgrid[-radius:radius + 1:2.0, -radius:radius + 1:2.0, -half_height:half_height + 1:2.0].reshape(3, -1).T
+    g = g[np.hypot(g[:, 0], g[:, 1]) <= radius]
+    t = np.deg2rad(tilt_deg)
+    rot = np.array([[1, 0, 0], [0, np.cos(t), -np.sin(t)], [0, np.sin(t), np.cos(t)]])
+    return g @ rot.T + [0.0, 0.0, centre_z]
+
+
+def test_a_slice_grazing_a_neighbouring_discs_rim_is_not_mapped_to_it():
+    from SpineAssistLib.grading import SlicePlane, map_axial_slices
+
+    # L4-L5 flat about z = 0; the other disc centred 14 mm away, tilted 30 degrees so its rim reaches z = 0
+    discs = {"L4-L5": _disc_cloud(0.0, 0.0), "L5-S1": _disc_cloud(14.0, 30.0)}
+    plane = SlicePlane((0.0, 0.0, 3.0), (0.0, 0.0, 1.0))
+    whole = map_axial_slices([plane], discs)
+    assert whole.slices[0].discs_cut == ("L4-L5", "L5-S1")           # the rim of L5-S1 reaches z = 3
+    core = map_axial_slices([plane], discs, core_radius_mm=10.0)
+    assert core.slices[0].level == "L4-L5" and core.slices[0].discs_cut == ("L4-L5",)
+    # a slice through L5-S1's middle is still mapped to it
+    through = map_axial_slices([SlicePlane((0.0, 0.0, 14.0), (0.0, 0.0, 1.0))], discs, core_radius_mm=10.0)
+    assert through.slices[0].level == "L5-S1"
+    with pytest.raises(ValueError, match="core_radius_mm"):
+        map_axial_slices([plane], discs, core_radius_mm=0.0)

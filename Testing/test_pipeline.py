@@ -144,6 +144,8 @@ def test_sagittal_only_study_reports_herniation_not_assessed(study_dir, tmp_path
     a = done.result.assessment
     assert all(lv.ldh.status == "not_assessed" and "axial" in lv.ldh.reason for lv in a.levels)
     assert all(lv.pfirrmann.status == "assessed" for lv in a.levels)
+    # said once, in one wording, although both the series choice and the assessment notice it
+    assert [w for w in a.warnings if "axial" in w] == ["no axial series: herniation (MSU) not assessed"]
 
 
 def test_cancel_leaves_no_output(study_dir, tmp_path):

@@ -141,12 +141,17 @@ def map_axial_slices(
     index_to_lps: Any = None,
     labels: Mapping[int, str] | None = None,
     tolerance_mm: float | None = None,
+    core_radius_mm: float | None = None,
 ) -> SliceMapping:
     """Return which disc each axial slice's plane cuts.
 
     Give the discs either as ``discs`` (level name -> (N, 3) points in LPS mm) or as ``label_mask``
     with its 4x4 ``index_to_lps`` affine. ``tolerance_mm``: how far a point may lie from the plane
     and still count as cut (default: half a voxel along the normal for a mask, 0 for points).
+    ``core_radius_mm``: a disc counts as cut only where the plane cuts its core, the points within
+    this distance of the disc's centroid measured along the plane; a slice that only grazes the
+    rim of a neighbouring disc (an oblique block, a disc segmented too wide) does not show that
+    disc's posterior margin at the mid-line, where MSU is measured. None: the whole disc.
     """
     if (discs is None) == (label_mask is None):
         raise ValueError("give the discs either as discs (name -> LPS points) or as label_mask with "
@@ -162,6 +167,8 @@ def map_axial_slices(
         clouds = {validate_level_name(name): lps_points(f"discs[{name!r}]", pts) for name, pts in discs.items()}
     if tolerance_mm is not None and (not np.isfinite(tolerance_mm) or tolerance_mm < 0):
         raise ValueError(f"tolerance_mm must be a finite number >= 0 mm; got {tolerance_mm!r}")
+    if core_radius_mm is not None and (not np.isfinite(core_radius_mm) or core_radius_mm <= 0):
+        raise ValueError(f"core_radius_mm must be a finite number > 0 mm; got {core_radius_mm!r}")
     centroids = {name: pts.mean(axis=0) for name, pts in clouds.items()}
 
     out = []
@@ -174,6 +181,11 @@ def map_axial_slices(
         cut = []
         offsets = {}
         for name, pts in clouds.items():
+            if core_radius_mm is not None:
+                rel = pts - centroids[name]
+                along = rel - np.outer(rel @ normal, normal)
+                core = pts[np.einsum("ij,ij->i", along, along) <= core_radius_mm ** 2]
+                pts = core if len(core) else pts
             d = plane.signed_distance(pts)
             if d.min() <= tol and d.max() >= -tol:
                 cut.append(name)
