@@ -36,6 +36,8 @@ SCHEMA = "spineassist.findings/1"
 LEVEL_NAMES: tuple[str, ...] = (
     "T11-T12", "T12-L1", "L1-L2", "L2-L3", "L3-L4", "L4-L5", "L4-S1", "L5-L6", "L5-S1", "L6-S1",
 )
+# A level found or named with less confidence than this (Level.confidence) needs a reader's look.
+LOW_LEVEL_CONFIDENCE = 0.5
 STANDARD_LUMBAR_LEVELS: tuple[str, ...] = ("L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1")
 
 PFIRRMANN_GRADES = (1, 2, 3, 4, 5)
@@ -458,9 +460,17 @@ class Level:
     disc_center: Point | None = None
     model_name: str | None = None
     corrections: list[Correction] = field(default_factory=list)  # relabels of the level itself
+    # how sure the models are that this disc was found and named right (0-1): the weakest of the
+    # detections its name rests on (the vertebrae bounding it and the sacrum the count starts from)
+    confidence: float | None = None
 
     def __post_init__(self) -> None:
         validate_level_name(self.name)
+        if self.confidence is not None:
+            c = _finite(f"{self.name} confidence", self.confidence)
+            if not 0.0 <= c <= 1.0:
+                raise ValueError(f"{self.name} confidence must be between 0 and 1; got {c}")
+            self.confidence = c
         if self.model_name is None:
             self.model_name = self.name
         else:
@@ -499,6 +509,8 @@ class Level:
             d["model_level"] = self.model_name
         if self.disc_center is not None:
             d["disc_center"] = list(self.disc_center)
+        if self.confidence is not None:
+            d["confidence"] = round(self.confidence, 3)
         for f in self.findings():
             d[f.kind] = f.to_dict()
         d["corrections"] = [c.to_dict() for c in self.all_corrections()]
@@ -518,6 +530,7 @@ class Level:
             disc_center=d.get("disc_center"),
             model_name=d.get("model_level", d["level"]),
             corrections=by_kind["level"],
+            confidence=d.get("confidence"),
         )
 
 
@@ -557,6 +570,13 @@ class Assessment:
     created: str = field(default_factory=_now)
     settings: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    # why a reader should look closely: the image looks unlike the training data, or the results are
+    # implausible (disc count, spacing, order, uncertain levels); empty when nothing was flagged
+    review_reasons: list[str] = field(default_factory=list)
+
+    @property
+    def needs_review(self) -> bool:
+        return bool(self.review_reasons)
 
     def __post_init__(self) -> None:
         if not isinstance(self.study_instance_uid, str):
@@ -582,6 +602,8 @@ class Assessment:
             "created": self.created,
             "settings": dict(self.settings),
             "warnings": list(self.warnings),
+            "review": {"status": "needs review" if self.needs_review else "no flags",
+                       "reasons": list(self.review_reasons)},
             "levels": [lv.to_dict() for lv in self.levels],
         }
 
@@ -604,6 +626,7 @@ class Assessment:
             created=d.get("created") or _now(),
             settings=dict(d.get("settings", {})),
             warnings=list(d.get("warnings", [])),
+            review_reasons=list((d.get("review") or {}).get("reasons", [])),
         )
 
     @classmethod

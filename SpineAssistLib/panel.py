@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .findings import (FINDING_KINDS, LISTHESIS_DIRECTIONS, MEYERDING_GRADES, MSU_SIZES, MSU_ZONES,
+from .findings import (LOW_LEVEL_CONFIDENCE, FINDING_KINDS, LISTHESIS_DIRECTIONS, MEYERDING_GRADES, MSU_SIZES, MSU_ZONES,
                        PFIRRMANN_GRADES, SIDES, Finding, Level, MeyerdingGrade, MSUGrade, PfirrmannGrade)
 
 _ROMAN = {0: "0", 1: "I", 2: "II", 3: "III", 4: "IV", 5: "V"}
@@ -130,10 +130,35 @@ class LevelView:
     model_name: str
     cells: dict[str, CellView] = field(default_factory=dict)
     slip_text: str = ""
+    confidence: float | None = None
 
     @property
     def corrected(self) -> bool:
         return any(c.corrected for c in self.cells.values()) or self.name != self.model_name
+
+    @property
+    def uncertain(self) -> bool:
+        """True when the models found or named this level with low confidence: check it first."""
+        return self.confidence is not None and self.confidence < LOW_LEVEL_CONFIDENCE
+
+    @property
+    def name_text(self) -> str:
+        """The level column's text: the name, marked when uncertain."""
+        return f"{self.name} (check)" if self.uncertain else self.name
+
+    @property
+    def name_tooltip(self) -> str:
+        lines = [f"model level {self.model_name}"] if self.name != self.model_name else []
+        if self.confidence is not None:
+            lines.append(f"level confidence {self.confidence:.2f}" + (": found or named with low confidence"
+                                                                      if self.uncertain else ""))
+        return "\n".join(lines)
+
+
+def review_text(assessment: Any) -> str:
+    """Return the study's "needs review" line for the panel ("" when nothing was flagged)."""
+    reasons = list(getattr(assessment, "review_reasons", None) or [])
+    return ("Needs review: " + "; ".join(reasons)) if reasons else ""
 
 
 def _tooltip(f: Finding, kind: str) -> str:
@@ -173,4 +198,4 @@ def slip_text(level: Level) -> str:
 def level_view(level: Level) -> LevelView:
     """Return one level's table row."""
     return LevelView(level.name, level.model_name or level.name,
-                     {kind: cell_view(level, kind) for kind in KIND_COLUMN}, slip_text(level))
+                     {kind: cell_view(level, kind) for kind in KIND_COLUMN}, slip_text(level), level.confidence)

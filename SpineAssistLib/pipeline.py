@@ -26,7 +26,7 @@ import numpy as np
 
 from .anatomy import CORNERS, DISC_LABELS, HERNIATION_LABEL, THECAL_SAC_LABEL, corner_name
 from .errors import SpineAssistError
-from .findings import Assessment, HerniationFinding, Level, ModelInfo
+from .findings import LOW_LEVEL_CONFIDENCE, Assessment, HerniationFinding, Level, ModelInfo
 from .models.orientation import Oriented, SliceOrientation
 from .pipeline_types import AssessmentResult, Box, ImageStack
 from .progress import CancelToken, ProgressEvent, StageReporter
@@ -47,6 +47,8 @@ VERTEBRA_MIN_SCORE = 0.25
 SACRUM_RETRY_SCORE = 0.1      # the sacrum anchors the count: accept a weaker detection rather than none
 CORNER_MIN_SCORE = 0.3        # a vertebral corner scored lower is not used
 HERNIATION_MIN_PIXELS = 6     # smaller herniation masks are taken as noise
+PLAUSIBLE_SPACING_MM = (25.0, 50.0)   # adult lumbar vertebral centroid spacing, with room for disease
+OFF_CENTRE_FRACTION = 0.3     # mid-sagittal slice this far (share of the stack) from its middle
 DISC_CORE_RADIUS_MM = 10.0    # an axial slice is mapped to a disc only where it cuts the disc's middle
 CSF_BAND_MM = (3.0, 9.0)      # the thecal sac lies this far behind the posterior vertebral line (epidural space, PLL)
 DEFAULT_SETTINGS: dict[str, Any] = {"no_listhesis_percent": 5.0, "lumbar_count": 5}
@@ -102,6 +104,7 @@ def assess(sagittal: ImageStack, axial: Sequence[ImageStack] = (), *, study_inst
     reporter.stage("levels")
     labelling, corners, vertebra_boxes = _label_levels(sagittal, mid, pose, disc_masks_arr[mid], settings)
     a.levels = _reported_levels(labelling, a.warnings)
+    _level_confidences(a.levels, labelling, pose)
     result.keypoints[sagittal.name] = corners
     result.boxes.extend(vertebra_boxes)
     timings["levels"] = time.perf_counter() - t
@@ -129,6 +132,7 @@ def assess(sagittal: ImageStack, axial: Sequence[ImageStack] = (), *, study_inst
     for level in a.levels:
         _grade_listhesis(level, corners, settings, source, a)
     timings["listhesis"] = time.perf_counter() - t
+    a.review_reasons = review_reasons(a.levels, labelling, mid, sagittal.voxels.shape[0])
 
     if not axial:
         for level in a.levels:
@@ -299,6 +303,49 @@ def _reported_levels(labelling: Any, warnings: list[str]) -> list[Level]:
                 f.status, f.reason = "not_assessed", "disc not found by the segmentation model"
         levels.append(level)
     return levels
+
+
+def _level_confidences(levels: list[Level], labelling: Any, pose: Any) -> None:
+    """Set each level's confidence: the weakest score among the vertebrae bounding it and the sacrum,
+    the detections its name rests on (an undetected one counts 0)."""
+    score = {v.name: float(pose.scores[v.detection]) for v in labelling.vertebrae
+             if v.detection is not None and v.detection < len(pose.scores)}
+    sacrum = score.get("S1", 0.0)
+    for level in levels:
+        upper, lower = level.name.split("-")
+        level.confidence = float(np.clip(min(score.get(upper, 0.0), score.get(lower, 0.0), sacrum), 0.0, 1.0))
+
+
+def review_reasons(levels: Sequence[Level], labelling: Any, mid: int, n_slices: int) -> list[str]:
+    """Return why a reader should look closely at this study (empty: nothing flagged): a level or
+    the sacrum found with low confidence, fewer lumbar levels than expected, an implausible spacing
+    or order of the discs, or a spine far off the middle slice."""
+    from .findings import STANDARD_LUMBAR_LEVELS
+
+    reasons = []
+    weak = [f"{lv.name} ({lv.confidence:.2f})" for lv in levels
+            if lv.confidence is not None and lv.confidence < LOW_LEVEL_CONFIDENCE]
+    if weak:
+        reasons.append("levels found or named with low confidence: " + ", ".join(weak))
+    names = {lv.name for lv in levels}
+    expected = [n for n in STANDARD_LUMBAR_LEVELS if n not in names]
+    if expected and not any(n in names for n in ("L4-S1", "L5-L6", "L6-S1")):
+        reasons.append(f"lumbar level(s) not reported: {', '.join(expected)}")
+    missing = [lv.name for lv in levels if lv.pfirrmann.status == "not_assessed"
+               and "not found" in lv.pfirrmann.reason]
+    if missing:
+        reasons.append(f"disc(s) not found between found discs: {', '.join(missing)}")
+    spacing = float(getattr(labelling, "vertebral_spacing_mm", float("nan")))
+    if np.isfinite(spacing) and not PLAUSIBLE_SPACING_MM[0] <= spacing <= PLAUSIBLE_SPACING_MM[1]:
+        reasons.append(f"vertebrae {spacing:.0f} mm apart, outside the adult {PLAUSIBLE_SPACING_MM[0]:.0f}-"
+                       f"{PLAUSIBLE_SPACING_MM[1]:.0f} mm: check the image's pixel spacing and the levels")
+    z = [lv.disc_center[2] for lv in levels if lv.disc_center is not None]
+    if any(b >= a for a, b in zip(z, z[1:])):
+        reasons.append("the discs are not in head-to-feet order: check the levels")
+    if n_slices >= 5 and abs(mid - (n_slices - 1) / 2) > OFF_CENTRE_FRACTION * n_slices:
+        reasons.append(f"the spine's mid-line is on slice {mid + 1} of {n_slices}, far from the middle "
+                       "(scoliosis or positioning): check the levels on the neighbouring slices")
+    return reasons
 
 
 def _disc_label_volume(stack: ImageStack, disc_masks: np.ndarray, levels: list[Level]) -> np.ndarray:

@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 
 from .logic import SpineAssistLogic, default_series, dicom_files_for_volume, new_work_folder, volume_plane
 from .mrml import LAYERS
-from .panel import COLUMNS, KIND_COLUMN, choices
+from .panel import COLUMNS, KIND_COLUMN, choices, review_text
 from .process import DEVICES, AssessOutcome, AssessProcess, stage_dicom_files
 
 KIND_TITLES = {"ldh": "Herniation (MSU)", "listhesis": "Spondylolisthesis (Meyerding)", "pfirrmann": "Pfirrmann"}
@@ -334,7 +334,8 @@ class SpineAssistPanel:
         if self._purpose == "assess":
             if self._safe(lambda: self.logic.load_results(outcome.out), "Cannot show the results") is not None:
                 self.refresh()
-            self.status.text = f"Done. Outputs in {outcome.out}"
+            review = review_text(self.logic.assessment)
+            self.status.text = f"Done. Outputs in {outcome.out}" + (f"<br><b>{review}</b>" if review else "")
         else:
             self.status.text = f"Report, SEG and SR rewritten with your corrections in {outcome.out}"
 
@@ -357,8 +358,8 @@ class SpineAssistPanel:
             views = self.logic.views()
             self.table.setRowCount(len(views))
             for r, view in enumerate(views):
-                item = qt.QTableWidgetItem(view.name)
-                item.setToolTip(f"model level {view.model_name}" if view.name != view.model_name else "")
+                item = qt.QTableWidgetItem(view.name_text)
+                item.setToolTip(view.name_tooltip)
                 self.table.setItem(r, 0, item)
                 for kind, column in KIND_COLUMN.items():
                     self.table.setCellWidget(r, COLUMNS.index(column), self._editor(view.name, view.cells[kind]))

@@ -203,3 +203,16 @@ def test_msu_labels_point_away_from_the_intra_facet_line():
     assert layout["posterior canal"][2:] == ("center", "top") and layout["posterior canal"][1][1] < 0
     assert layout["herniation apex"][0] == "apex" and layout["herniation apex"][2] == "left"
     assert msu_label_layout({}) == {}
+
+
+def test_report_says_when_the_study_needs_review(tmp_path):
+    sag = sorted(S.sagittal_series(), key=lambda d: float(d.ImagePositionPatient[0]))
+    ax = S.axial_series()
+    a = S.assessment(ax[1].SOPInstanceUID, sag[2].SOPInstanceUID)
+    assert "Needs review" not in write_report_html(a, tmp_path / "a.html").read_text(encoding="utf-8")
+    a.review_reasons = ["levels found or named with low confidence: L4-L5 (0.31)"]
+    a.levels[0].confidence = 0.31
+    html = write_report_html(a, tmp_path / "b.html").read_text(encoding="utf-8")
+    assert re.search(r'<div class="review"><b>Needs review.</b> Look closely at: levels found or named with low '
+                     r'confidence: L4-L5 \(0\.31\)</div>', html)
+    assert "confidence 0.31" in html

@@ -63,3 +63,15 @@ def test_level_view_marks_a_correction_and_shows_the_model_value_beside_it():
     assert (other.cells["ldh"].text, other.cells["ldh"].index) == ("not assessed", -1)
     assert "no axial series" in other.cells["ldh"].tooltip
     assert value_text("listhesis", MeyerdingGrade(0, 0.0, None)) == "none"
+
+
+def test_uncertain_levels_and_review_line():
+    from SpineAssistLib.findings import Assessment, Level
+    from SpineAssistLib.panel import level_view, review_text
+
+    sure, unsure = level_view(Level("L4-L5", confidence=0.9)), level_view(Level("L5-S1", confidence=0.2))
+    assert (sure.name_text, unsure.name_text) == ("L4-L5", "L5-S1 (check)")
+    assert "low confidence" in unsure.name_tooltip and "low confidence" not in sure.name_tooltip
+    assert level_view(Level("L3-L4")).name_text == "L3-L4"         # no confidence recorded (older files)
+    assert review_text(Assessment("1.2")) == ""
+    assert review_text(Assessment("1.2", review_reasons=["a", "b"])) == "Needs review: a; b"

@@ -656,3 +656,43 @@ def test_an_assessment_with_the_bundled_models_does_not_import_scipy(study_dir, 
     out = subprocess.run([sys.executable, "-c", code], cwd=repo_root, capture_output=True, text=True, check=True)
     levels, complete, scipy = out.stdout.split()[-3:]
     assert int(levels) >= 5 and complete == "True" and scipy == "False", out.stdout
+
+
+def test_review_reasons_flag_what_a_reader_should_check():
+    from types import SimpleNamespace
+
+    from SpineAssistLib.findings import Level
+    from SpineAssistLib.pipeline import review_reasons
+
+    def levels(names, conf=0.9):
+        return [Level(n, disc_center=(0.0, 0.0, -40.0 * i), confidence=conf) for i, n in enumerate(names)]
+
+    lumbar = ["L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1"]
+    ok = SimpleNamespace(vertebral_spacing_mm=36.0)
+    assert review_reasons(levels(lumbar), ok, mid=7, n_slices=15) == []
+    weak = levels(lumbar)
+    weak[3].confidence = 0.3
+    assert review_reasons(weak, ok, 7, 15) == ["levels found or named with low confidence: L4-L5 (0.30)"]
+    assert review_reasons(levels(lumbar[2:]), ok, 7, 15) == ["lumbar level(s) not reported: L1-L2, L2-L3"]
+    assert review_reasons(levels(["L1-L2", "L2-L3", "L3-L4", "L4-S1"]), ok, 7, 15) == []   # four lumbar vertebrae
+    far = review_reasons(levels(lumbar), SimpleNamespace(vertebral_spacing_mm=70.0), 7, 15)
+    assert far and "70 mm apart" in far[0]
+    flipped = levels(lumbar)[::-1]
+    assert any("head-to-feet order" in r for r in review_reasons(flipped, ok, 7, 15))
+    assert any("slice 2 of 15" in r for r in review_reasons(levels(lumbar), ok, 1, 15))
+
+
+def test_level_confidence_and_review_round_trip_through_findings_json():
+    from SpineAssistLib.findings import Assessment, Level
+
+    a = Assessment("1.2.3", levels=[Level("L4-L5", confidence=0.42)], review_reasons=["L4-L5 uncertain"])
+    d = a.to_dict()
+    assert d["review"] == {"status": "needs review", "reasons": ["L4-L5 uncertain"]}
+    assert d["levels"][0]["confidence"] == 0.42
+    back = Assessment.from_dict(d)
+    assert back.needs_review and back.level("L4-L5").confidence == 0.42
+    old = dict(d)
+    del old["review"]
+    assert not Assessment.from_dict(old).needs_review          # files written before the flag existed
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        Level("L4-L5", confidence=1.5)

@@ -35,6 +35,7 @@ body{font-family:-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;margin:24px
 h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:26px 0 8px;border-bottom:1px solid #ccc;padding-bottom:3px}
 .meta{font-size:13px;color:#444}.meta td{padding:1px 10px 1px 0}.mono{font-family:Menlo,Consolas,monospace;font-size:12px}
 .disclaimer{background:#fff4e5;border:1px solid #f0a040;border-radius:4px;padding:8px 12px;margin:12px 0;font-weight:600}
+.review{background:#fff4e5;border:2px solid #ef6c00;border-radius:4px;padding:8px 12px;margin:8px 0}
 .warn{background:#fdecea;border:1px solid #e57373;border-radius:4px;padding:6px 12px;margin:8px 0}
 table.levels{border-collapse:collapse;width:100%;font-size:14px}
 table.levels th,table.levels td{border:1px solid #bbb;padding:5px 8px;text-align:left;vertical-align:top}
@@ -124,6 +125,8 @@ def _level_row(level: Level) -> str:
     name = _e(level.name)
     if level.model_name != level.name:
         name += f'<span class="corrected">relabelled</span><span class="model">model: {_e(level.model_name)}</span>'
+    if level.confidence is not None:
+        name += f'<span class="model">confidence {level.confidence:.2f}</span>'
     return ("<tr>"
             f"<td><b>{name}</b></td>"
             f"<td>{_cell(level.ldh, _herniation_text)}</td>"
@@ -165,6 +168,9 @@ def render_report_html(assessment: Assessment, images: Sequence[KeyImage] = (),
     meta += [("Software", f"SpineAssist {_e(a.software_version)}"), ("Assessed", _e(a.created))]
     meta_html = "".join(f"<tr><td><b>{k}</b></td><td>{v}</td></tr>" for k, v in meta)
     warnings = "".join(f'<div class="warn">{_e(w)}</div>' for w in a.warnings)
+    if a.needs_review:
+        warnings = ('<div class="review"><b>Needs review.</b> Look closely at: '
+                    + "; ".join(_e(r) for r in a.review_reasons) + "</div>" + warnings)
     rows = "".join(_level_row(lv) for lv in a.levels) or \
         '<tr><td colspan=5 class="na">no disc levels were found</td></tr>'
 
