@@ -194,3 +194,25 @@ def test_real_scoring_counts_misnamed_discs(tmp_path):
     # grade 2 everywhere against the radiologists' 2 (four levels) and 4 (L5-S1)
     assert s["pfirrmann_exact"]["value"] == pytest.approx(0.8)
     assert s["pfirrmann_within_one"]["value"] == pytest.approx(0.8)
+
+
+def test_variants_move_the_truth_with_the_pixels(tmp_path):
+    from SpineAssistLib.training.real_eval import variant_case
+    from SpineAssistLib.training.spider import image_stack, read_png_patient
+
+    root = _png_folder(tmp_path / "spider", patients=("3",), slices=9)
+    case = read_png_patient(root, "3")
+    k, r, c = 2, DISC_ROWS[-1], 50
+    here = image_stack(case).pixel_to_lps(k, np.array(r), np.array(c))
+    flipped = variant_case(case, "flipped")
+    n, w = case.images.shape[0], case.images.shape[2]
+    there = image_stack(flipped).pixel_to_lps(n - 1 - k, np.array(r), np.array(w - 1 - c))
+    assert np.allclose(here, there)                                         # the same patient point
+    assert flipped.labels[n - 1 - k, r, w - 1 - c] == case.labels[k, r, c]
+    assert flipped.corners_px[n - 1 - k]["L4 anterior-inferior"] == (w - 1 - ANTERIOR, 226)
+    thick = variant_case(case, "thick")
+    assert thick.images.shape[0] == len(range(case.mid % 4, 9, 4)) and thick.mid * 4 + case.mid % 4 == case.mid
+    assert np.linalg.norm(thick.affine[:3, 0]) == pytest.approx(4 * np.linalg.norm(case.affine[:3, 0]))
+    off = variant_case(case, "off-centre")
+    assert off.mid == 2 and np.allclose(image_stack(off).pixel_to_lps(off.mid, np.array(r), np.array(c)),
+                                        image_stack(case).pixel_to_lps(case.mid, np.array(r), np.array(c)))

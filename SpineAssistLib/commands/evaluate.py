@@ -31,6 +31,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "(images/ + masks/, .mha or PNG slices); writes real_metrics.json and real_metrics.md")
     p.add_argument("--gradings", type=Path, default=None,
                    help="with --real: SPIDER's radiological_gradings.csv (default: the first under DIR)")
+    p.add_argument("--variant", default="as-stored", choices=("as-stored", "flipped", "thick", "off-centre"),
+                   help="with --real: store each scan as another acquisition would (anterior on the right and "
+                   "slices reversed; every 4th slice at 4x the distance; the mid-line two slices from the edge)")
     p.add_argument("--patients", nargs="+", default=None,
                    help="with --real: score these patients instead of the fixed held-out twelve")
     p.add_argument("--update-manifest", action="store_true",
@@ -70,14 +73,16 @@ def _run_real(args: argparse.Namespace) -> int:
     if csv_path is None:
         raise SpineAssistError(f"no radiological_gradings.csv under {args.real}; pass --gradings CSV")
     report = evaluate_real(args.real, csv_path, patients=args.patients, device=args.device, n_boot=args.bootstrap,
-                           progress=lambda m: print(m, flush=True))
+                           progress=lambda m: print(m, flush=True), variant=args.variant)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "real_metrics.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    stem = "real_metrics" if args.variant == "as-stored" else f"real_metrics_{args.variant}"
+    (args.out / f"{stem}.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     md = markdown_table(report)
-    (args.out / "real_metrics.md").write_text(md, encoding="utf-8")
+    (args.out / f"{stem}.md").write_text(md, encoding="utf-8")
     print(md)
     if args.update_manifest:
-        if args.patients:
-            raise SpineAssistError("--update-manifest stores the held-out twelve's figures only; drop --patients")
+        if args.patients or args.variant != "as-stored":
+            raise SpineAssistError("--update-manifest stores the held-out twelve's figures as stored only; drop "
+                                   "--patients and --variant")
         store_real_in_manifest(report)
     return 0

@@ -61,7 +61,8 @@ def score_case(case: RealCase, result: Any | None, error: str | None = None) -> 
     levels = {} if result is None else {lv.name: lv for lv in result.assessment.levels}
     sp_col, sp_row = case.pixel_spacing
     out: dict[str, Any] = {"patient": case.patient, "error": error, "levels": [], "boxes": [],
-                           "reported": sorted(levels), "warnings": [] if result is None else
+                           "reported": sorted(levels), "review": [] if result is None else
+                           list(result.assessment.review_reasons), "warnings": [] if result is None else
                            list(result.assessment.warnings)}
     for name in STANDARD_LUMBAR_LEVELS:
         truth = case.labels == DISC_LABELS[name]
@@ -177,10 +178,49 @@ def _confusion(graded: Sequence[Sequence[Mapping[str, Any]]]) -> list[list[int]]
     return m
 
 
+VARIANTS = ("as-stored", "flipped", "thick", "off-centre")
+
+
+def variant_case(case: RealCase, variant: str) -> RealCase:
+    """Return the case as another acquisition would store it, with its truth moved along:
+
+    - ``flipped``: anterior on the image's right and the slices in the opposite order (the pipeline
+      must turn it round from the geometry alone);
+    - ``thick``: every fourth slice, 4 times the slice distance (a 2D sequence's thick slices; no
+      partial-volume blur is added);
+    - ``off-centre``: the slices on one side of the mid-line dropped, so that the spine's mid-line
+      lies two slices from the stack's edge (scoliosis, positioning).
+    """
+    from dataclasses import replace
+
+    if variant == "as-stored":
+        return case
+    A = case.affine.copy()
+    if variant == "flipped":
+        n, w = case.images.shape[0], case.images.shape[2]
+        A[:3, 3] = A[:3, 3] + (n - 1) * A[:3, 0] + (w - 1) * A[:3, 2]
+        A[:3, 0], A[:3, 2] = -A[:3, 0], -A[:3, 2]
+        corners = {n - 1 - s: {k: (w - 1 - x, y) for k, (x, y) in c.items()} for s, c in case.corners_px.items()}
+        return replace(case, images=case.images[::-1, :, ::-1].copy(), labels=case.labels[::-1, :, ::-1].copy(),
+                       affine=A, mid=n - 1 - case.mid, corners_px=corners)
+    if variant == "thick":
+        keep = list(range(case.mid % 4, case.images.shape[0], 4))
+        A[:3, 3] = A[:3, 3] + keep[0] * A[:3, 0]
+        A[:3, 0] = 4 * A[:3, 0]
+    elif variant == "off-centre":
+        keep = list(range(max(case.mid - 2, 0), case.images.shape[0]))
+        A[:3, 3] = A[:3, 3] + keep[0] * A[:3, 0]
+    else:
+        raise ValueError(f"variant must be one of {', '.join(VARIANTS)}; got {variant!r}")
+    return replace(case, images=case.images[keep], labels=case.labels[keep], affine=A, mid=keep.index(case.mid),
+                   corners_px={i: case.corners_px[s] for i, s in enumerate(keep)})
+
+
 def evaluate_real(root: str | Path, gradings_csv: str | Path, patients: Sequence[str] | None = None,
                   device: str = "cpu", n_boot: int = M.N_BOOTSTRAP,
-                  progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Return the real-data report of the held-out patients (default) of a SPIDER folder."""
+                  progress: Callable[[str], None] | None = None, variant: str = "as-stored") -> dict[str, Any]:
+    """Return the real-data report of the held-out patients (default) of a SPIDER folder, stored as
+    ``variant`` says (``variant_case``)."""
     from ..pipeline import SAGITTAL_MODELS, ModelSet, assess
 
     wanted = sorted(patients or HELD_OUT_PATIENTS, key=int)
@@ -188,6 +228,7 @@ def evaluate_real(root: str | Path, gradings_csv: str | Path, patients: Sequence
     models = ModelSet.load(SAGITTAL_MODELS, device=device)
     scored, seconds = [], []
     for case in iter_cases(root, gradings, patients=wanted):
+        case = variant_case(case, variant)
         t = time.perf_counter()
         try:
             result, error = assess(image_stack(case), (), study_instance_uid=f"SPIDER-{case.patient}",
@@ -205,7 +246,7 @@ def evaluate_real(root: str | Path, gradings_csv: str | Path, patients: Sequence
     missing = set(wanted) - {c["patient"] for c in scored}
     if missing:
         raise SpineAssistError(f"{root}: no images of patient(s) {', '.join(sorted(missing, key=int))}")
-    return {"source": str(root), "patients": wanted, "summary": summarise(scored, n_boot),
+    return {"source": str(root), "patients": wanted, "variant": variant, "summary": summarise(scored, n_boot),
             "seconds_per_patient": round(float(np.median(seconds)), 2), "cases": scored,
             "models": [{"name": i.name, "sha256": i.sha256} for i in models.infos], "targets": TARGETS}
 
@@ -233,7 +274,7 @@ def markdown_table(report: Mapping[str, Any]) -> str:
         ("spondylolisthesis sensitivity (Meyerding >= I)", "listhesis_sensitivity", ">= 0.90"),
         ("spondylolisthesis specificity", "listhesis_specificity", ">= 0.95"),
     ]
-    lines = [f"Held-out SPIDER patients: {s['patients']} ({', '.join(report['patients'])}), {s['levels']} lumbar "
+    lines = [f"Stored as: {report.get('variant', 'as-stored')}. Held-out SPIDER patients: {s['patients']} ({', '.join(report['patients'])}), {s['levels']} lumbar "
              f"levels; runs stopped with an error: {s['failed_runs']}; patients with every lumbar disc named right: "
              f"{s['patients_all_named']}; spondylolisthesis-positive levels: {s['listhesis_positives']}.", "",
              "| metric | value (95 % CI, patients resampled) | n | target |", "|---|---|---|---|"]
