@@ -62,14 +62,15 @@ class ModelSet:
     infos: list[ModelInfo]
 
     @classmethod
-    def load(cls, names: Sequence[str], device: str = "auto") -> "ModelSet":
-        """Load and verify (SHA-256) the named bundled models on ``device``."""
+    def load(cls, names: Sequence[str], device: str = "auto", manifest: Mapping[str, Any] | None = None) -> "ModelSet":
+        """Load and verify (SHA-256) the named bundled models on ``device`` (``manifest``: model specs
+        by name instead of the bundled manifest's)."""
         from .models import load_model, model_spec
 
         models, infos = {}, []
         for name in names:
-            spec = model_spec(name)
-            models[name] = load_model(name, device=device)
+            spec = model_spec(name, manifest)
+            models[name] = load_model(name, device=device, manifest=manifest)
             infos.append(ModelInfo(name, spec.sha256, str(spec.version)))
         return cls(models, infos)
 

@@ -47,7 +47,8 @@ log = logging.getLogger(__name__)
 
 MATCH_MM = 12.0           # a detected vertebra belongs to the truth vertebra whose corner centroid is this near
 TARGETS = {"disc_iou": 0.95, "disc_dice": 0.97, "keypoint_mm": 0.5, "herniation_4grade_f1": 0.92,
-           "herniation_4grade_kappa": 0.88, "pfirrmann_accuracy": 0.91, "meyerding_accuracy": 0.95}
+           "herniation_4grade_kappa": 0.88, "pfirrmann_accuracy": 0.91, "meyerding_accuracy": 0.95,
+           "levels_named_right": 1.0}
 
 
 class Models:
@@ -288,6 +289,91 @@ def evaluate_axial(models: Models, st: Mapping[str, Any], acc: dict[str, list]) 
         acc["category_pred"].append("none" if p_size == 0 else f"{p_size}-{p_zone}")
 
 
+def study_stacks(st: Mapping[str, Any]) -> tuple[Any, list[Any]]:
+    """Return a ``phantom_cache`` study as the pipeline's input: the sagittal ``ImageStack`` and one
+    axial ``ImageStack`` per block (a run of parallel slices through one truth level), the arrays and
+    geometry its DICOM series carries (no headers)."""
+    from ..pipeline_types import ImageStack
+
+    S = np.asarray(st["sag_affine"], float)           # (slice, row, col) -> LPS
+    A = np.eye(4)
+    A[:3, 0], A[:3, 1], A[:3, 2], A[:3, 3] = S[:3, 2], S[:3, 1], S[:3, 0], S[:3, 3]
+    sagittal = ImageStack("sagittal", "sagittal", np.asarray(st["sag_images"]), A)
+    images, affines, levels = st["ax_images"], np.asarray(st["ax_affines"], float), list(st["ax_levels"])
+    blocks: list[list[int]] = []
+    for k in range(len(images)):
+        prev = blocks[-1][-1] if blocks else None
+        if prev is not None and levels[k] == levels[prev] and np.allclose(affines[k][:3, :2], affines[prev][:3, :2]):
+            blocks[-1].append(k)
+        else:
+            blocks.append([k])
+    axial = []
+    for i, block in enumerate(blocks, start=1):
+        first = affines[block[0]]
+        step = (affines[block[1]][:3, 3] - first[:3, 3]) if len(block) > 1 else \
+            np.cross(first[:3, 1], first[:3, 0]) / np.linalg.norm(np.cross(first[:3, 1], first[:3, 0]))
+        B = np.eye(4)
+        B[:3, 0], B[:3, 1], B[:3, 2], B[:3, 3] = first[:3, 1], first[:3, 0], step, first[:3, 3]
+        axial.append(ImageStack("axial", f"axial block {i}", np.stack([images[k] for k in block]), B))
+    return sagittal, axial
+
+
+def evaluate_pipeline(model_set: Any, st: Mapping[str, Any], acc: dict[str, list], stacks: Any = None) -> None:
+    """Add what ``pipeline.assess`` returns for one phantom study to ``acc``: the product's figures.
+
+    Each truth level is matched to the reported level of the same name; a level the pipeline did not
+    report, or named wrongly (its disc's named Dice below 0.5), gets no grade from it and counts as
+    wrong for every grading. ``stacks``: (sagittal, axial) to assess instead of ``study_stacks(st)``."""
+    from ..errors import SpineAssistError
+    from ..pipeline import assess
+
+    sagittal, axial = stacks or study_stacks(st)
+    try:
+        result = assess(sagittal, axial, study_instance_uid=f"phantom-{st['seed']}", models=model_set)
+        levels = {lv.name: lv for lv in result.assessment.levels}
+        pred_labels = result.sagittal.labels
+    except SpineAssistError as e:
+        log.info("phantom %s: the pipeline stopped: %s", st["seed"], e)
+        acc["pipe_failed"].append(int(st["seed"]))
+        levels, pred_labels = {}, None
+    lab = np.asarray(st["sag_labels"])
+    for lv in st["truth"]["levels"]:
+        name = lv["level"]
+        truth = lab == DISC_LABELS[name]
+        named_dice = M.dice(pred_labels == DISC_LABELS[name], truth) if pred_labels is not None and truth.any() else 0.0
+        acc["pipe_disc_dice"].append(named_dice)
+        named = named_dice >= 0.5
+        acc["pipe_named"].append(float(named))
+        got = levels.get(name) if named else None
+        tv = _value(lv["pfirrmann"])
+        if tv is not None:
+            pv = got.pfirrmann.value if got is not None and got.pfirrmann.status == "assessed" else None
+            acc["pipe_pfirrmann_true"].append(int(tv["grade"]))
+            acc["pipe_pfirrmann_pred"].append(0 if pv is None else int(pv.grade))
+        tv = _value(lv["listhesis"])
+        if tv is not None:
+            pv = got.listhesis.value if got is not None and got.listhesis.status == "assessed" else None
+            acc["pipe_meyerding_true"].append(int(tv["meyerding"]))
+            acc["pipe_meyerding_pred"].append(-1 if pv is None else int(pv.grade))
+        tv = _value(lv["ldh"])
+        graded = got is not None and got.ldh.status == "assessed"
+        if tv is None:
+            if graded:     # the truth has no axial slice through this disc: nothing should be graded
+                acc["pipe_msu_without_axial"].append(f"{st['seed']} {name}")
+            continue
+        pv = got.ldh.value if graded else None
+        t_size, t_zone, t_side = int(tv["msu_size"]), tv.get("msu_zone"), tv.get("side")
+        p_size, p_zone, p_side = (0, None, None) if pv is None else (int(pv.size), pv.zone, pv.side)
+        if pv is None:
+            acc["pipe_herniation_not_graded"].append(f"{st['seed']} {name}")
+        acc["pipe_hern_true"].append(t_size)
+        acc["pipe_hern_pred"].append(p_size)
+        acc["pipe_region_true"].append(_region(t_size, t_zone, t_side))
+        acc["pipe_region_pred"].append(_region(p_size, p_zone, p_side))
+        acc["pipe_category_true"].append("none" if t_size == 0 else f"{t_size}-{t_zone}")
+        acc["pipe_category_pred"].append("none" if p_size == 0 else f"{p_size}-{p_zone}")
+
+
 def _axial_segmentations(models: Models, st: Mapping[str, Any]) -> list[Any]:
     """Return each axial slice's segmentation as the pipeline makes it (``crops.disc_segmentations``):
     the slices of one disc (a run of slices of one block through the same truth level; the pipeline
@@ -361,6 +447,7 @@ def summarise(acc: Mapping[str, list], n_boot: int = M.N_BOOTSTRAP) -> dict[str,
             "mean_grade_error_on_true_masks": M.mean_ci([p - t for t, p in zip(acc["pfirrmann_true_all"],
                                                                                acc["pfirrmann_pred_true_mask"])], n_boot),
             "discs_not_segmented": len(acc["pfirrmann_missed"])},
+        "pipeline": _pipeline_summary(acc, n_boot),
         "meyerding": {
             "grade_accuracy": M.with_ci(M.accuracy, acc["meyerding_true"], acc["meyerding_pred"], n_boot=n_boot),
             "kappa_quadratic": M.with_ci(qm, acc["meyerding_true"], acc["meyerding_pred"], n_boot=n_boot),
@@ -368,6 +455,34 @@ def summarise(acc: Mapping[str, list], n_boot: int = M.N_BOOTSTRAP) -> dict[str,
             "levels_without_corners": len(acc["meyerding_missed"])},
     }
     return out
+
+
+def _pipeline_summary(acc: Mapping[str, list], n_boot: int) -> dict[str, Any]:
+    """Return the figures of what ``pipeline.assess`` returned (``evaluate_pipeline``); a level not
+    reported or misnamed counts as wrong (Pfirrmann 0, Meyerding -1, herniation none)."""
+    q = lambda t, p: M.cohen_kappa(t, p, "quadratic", labels=[0, 1, 2, 3])  # noqa: E731
+    qp = lambda t, p: M.cohen_kappa(t, p, "quadratic", labels=[0, 1, 2, 3, 4, 5])  # noqa: E731
+    qm = lambda t, p: M.cohen_kappa(t, p, "quadratic", labels=[-1, 0, 1, 2, 3, 4, 5])  # noqa: E731
+    pt, pp = acc["pipe_pfirrmann_true"], acc["pipe_pfirrmann_pred"]
+    return {
+        "levels_named_right": M.mean_ci(acc["pipe_named"], n_boot),
+        "disc_dice_sagittal_named": M.mean_ci(acc["pipe_disc_dice"], n_boot),
+        "studies_stopped": len(acc["pipe_failed"]),
+        "pfirrmann_accuracy": M.with_ci(M.accuracy, pt, pp, n_boot=n_boot),
+        "pfirrmann_within_one": M.with_ci(lambda t, p: float(np.mean([abs(a - b) <= 1 and b > 0 for a, b in zip(t, p)])),
+                                          pt, pp, n_boot=n_boot),
+        "pfirrmann_kappa_quadratic": M.with_ci(qp, pt, pp, n_boot=n_boot),
+        "pfirrmann_confusion": _confusion(pt, pp, 0, 5),
+        "meyerding_accuracy": M.with_ci(M.accuracy, acc["pipe_meyerding_true"], acc["pipe_meyerding_pred"], n_boot=n_boot),
+        "meyerding_kappa_quadratic": M.with_ci(qm, acc["pipe_meyerding_true"], acc["pipe_meyerding_pred"], n_boot=n_boot),
+        "herniation_4grade": _prf(acc["pipe_hern_true"], acc["pipe_hern_pred"], n_boot) | {
+            "kappa_quadratic": M.with_ci(q, acc["pipe_hern_true"], acc["pipe_hern_pred"], n_boot=n_boot),
+            "confusion": _confusion(acc["pipe_hern_true"], acc["pipe_hern_pred"], 0, 3)},
+        "herniation_region": _prf(acc["pipe_region_true"], acc["pipe_region_pred"], n_boot),
+        "herniation_category": _prf(acc["pipe_category_true"], acc["pipe_category_pred"], n_boot),
+        "herniation_not_graded": list(acc["pipe_herniation_not_graded"]),
+        "msu_graded_without_axial_slice": list(acc["pipe_msu_without_axial"]),
+    }
 
 
 def _confusion(t: Sequence[int], p: Sequence[int], lo: int, hi: int) -> list[list[int]]:
@@ -392,8 +507,10 @@ def _new_acc() -> dict[str, list]:
     return defaultdict(list)
 
 
-def evaluate_set(models: Models, studies: Iterable[Mapping[str, Any]], n_boot: int = M.N_BOOTSTRAP) -> dict[str, Any]:
-    """Return the metric table of one test set (an iterable of ``phantom_cache`` studies with truth)."""
+def evaluate_set(models: Models, studies: Iterable[Mapping[str, Any]], n_boot: int = M.N_BOOTSTRAP,
+                 model_set: Any = None) -> dict[str, Any]:
+    """Return the metric table of one test set (an iterable of ``phantom_cache`` studies with truth):
+    each model on its own, and (given ``model_set``, a ``pipeline.ModelSet``) what the pipeline returns."""
     acc = _new_acc()
     seeds = []
     for st in studies:
@@ -403,6 +520,8 @@ def evaluate_set(models: Models, studies: Iterable[Mapping[str, Any]], n_boot: i
         seeds.append(int(st["seed"]))
         evaluate_sagittal(models, st, acc)
         evaluate_axial(models, st, acc)
+        if model_set is not None:
+            evaluate_pipeline(model_set, st, acc)
         log.info("evaluated phantom %d", st["seed"])
     table = summarise(acc, n_boot)
     table["studies"] = {"count": len(seeds), "seeds": seeds}
@@ -418,10 +537,12 @@ def headline(table: Mapping[str, Any]) -> dict[str, float | None]:
         "disc_dice_sagittal": table["disc_segmentation_sagittal"]["dice"]["value"],
         "keypoint_mm": table["msu_keypoints"]["mean_error_mm"]["value"],
         "corner_keypoint_mm": table["corner_keypoints"]["mean_error_mm"]["value"],
-        "herniation_4grade_f1": table["herniation_4grade"]["f1_macro"]["value"],
-        "herniation_4grade_kappa": table["herniation_4grade"]["kappa_quadratic"]["value"],
-        "pfirrmann_accuracy": table["pfirrmann"]["accuracy"]["value"],
-        "meyerding_accuracy": table["meyerding"]["grade_accuracy"]["value"],
+        # the grades as the product gives them: what pipeline.assess returned
+        "herniation_4grade_f1": table["pipeline"]["herniation_4grade"]["f1_macro"]["value"],
+        "herniation_4grade_kappa": table["pipeline"]["herniation_4grade"]["kappa_quadratic"]["value"],
+        "pfirrmann_accuracy": table["pipeline"]["pfirrmann_accuracy"]["value"],
+        "meyerding_accuracy": table["pipeline"]["meyerding_accuracy"]["value"],
+        "levels_named_right": table["pipeline"]["levels_named_right"]["value"],
     }
 
 
@@ -431,11 +552,14 @@ def evaluate_models(internal_seeds: Sequence[int], external_seeds: Sequence[int]
     """Return ``{"internal": table, "external": table, "targets": TARGETS}`` on phantom test studies."""
     from .phantom_cache import EXTERNAL_OVERRIDES, load_phantom
 
+    from ..pipeline import AXIAL_MODELS, SAGITTAL_MODELS, ModelSet
+
     models = Models(device, manifest)
+    model_set = ModelSet.load(SAGITTAL_MODELS + AXIAL_MODELS, device=device, manifest=manifest)
     out: dict[str, Any] = {"targets": TARGETS}
     for name, seeds, overrides in (("internal", internal_seeds, None), ("external", external_seeds, EXTERNAL_OVERRIDES)):
         studies = (load_phantom(s, overrides, cache_dir) for s in seeds)
-        out[name] = evaluate_set(models, studies, n_boot)
+        out[name] = evaluate_set(models, studies, n_boot, model_set)
         out[name]["headline"] = headline(out[name])
     out["external_overrides"] = json.loads(json.dumps(EXTERNAL_OVERRIDES, default=list))
     return out
@@ -450,6 +574,17 @@ def _fmt(m: Mapping[str, Any] | None) -> str:
 
 
 ROWS: tuple[tuple[str, str, str], ...] = (
+    ("Pipeline (what `assess` returns): truth levels found and named right", "pipeline", "levels_named_right"),
+    ("Pipeline: sagittal disc Dice, voxels given the disc's own name", "pipeline", "disc_dice_sagittal_named"),
+    ("Pipeline: herniation 4-grade F1 (macro)", "pipeline", "herniation_4grade.f1_macro"),
+    ("Pipeline: herniation 4-grade kappa (quadratic)", "pipeline", "herniation_4grade.kappa_quadratic"),
+    ("Pipeline: herniation region (zone x side) F1", "pipeline", "herniation_region.f1_macro"),
+    ("Pipeline: herniation category (size x zone) F1", "pipeline", "herniation_category.f1_macro"),
+    ("Pipeline: Pfirrmann accuracy", "pipeline", "pfirrmann_accuracy"),
+    ("Pipeline: Pfirrmann within one grade", "pipeline", "pfirrmann_within_one"),
+    ("Pipeline: Pfirrmann kappa (quadratic)", "pipeline", "pfirrmann_kappa_quadratic"),
+    ("Pipeline: Meyerding grade accuracy", "pipeline", "meyerding_accuracy"),
+    ("Pipeline: Meyerding kappa (quadratic)", "pipeline", "meyerding_kappa_quadratic"),
     ("Disc segmentation, axial (ax_disc_window_seg, window): IoU", "disc_segmentation_axial", "iou"),
     ("Disc segmentation, axial (ax_disc_window_seg, window): Dice", "disc_segmentation_axial", "dice"),
     ("Disc segmentation, axial (ax_disc_seg, whole slice; diagnostic): IoU", "disc_segmentation_axial",
@@ -494,13 +629,20 @@ ROWS: tuple[tuple[str, str, str], ...] = (
 )
 
 
+def _lookup(table: Mapping[str, Any], key: str) -> Any:
+    """Return ``table[a][b]`` for the dotted key ``"a.b"`` (None where absent)."""
+    for part in key.split("."):
+        table = table.get(part) if isinstance(table, Mapping) else None
+    return table
+
+
 def markdown_tables(report: Mapping[str, Any]) -> str:
     """Return the metric table (internal and external columns, value and 95 % CI) as Markdown."""
     ni = report["internal"]["studies"]["count"]
     ne = report["external"]["studies"]["count"]
     lines = [f"| metric | internal ({ni} studies) | external ({ne} studies) | n (int/ext) |", "|---|---|---|---|"]
     for label, group, key in ROWS:
-        a, b = report["internal"][group].get(key), report["external"][group].get(key)
+        a, b = (_lookup(report[name][group], key) for name in ("internal", "external"))
         n = f"{(a or {}).get('n', '')}/{(b or {}).get('n', '')}"
         lines.append(f"| {label} | {_fmt(a)} | {_fmt(b)} | {n} |")
     lines += ["", "| target | goal | internal | external |", "|---|---|---|---|"]
@@ -534,6 +676,7 @@ def store_in_manifest(report: Mapping[str, Any], manifest_path: str | Path | Non
             m["metrics"] = {
                 "sha256": m["sha256"], "source": "spineassist evaluate (held-out phantom studies)",
                 **{name: {grp: {k: v for k, v in report[name][grp].items() if k != "per_class"} for grp in g}
+                   | {"pipeline": report[name]["headline"]}
                    | {"studies": report[name]["studies"]} for name in ("internal", "external")}}
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
