@@ -133,7 +133,7 @@ def assess(sagittal: ImageStack, axial: Sequence[ImageStack] = (), *, study_inst
     for level in a.levels:
         _grade_listhesis(level, corners, settings, source, a)
     timings["listhesis"] = time.perf_counter() - t
-    a.review_reasons = review_reasons(a.levels, labelling, mid, sagittal.voxels.shape[0])
+    a.review_reasons = review_reasons(a.levels, labelling, mid, sagittal.voxels.shape[0], _sacrum_score(labelling, pose))
 
     if not axial:
         for level in a.levels:
@@ -306,6 +306,12 @@ def _reported_levels(labelling: Any, warnings: list[str]) -> list[Level]:
     return levels
 
 
+def _sacrum_score(labelling: Any, pose: Any) -> float | None:
+    """Return the detection score of the vertebra named S1 (None when there is none)."""
+    s1 = next((v for v in labelling.vertebrae if v.name == "S1"), None)
+    return None if s1 is None or s1.detection >= len(pose.scores) else float(pose.scores[s1.detection])
+
+
 def _level_confidences(levels: list[Level], labelling: Any, pose: Any) -> None:
     """Set each level's confidence: the weakest score among the vertebrae bounding it and the sacrum,
     the detections its name rests on (an undetected one counts 0)."""
@@ -317,7 +323,8 @@ def _level_confidences(levels: list[Level], labelling: Any, pose: Any) -> None:
         level.confidence = float(np.clip(min(score.get(upper, 0.0), score.get(lower, 0.0), sacrum), 0.0, 1.0))
 
 
-def review_reasons(levels: Sequence[Level], labelling: Any, mid: int, n_slices: int) -> list[str]:
+def review_reasons(levels: Sequence[Level], labelling: Any, mid: int, n_slices: int,
+                   sacrum_score: float | None = None) -> list[str]:
     """Return why a reader should look closely at this study (empty: nothing flagged): a level or
     the sacrum found with low confidence, fewer lumbar levels than expected, an implausible spacing
     or order of the discs, or a spine far off the middle slice."""
@@ -340,6 +347,13 @@ def review_reasons(levels: Sequence[Level], labelling: Any, mid: int, n_slices: 
     if np.isfinite(spacing) and not PLAUSIBLE_SPACING_MM[0] <= spacing <= PLAUSIBLE_SPACING_MM[1]:
         reasons.append(f"vertebrae {spacing:.0f} mm apart, outside the adult {PLAUSIBLE_SPACING_MM[0]:.0f}-"
                        f"{PLAUSIBLE_SPACING_MM[1]:.0f} mm: check the image's pixel spacing and the levels")
+    if any("(disc) lies caudal to the sacrum" in w for w in getattr(labelling, "warnings", ())):
+        reasons.append("a disc was found below the detected sacrum: the sacrum may really be L5 (or a transitional "
+                       "vertebra), and every level name one level off; check the count from the sacrum")
+    sacrum = next((v for v in getattr(labelling, "vertebrae", ()) if v.name == "S1"), None)
+    if sacrum is not None and sacrum_score is not None and sacrum_score < VERTEBRA_MIN_SCORE:
+        reasons.append(f"the sacrum was found only weakly (score {sacrum_score:.2f}): it may be out of the field "
+                       "of view, and every level name may be off; check the count from the sacrum")
     z = [lv.disc_center[2] for lv in levels if lv.disc_center is not None]
     if any(b >= a for a, b in zip(z, z[1:])):
         reasons.append("the discs are not in head-to-feet order: check the levels")

@@ -681,6 +681,12 @@ def test_review_reasons_flag_what_a_reader_should_check():
     flipped = levels(lumbar)[::-1]
     assert any("head-to-feet order" in r for r in review_reasons(flipped, ok, 7, 15))
     assert any("slice 2 of 15" in r for r in review_reasons(levels(lumbar), ok, 1, 15))
+    below = SimpleNamespace(vertebral_spacing_mm=36.0, vertebrae=(),
+                            warnings=("detections[9] (disc) lies caudal to the sacrum; dropped as spurious",))
+    assert any("below the detected sacrum" in r for r in review_reasons(levels(lumbar), below, 7, 15))
+    weak = SimpleNamespace(vertebral_spacing_mm=36.0, vertebrae=(SimpleNamespace(name="S1"),), warnings=())
+    assert any("found only weakly (score 0.17)" in r for r in review_reasons(levels(lumbar), weak, 7, 15, 0.17))
+    assert review_reasons(levels(lumbar), weak, 7, 15, 0.8) == []
 
 
 def test_level_confidence_and_review_round_trip_through_findings_json():

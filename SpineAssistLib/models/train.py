@@ -56,9 +56,12 @@ def yolo_augmentation(defn: ModelDef) -> dict[str, Any] | None:
     """Return the ultralytics augmentation a YOLO model trains with (None for a classifier)."""
     if defn.task == "classify" or defn.task == "unet-segment":
         return None
+    # every slice is shown in the canonical view (models.orientation): a sagittal slice always has
+    # anterior on its left, so a flipped one would only teach corners on the wrong side
+    fliplr = 0.0 if defn.plane == "sagittal" else 0.5
     if not defn.crop:
-        return dict(YOLO_AUGMENT)
-    return {**CROP_AUGMENT, "fliplr": 0.0 if defn.plane == "sagittal" else 0.5}
+        return {**YOLO_AUGMENT, "fliplr": fliplr}
+    return {**CROP_AUGMENT, "fliplr": fliplr}
 
 
 def _versions() -> dict[str, str]:

@@ -32,7 +32,7 @@ import numpy as np
 from .. import metrics as M
 from ..anatomy import DISC_LABELS, VERTEBRA_LABELS
 from ..errors import SpineAssistError
-from ..findings import STANDARD_LUMBAR_LEVELS
+from ..findings import LOW_LEVEL_CONFIDENCE, STANDARD_LUMBAR_LEVELS
 from .spider import HELD_OUT_PATIENTS, RealCase, image_stack, iter_cases, read_gradings
 
 FOUND_DICE = 0.5
@@ -82,6 +82,7 @@ def score_case(case: RealCase, result: Any | None, error: str | None = None) -> 
             rec["named"] = rec["named_dice"] >= FOUND_DICE
         g = case.gradings.get(name, {})
         lv = levels.get(name)
+        rec["confidence"] = None if lv is None else lv.confidence
         rec["pfirrmann_truth"] = g.get("pfirrmann")
         rec["pfirrmann_pred"] = (lv.pfirrmann.value.grade if lv is not None and lv.pfirrmann.value is not None
                                  and rec["named"] else None)
@@ -166,7 +167,17 @@ def summarise(cases: Sequence[Mapping[str, Any]], n_boot: int = M.N_BOOTSTRAP) -
         "listhesis_sensitivity": _patient_bootstrap(flagged, sens, n_boot),
         "listhesis_specificity": _patient_bootstrap(flagged, spec, n_boot),
         "listhesis_positives": sum(1 for p in flagged for x in p if x["listhesis_truth"]),
+        # does the confidence tell right names from wrong ones? (levels the pipeline reported)
+        "named_right_when_confident": _share_named([x for p in lv for x in p], lambda c: c >= LOW_LEVEL_CONFIDENCE),
+        "named_right_when_unsure": _share_named([x for p in lv for x in p], lambda c: c < LOW_LEVEL_CONFIDENCE),
+        "patients_flagged_for_review": sum(1 for c in cases if c.get("review")),
     }
+
+
+def _share_named(levels: Sequence[Mapping[str, Any]], keep: Callable[[float], bool]) -> dict[str, Any]:
+    """Return {"named_right", "of"}: of the reported levels whose confidence passes ``keep``."""
+    chosen = [x for x in levels if x.get("confidence") is not None and keep(x["confidence"])]
+    return {"named_right": sum(1 for x in chosen if x["named"]), "of": len(chosen)}
 
 
 def _confusion(graded: Sequence[Sequence[Mapping[str, Any]]]) -> list[list[int]]:
@@ -276,7 +287,11 @@ def markdown_table(report: Mapping[str, Any]) -> str:
     ]
     lines = [f"Stored as: {report.get('variant', 'as-stored')}. Held-out SPIDER patients: {s['patients']} ({', '.join(report['patients'])}), {s['levels']} lumbar "
              f"levels; runs stopped with an error: {s['failed_runs']}; patients with every lumbar disc named right: "
-             f"{s['patients_all_named']}; spondylolisthesis-positive levels: {s['listhesis_positives']}.", "",
+             f"{s['patients_all_named']}; spondylolisthesis-positive levels: {s['listhesis_positives']}; patients "
+             f"flagged for review: {s['patients_flagged_for_review']}. Levels named right when the level confidence "
+             f"is >= {LOW_LEVEL_CONFIDENCE}: {s['named_right_when_confident']['named_right']} of "
+             f"{s['named_right_when_confident']['of']}; below: {s['named_right_when_unsure']['named_right']} of "
+             f"{s['named_right_when_unsure']['of']}.", "",
              "| metric | value (95 % CI, patients resampled) | n | target |", "|---|---|---|---|"]
     for label, key, target in rows:
         lines.append(f"| {label} | {_fmt(s[key])} | {s[key]['n']} | {target} |")

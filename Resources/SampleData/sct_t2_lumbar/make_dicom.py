@@ -1,8 +1,8 @@
 """Write the real sagittal T2 lumbar MRI of the Spinal Cord Toolbox tutorial data (``t2_lumbar.nii.gz``,
 MIT licence, NeuroPoly; ``github:spinalcordtoolbox/sct_tutorial_data``) as the DICOM series in
-``DICOM/``: the central 24 of its 38 sagittal slices, 1 mm isotropic, int16 as stored.
+``DICOM/`` (SpineAssist's real sample scan): the central 24 of its 38 sagittal slices, 1 mm isotropic, int16 as stored.
 
-    python Testing/data/sct_t2_lumbar/make_fixture.py t2_lumbar.nii.gz Testing/data/sct_t2_lumbar/DICOM
+    python Resources/SampleData/sct_t2_lumbar/make_dicom.py t2_lumbar.nii.gz Resources/SampleData/sct_t2_lumbar/DICOM
 
 The NIfTI holds no patient data; the DICOM headers say where the pixels come from.
 """
