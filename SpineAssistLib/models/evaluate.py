@@ -281,12 +281,15 @@ def evaluate_axial(models: Models, st: Mapping[str, Any], acc: dict[str, list]) 
         else:
             p_size, p_zone, p_side = 0, None, None
             acc["herniation_no_reading"].append(lv["level"])
-        acc["hern_true"].append(t_size)
-        acc["hern_pred"].append(p_size)
-        acc["region_true"].append(_region(t_size, t_zone, t_side))
-        acc["region_pred"].append(_region(p_size, p_zone, p_side))
-        acc["category_true"].append("none" if t_size == 0 else f"{t_size}-{t_zone}")
-        acc["category_pred"].append("none" if p_size == 0 else f"{p_size}-{p_zone}")
+        _add_herniation(acc, "", (t_size, t_zone, t_side), (p_size, p_zone, p_side))
+
+
+def _add_herniation(acc: dict[str, list], prefix: str, truth: tuple, pred: tuple) -> None:
+    """Add one level's (size, zone, side), true and predicted, as 4-grade, region and category."""
+    for (size, zone, side), which in ((truth, "true"), (pred, "pred")):
+        acc[f"{prefix}hern_{which}"].append(size)
+        acc[f"{prefix}region_{which}"].append(_region(size, zone, side))
+        acc[f"{prefix}category_{which}"].append("none" if size == 0 else f"{size}-{zone}")
 
 
 def study_stacks(st: Mapping[str, Any]) -> tuple[Any, list[Any]]:
@@ -366,12 +369,7 @@ def evaluate_pipeline(model_set: Any, st: Mapping[str, Any], acc: dict[str, list
         p_size, p_zone, p_side = (0, None, None) if pv is None else (int(pv.size), pv.zone, pv.side)
         if pv is None:
             acc["pipe_herniation_not_graded"].append(f"{st['seed']} {name}")
-        acc["pipe_hern_true"].append(t_size)
-        acc["pipe_hern_pred"].append(p_size)
-        acc["pipe_region_true"].append(_region(t_size, t_zone, t_side))
-        acc["pipe_region_pred"].append(_region(p_size, p_zone, p_side))
-        acc["pipe_category_true"].append("none" if t_size == 0 else f"{t_size}-{t_zone}")
-        acc["pipe_category_pred"].append("none" if p_size == 0 else f"{p_size}-{p_zone}")
+        _add_herniation(acc, "pipe_", (t_size, t_zone, t_side), (p_size, p_zone, p_side))
 
 
 def _axial_segmentations(models: Models, st: Mapping[str, Any]) -> list[Any]:
