@@ -216,3 +216,32 @@ def test_variants_move_the_truth_with_the_pixels(tmp_path):
     off = variant_case(case, "off-centre")
     assert off.mid == 2 and np.allclose(image_stack(off).pixel_to_lps(off.mid, np.array(r), np.array(c)),
                                         image_stack(case).pixel_to_lps(case.mid, np.array(r), np.array(c)))
+
+
+def test_data_commands_leave_a_recipe_that_training_records(tmp_path, capsys):
+    import json
+
+    from SpineAssistLib.cli import main
+    from SpineAssistLib.models.replay import Step, replay_argv
+
+    root = _png_folder(tmp_path / "spider", patients=("3", "4"))
+    sets = tmp_path / "sets"
+    assert main(["data", "spider", str(root), "--out", str(sets), "--copies", "1", "--val-patients", "1"]) == 0
+    assert main(["data", "phantom", "--out", str(sets), "--sagittal-phantoms", "2", "--copies", "1",
+                 "--models", "sag_disc_unet", "--cache", str(tmp_path / "cache")]) == 0
+    recipe = json.loads((sets / "recipe.json").read_text())
+    assert [r["command"].split()[:3] for r in recipe] == [["spineassist", "data", "spider"],
+                                                          ["spineassist", "data", "phantom"]]
+    assert recipe[0]["patients"] == {"train": ["3"], "val": ["4"]} and "7" in recipe[0]["held_out_left_out"]
+    assert recipe[1]["sagittal_only_seeds"] == [5000, 5001] and recipe[1]["synthetic_contrast"] == 0.5
+    # a training run on those sets records how they were made (0 epochs: the starting weights)
+    out = tmp_path / "models"
+    assert main(["train", "sag_disc_unet", "--data", str(sets), "--epochs", "0", "--out", str(out)]) == 0
+    entry = next(m for m in json.loads((out / "manifest.json").read_text())["models"] if m["name"] == "sag_disc_unet")
+    data = entry["training"]["data"]
+    assert data["recipe"] == recipe and data["source"].startswith("SPIDER") and "phantom" in data["source"]
+    # a replay without the sets says how to make them again
+    step = Step("k", "sag_disc_unet", f"spineassist train sag_disc_unet --data {tmp_path / 'gone'}", None, None,
+                recipe=tuple(recipe))
+    with pytest.raises(SpineAssistError, match="make it again with: spineassist data spider"):
+        replay_argv(step, tmp_path / "scratch", None, "cpu")

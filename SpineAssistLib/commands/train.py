@@ -108,6 +108,10 @@ def run(args: argparse.Namespace) -> int:
     given = list(getattr(args, "argv", None) or [])
     command = "spineassist " + shlex.join(given) if given[:1] == ["train"] else f"spineassist train {args.name} --data {args.data}"
     record: dict = {"path": str(args.data)}
+    recipe = args.data / "recipe.json"
+    if recipe.is_file():       # sets made by `spineassist data`: how, so the run can be made again
+        record["recipe"] = json.loads(recipe.read_text(encoding="utf-8"))
+        record["source"] = " + ".join(dict.fromkeys(step.get("source", "?") for step in record["recipe"]))
     data = args.data
     if args.phantoms:
         record = _build_phantoms(args, names)

@@ -47,6 +47,7 @@ class Step:
     parent: str | None
     recorded_seconds: float | None
     final: bool = False
+    recipe: tuple = ()        # the `spineassist data` commands that made its prepared training set
 
 
 def _train_parser() -> argparse.ArgumentParser:
@@ -99,7 +100,8 @@ def training_plan(manifest: Mapping[str, Any] | None = None) -> list[Step]:
             path.append(command)
             key = hashlib.sha256("\n".join(path).encode()).hexdigest()[:12]
             if key not in steps:
-                steps[key] = Step(key, args.name, command, parent, record.get("seconds"))
+                steps[key] = Step(key, args.name, command, parent, record.get("seconds"),
+                                  recipe=tuple((record.get("data") or {}).get("recipe") or ()))
             parent = key
         if parent is None:
             raise SpineAssistError(f"{entry.get('name')}: no training is recorded; it cannot be replayed")
@@ -132,8 +134,11 @@ def replay_argv(step: Step, scratch: Path, init: Path | None, device: str) -> li
     elif args.data is not None and Path(args.data).exists():
         argv += ["--data", str(args.data)]
     else:
+        how = "; ".join(s["command"] for s in step.recipe if s.get("command"))
         raise SpineAssistError(f"{step.model}: {step.command!r} trained on a prepared set at {args.data}, which is "
-                               "not here; put it back to replay this step")
+                               "not here; " + (f"make it again with: {how} (real data such as SPIDER must be "
+                                               "fetched first), then replay" if how else
+                                               "put it back to replay this step"))
     argv += ["--seed", str(args.seed), "--device", device, "--out", str(scratch / "models" / step.key)]
     for option, value in (("--epochs", args.epochs), ("--batch", args.batch)):
         if value is not None:

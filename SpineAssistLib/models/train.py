@@ -307,7 +307,8 @@ def train_model(name: str, data: str | Path, *, epochs: int | None = None, batch
         history = train_unet(data, tmp, settings["epochs"], settings["batch"], settings.get("patch", 256),
                              settings.get("lr", 1e-3), seed, device, init=init)
         shutil.copyfile(tmp, target)
-        extra.update(best_val_dice=history["best_val_dice"], final_loss=history["history"][-1]["loss"])
+        extra.update(best_val_dice=history["best_val_dice"],
+                     final_loss=history["history"][-1]["loss"] if history["history"] else None)
     else:
         if defn.task == "classify":
             from .datasets import FolderWriter
