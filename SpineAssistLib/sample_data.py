@@ -1,4 +1,6 @@
-"""A synthetic lumbar study in Slicer's Sample Data module: generated on this computer, nothing downloaded.
+"""SpineAssist's samples in Slicer's Sample Data module, nothing downloaded: a synthetic lumbar study
+generated on this computer, and the bundled real sagittal T2 scan (``Resources/SampleData``; Spinal
+Cord Toolbox tutorial data, MIT licence).
 
 The phantom (``SpineAssistLib.phantom``) writes a sagittal and an axial T2 DICOM series into a
 temporary folder; they are imported into Slicer's DICOM database and loaded like any study, so the
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 SAMPLE_NAME = "SpineAssist synthetic lumbar study"
+REAL_SAMPLE_NAME = "SpineAssist real sagittal T2 (thoracolumbar, no sacrum)"
 CATEGORY = "SpineAssist"
 SAMPLE_SEED = 0
 
@@ -59,11 +62,35 @@ def load_sample(*_: Any) -> list[Any]:
     return []
 
 
+def real_sample() -> tuple[Path, list[str]]:
+    """Return (the bundled real scan's DICOM folder, [its sagittal SeriesInstanceUID])."""
+    import pydicom
+
+    from .resources import resource_path
+
+    folder = resource_path("SampleData", "sct_t2_lumbar", "DICOM")
+    first = next(iter(sorted(folder.glob("*.dcm"))), None)
+    if first is None:
+        raise FileNotFoundError(f"{folder} holds no DICOM files: the extension's Resources are incomplete")
+    return folder, [str(pydicom.dcmread(first, stop_before_pixels=True).SeriesInstanceUID)]
+
+
+def load_real_sample(*_: Any) -> list[Any]:
+    """Load the bundled real scan (the Sample Data button calls this); return the loaded volume nodes."""
+    import slicer
+
+    with slicer.util.tryWithErrorDisplay("SpineAssist could not load its real sample scan.", waitCursor=True):
+        folder, series = real_sample()
+        return [slicer.mrmlScene.GetNodeByID(i) for i in load_into_slicer(folder, series)]
+    return []
+
+
 def register(thumbnail: str | Path | None = None) -> None:
-    """Add the sample to Slicer's Sample Data module (called once Slicer has started); ``thumbnail``: an icon file."""
+    """Add the samples to Slicer's Sample Data module (called once Slicer has started); ``thumbnail``: an icon file."""
     import SampleData
 
-    SampleData.SampleDataLogic.registerCustomSampleDataSource(
-        category=CATEGORY, sampleName=SAMPLE_NAME, uris=[], fileNames=[], nodeNames=[],
-        thumbnailFileName=str(thumbnail) if thumbnail and Path(thumbnail).is_file() else None,
-        customDownloader=load_sample)
+    icon = str(thumbnail) if thumbnail and Path(thumbnail).is_file() else None
+    for name, loader in ((SAMPLE_NAME, load_sample), (REAL_SAMPLE_NAME, load_real_sample)):
+        SampleData.SampleDataLogic.registerCustomSampleDataSource(
+            category=CATEGORY, sampleName=name, uris=[], fileNames=[], nodeNames=[], thumbnailFileName=icon,
+            customDownloader=loader)

@@ -40,3 +40,9 @@ def test_sample_study_is_generated_locally_into_a_temporary_folder(monkeypatch, 
     assert (folder, series, calls["seed"]) == (tmp_path / "study", ["2.25.1", "2.25.2"], sample_data.SAMPLE_SEED)
     folder, _ = sample_data.write_sample_study()
     assert folder.name == "study" and folder.parent.name.startswith("spineassist-sample-")
+
+
+def test_real_sample_is_the_bundled_scan():
+    folder, series = sample_data.real_sample()
+    assert folder.name == "DICOM" and len(list(folder.glob("*.dcm"))) == 24
+    assert series == ["1.2.826.0.1.3680043.8.498.77.1.2"]
