@@ -284,3 +284,18 @@ def test_relabel_refuses_a_fractional_shift_and_a_foreign_name():
 def test_confidence_must_be_between_0_and_1(confidence):
     with pytest.raises(ValueError, match="confidence must be a number between 0 and 1"):
         SpineDetection("disc", (0, 0, 0), confidence=confidence)
+
+
+def test_a_steep_lumbosacral_disc_close_to_the_sacrum_box_centre_is_l5_s1():
+    # a steep L5-S1 sits on the sacrum: along the spine its centroid is only 6 mm above the centre of
+    # the S1 box (a quarter spacing is 9 mm), yet it is the disc between L5 and S1, not an overlap
+    truth, dets = spine(lordosis_mm=0.0)
+    lumbosacral = len(truth) - 1                       # the last disc: L5-S1
+    x, y, z = dets[truth.index("S1")].centroid
+    dets[lumbosacral] = SpineDetection("disc", (x, y, z + 6.0), confidence=0.9)
+    r = label_levels(dets)
+    assert r.name_of(lumbosacral) == "L5-S1" and lumbosacral not in r.dropped
+    assert not any("midway" in w for w in r.warnings)
+    # a disc caudal to the sacrum's centre is still dropped
+    dets[lumbosacral] = SpineDetection("disc", (x, y, z - 6.0), confidence=0.9)
+    assert lumbosacral in label_levels(dets).dropped

@@ -206,6 +206,14 @@ def label_levels(detections: Sequence[SpineDetection], *, lumbar_count: int = 5)
     for i in sorted(alive, key=lambda j: t[j]):
         if i == sacrum:
             continue
+        # the lumbosacral disc sits on the sacrum: a steep L5-S1 can lie close to the S1 box's centre
+        # along the spine, but a disc cranial to that centre is still L5-S1, not an overlap
+        lumbosacral = (detections[i].kind == "disc" and prev == sacrum and 0.0 < t[i] < OVERLAP_STEPS * half
+                       and 1 not in step.values())
+        if lumbosacral:
+            step[i] = 1
+            prev = i
+            continue
         if t[i] < OVERLAP_STEPS * half:
             dropped.add(i)
             where = "overlaps" if t[i] > -OVERLAP_STEPS * half else "lies caudal to"
