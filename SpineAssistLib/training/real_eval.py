@@ -285,7 +285,9 @@ def markdown_table(report: Mapping[str, Any]) -> str:
         ("spondylolisthesis sensitivity (Meyerding >= I)", "listhesis_sensitivity", ">= 0.90"),
         ("spondylolisthesis specificity", "listhesis_specificity", ">= 0.95"),
     ]
-    lines = [f"Stored as: {report.get('variant', 'as-stored')}. Held-out SPIDER patients: {s['patients']} ({', '.join(report['patients'])}), {s['levels']} lumbar "
+    which = "Held-out SPIDER patients" if set(report["patients"]) == HELD_OUT_PATIENTS else \
+        "SPIDER patients (not the held-out test set)"
+    lines = [f"Stored as: {report.get('variant', 'as-stored')}. {which}: {s['patients']} ({', '.join(report['patients'])}), {s['levels']} lumbar "
              f"levels; runs stopped with an error: {s['failed_runs']}; patients with every lumbar disc named right: "
              f"{s['patients_all_named']}; spondylolisthesis-positive levels: {s['listhesis_positives']}; patients "
              f"flagged for review: {s['patients_flagged_for_review']}. Levels named right when the level confidence "
