@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from SpineAssistLib.anatomy import DISC_LABELS, VERTEBRA_LABELS, corner_name
-from SpineAssistLib.errors import ModelError
+from SpineAssistLib.errors import ModelError, SpineAssistError
 from SpineAssistLib.models import registry
 from SpineAssistLib.models.catalog import MODEL_DEFS
 
@@ -339,13 +339,13 @@ def _spider_folder(root: Path) -> None:
         w.writerow([7, 2, 0, 0, 0, 0, 0, 0, 0, 2])
 
 
-def test_spider_reader_and_builder(tmp_path):
-    from SpineAssistLib.models.datasets import build_from_spider, read_spider_case, read_spider_gradings, spider_level
+def test_spider_mha_reader_and_train_builds_all_four_sagittal_sets(tmp_path):
+    from SpineAssistLib.training.spider import build_real_sets, level_of_ivd, read_gradings, read_spider_case
 
     _spider_folder(tmp_path / "spider")
-    g = read_spider_gradings(tmp_path / "spider" / "radiological_gradings.csv")
-    assert g == {"7": {1: {"pfirrmann": 4, "herniation": 1}, 2: {"pfirrmann": 2, "herniation": 0}}}
-    assert (spider_level(1), spider_level(2), spider_level(20)) == ("L5-S1", "L4-L5", None)
+    g = read_gradings(tmp_path / "spider" / "radiological_gradings.csv")
+    assert g["7"][1]["pfirrmann"] == 4 and g["7"][1]["herniation"] == 1 and g["7"][2]["pfirrmann"] == 2
+    assert (level_of_ivd(1), level_of_ivd(2), level_of_ivd(0), level_of_ivd(20)) == ("L5-S1", "L4-L5", None, None)
     images, labels, A = read_spider_case(tmp_path / "spider" / "images" / "7_t2.mha",
                                          tmp_path / "spider" / "masks" / "7_t2.mha")
     assert images.shape == (6, 40, 32)               # sagittal slices, head up
@@ -353,12 +353,18 @@ def test_spider_reader_and_builder(tmp_path):
     # row 0 is the most superior voxel: its LPS z is the largest
     assert (A @ [0, 0, 0, 1])[2] > (A @ [0, 39, 0, 1])[2]
     assert np.isin(labels[2], [201]).sum() == 4 * 16
-    out = build_from_spider(tmp_path / "spider", tmp_path / "sets", copies=1, val_fraction=0.0)
-    assert out["sag_disc_unet"]["train"] == 4          # slices 1-4 hold discs
+    # patient 7 is a held-out test patient: nothing of it may be written
+    with pytest.raises(SpineAssistError, match="no patients outside the held-out test set"):
+        build_real_sets(tmp_path / "spider", tmp_path / "sets", g)
+    for name in ("images", "masks"):
+        (tmp_path / "spider" / name / "7_t2.mha").rename(tmp_path / "spider" / name / "3_t2.mha")
+    g = {"3": g["7"]}
+    out = build_real_sets(tmp_path / "spider", tmp_path / "sets", g, copies=1, val_patients=0)
+    assert out["models"]["sag_disc_unet"]["train"] == 4          # slices 1-4 hold discs
     assert any((tmp_path / "sets" / "sag_pfirrmann_cls" / "train" / "grade4").iterdir())
     assert any((tmp_path / "sets" / "sag_pfirrmann_cls" / "train" / "grade2").iterdir())
-    with pytest.raises(ValueError, match="no labels for ax_msu_pose"):
-        build_from_spider(tmp_path / "spider", tmp_path / "x", ["ax_msu_pose"])
+    with pytest.raises(SpineAssistError, match="SPIDER is sagittal"):
+        build_real_sets(tmp_path / "spider", tmp_path / "x", g, ["ax_msu_pose"])
 
 
 def test_pixels_and_lps_round_trip():

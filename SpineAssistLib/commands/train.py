@@ -115,22 +115,26 @@ def run(args: argparse.Namespace) -> int:
     data = args.data
     if args.phantoms:
         record = _build_phantoms(args, names)
-    elif (data / "images").is_dir() and any((data / "images").glob("*.mha")):
-        from ..models.datasets import build_from_spider
+    elif (data / "images").is_dir() and any(p.suffix in (".mha", ".png") for p in (data / "images").iterdir()):
+        from ..training.spider import SAGITTAL_MODELS, build_real_sets, read_gradings
 
-        spider_models = [n for n in names if n in ("sag_disc_unet", "sag_pfirrmann_cls")]
+        spider_models = [n for n in names if n in SAGITTAL_MODELS]
         if not spider_models:
-            raise SpineAssistError(f"SPIDER has labels only for sag_disc_unet and sag_pfirrmann_cls; not {', '.join(names)}")
+            raise SpineAssistError(f"SPIDER is sagittal: it trains {', '.join(SAGITTAL_MODELS)}; not {', '.join(names)}")
         names = spider_models
+        csv_path = next(iter(sorted(data.glob("**/radiological_gradings.csv"))), None)
+        if csv_path is None:
+            raise SpineAssistError(f"no radiological_gradings.csv under {data}; put SPIDER's gradings there, or "
+                                   "build the sets with `spineassist data spider DIR --gradings CSV --out SETS`")
         built = data.parent / f"{data.name}-spineassist-sets"
-        build_from_spider(data, built, spider_models, copies=args.copies, seed=args.seed)
-        record = {"source": "SPIDER", "path": str(data)}
+        done = build_real_sets(data, built, read_gradings(csv_path), spider_models, copies=args.copies, seed=args.seed)
+        record = {"source": "SPIDER", "path": str(data), "patients": done["patients"]}
         data = built
     from ..models.train import train_model
 
     for n in names:
         defn = MODEL_DEFS[n]
-        prepared = _prepared(args.data if not record.get("source") == "SPIDER" else data, n, defn.task)
+        prepared = _prepared(data, n, defn.task)
         if prepared is None:
             raise SpineAssistError(f"{data} holds no training set for {n} ({defn.task}); expected "
                                    f"{'data.yaml' if defn.task != 'classify' and defn.task != 'unet-segment' else 'train/ ...'} "

@@ -6,10 +6,9 @@
 - YOLO classify: ``{train,val}/<class>/*.png`` (an image folder);
 - MONAI U-Net: ``{train,val}/*.npz`` each holding ``image`` (float32, [0, 1]) and ``mask`` (uint8).
 
-Sources: phantom studies (``build_from_phantoms``, from ``phantom_cache`` renders), or the public
-SPIDER lumbar MRI layout (``build_from_spider``: ``images/*.mha``, ``masks/*.mha`` with vertebrae
-1-25, canal 100, discs 201-225, and ``radiological_gradings.csv``). A site's own data in these
-formats trains the same way (``spineassist train NAME --data DIR``).
+Sources: phantom studies (``build_from_phantoms``, from ``phantom_cache`` renders); real scans with
+manual masks (SPIDER) go through ``training.spider`` into the same writers (``add_study``). A
+site's own data in these formats trains the same way (``spineassist train NAME --data DIR``).
 
 Every image is normalised per slice (``imaging.normalize_slice``) and written in ``copies``
 randomly altered versions (``augment.augment_intensity``).
@@ -17,7 +16,6 @@ randomly altered versions (``augment.augment_intensity``).
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -504,126 +502,3 @@ def add_study(writers: Mapping[str, Any], st: Mapping[str, Any], split: str, cop
                 line = _window_line(crop, _ordered_by_column(crop, pts))
                 if line:
                     writers["ax_msu_pose"].add(split, stem, crop.image(img), [line])
-
-
-# ---------------------------------------------------------------------------------------------
-# SPIDER (public lumbar MRI set: sagittal .mha images, label maps, radiological gradings)
-# ---------------------------------------------------------------------------------------------
-
-SPIDER_CANAL_LABEL = 100
-SPIDER_DISC_LABELS = range(201, 226)
-# SPIDER numbers discs from the caudal end: 201 is the lowest (lumbosacral) disc.
-SPIDER_LEVELS_FROM_CAUDAL = ("L5-S1", "L4-L5", "L3-L4", "L2-L3", "L1-L2", "T12-L1", "T11-T12")
-
-
-def read_spider_gradings(csv_path: str | Path) -> dict[str, dict[int, dict[str, int]]]:
-    """Return SPIDER's gradings table as {patient: {ivd label 1..25: {"pfirrmann", "herniation"}}}."""
-    out: dict[str, dict[int, dict[str, int]]] = {}
-    with open(csv_path, newline="", encoding="utf-8-sig") as f:
-        rows = list(csv.DictReader(f))
-    if not rows:
-        raise ValueError(f"{csv_path}: no rows")
-    cols = {c.lower().strip(): c for c in rows[0]}
-
-    def col(*names: str) -> str:
-        for n in names:
-            if n in cols:
-                return cols[n]
-        raise ValueError(f"{csv_path}: expected a column named {' or '.join(repr(n) for n in names)}; "
-                         f"found {', '.join(rows[0])}")
-
-    c_pat, c_ivd = col("patient"), col("ivd label")
-    c_pf = col("pfirrman grade", "pfirrmann grade")
-    c_hern = col("disc herniation")
-    for r in rows:
-        out.setdefault(str(r[c_pat]).strip(), {})[int(float(r[c_ivd]))] = {
-            "pfirrmann": int(float(r[c_pf])), "herniation": int(float(r[c_hern]))}
-    return out
-
-
-def spider_level(ivd: int) -> str | None:
-    """Return the level name of SPIDER disc number ``ivd`` (1 = lumbosacral), or None beyond T11-T12."""
-    return SPIDER_LEVELS_FROM_CAUDAL[ivd - 1] if 1 <= ivd <= len(SPIDER_LEVELS_FROM_CAUDAL) else None
-
-
-def read_spider_case(image_path: str | Path, mask_path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Return (images, labels, affine) of a SPIDER case as sagittal slices (slice, row, col), head up,
-    anterior on the left, with the (slice, row, col) -> LPS affine."""
-    import SimpleITK as sitk
-
-    img = sitk.DICOMOrient(sitk.ReadImage(str(image_path)), "LPS")
-    lab = sitk.DICOMOrient(sitk.ReadImage(str(mask_path)), "LPS")
-    if img.GetSize() != lab.GetSize():
-        raise ValueError(f"{mask_path}: mask size {lab.GetSize()} differs from image size {img.GetSize()}")
-    a = sitk.GetArrayFromImage(img).astype(np.float32)    # (z, y, x): z head, y posterior, x left
-    m = sitk.GetArrayFromImage(lab).astype(np.int32)
-    images = np.transpose(a[::-1], (2, 0, 1))              # (x, -z, y)
-    labels = np.transpose(m[::-1], (2, 0, 1))
-    sx, sy, sz = img.GetSpacing()
-    nz = img.GetSize()[2]
-    D = np.array(img.GetDirection()).reshape(3, 3)
-    o = np.array(img.GetOrigin())
-    A = np.eye(4)
-    A[:3, 0] = D[:, 0] * sx
-    A[:3, 1] = -D[:, 2] * sz
-    A[:3, 2] = D[:, 1] * sy
-    A[:3, 3] = o + D[:, 2] * sz * (nz - 1)
-    return images, labels, A
-
-
-def build_from_spider(root: str | Path, out_dir: str | Path, models: Sequence[str] | None = None, copies: int = 2,
-                      val_fraction: float = 0.1, seed: int = 0, sequence: str = "t2") -> dict[str, dict[str, Any]]:
-    """Write disc-segmentation and Pfirrmann training sets from a SPIDER folder; return them as
-    ``build_from_phantoms`` does. SPIDER has no corner or axial keypoints, so only
-    ``sag_disc_unet`` and ``sag_pfirrmann_cls`` can be built from it."""
-    root, out = Path(root), Path(out_dir)
-    supported = ("sag_disc_unet", "sag_pfirrmann_cls")
-    models = list(models or supported)
-    bad = [m for m in models if m not in supported]
-    if bad:
-        raise ValueError(f"SPIDER has no labels for {', '.join(bad)}; it trains {', '.join(supported)}")
-    images = sorted((root / "images").glob(f"*_{sequence}.mha"))
-    if not images:
-        raise FileNotFoundError(f"{root}/images holds no *_{sequence}.mha files; is this a SPIDER folder?")
-    gradings_path = next(iter(sorted(root.glob("**/radiological_gradings.csv"))), None)
-    gradings = read_spider_gradings(gradings_path) if gradings_path else {}
-    rng = np.random.default_rng(seed)
-    writers: dict[str, Any] = {}
-    if "sag_disc_unet" in models:
-        writers["sag_disc_unet"] = NpzWriter(out / "sag_disc_unet")
-    if "sag_pfirrmann_cls" in models:
-        writers["sag_pfirrmann_cls"] = FolderWriter(out / "sag_pfirrmann_cls", PFIRRMANN_CLASSES)
-    n = len(images)
-    for i, ip in enumerate(images):
-        mp = root / "masks" / ip.name
-        if not mp.is_file():
-            raise FileNotFoundError(f"{ip.name} has no mask {mp}")
-        patient = ip.name.split("_")[0]
-        vols, labs, _ = read_spider_case(ip, mp)
-        split = _split(i, n, val_fraction)
-        k = copies if split == "train" else 1
-        grades = {spider_level(ivd): g["pfirrmann"] for ivd, g in gradings.get(patient, {}).items() if spider_level(ivd)}
-        mid = len(vols) // 2
-        for s in range(len(vols)):
-            disc_any = (labs[s] >= 201) & (labs[s] <= 225)
-            if not disc_any.any():
-                continue
-            base = normalize_slice(vols[s])
-            for c in range(k):
-                img = augment_intensity(base, rng) if split == "train" else base
-                stem = f"spider{patient}_{s:02d}_{c}"
-                if "sag_disc_unet" in writers:
-                    writers["sag_disc_unet"].add(split, stem, img, disc_any)
-                if "sag_pfirrmann_cls" in writers and abs(s - mid) <= 1:
-                    for ivd in SPIDER_DISC_LABELS:
-                        level = spider_level(ivd - 200)
-                        m = labs[s] == ivd
-                        if level in grades and m.sum() >= 40:
-                            g = grades[level]
-                            writers["sag_pfirrmann_cls"].add(split, PFIRRMANN_CLASSES[g - 1], f"{stem}_{level}",
-                                                             disc_crop(img, m))
-    result = {m: {"path": str(w.finish() if isinstance(w, FolderWriter) else w.root), **w.counts}
-              for m, w in writers.items()}
-    (out / "datasets.json").write_text(json.dumps({"source": "SPIDER", "root": str(root), "cases": n,
-                                                   "models": result}, indent=1), encoding="utf-8")
-    return result

@@ -196,8 +196,6 @@ def read_png_patient(root: str | Path, patient: str,
 def read_mha_patient(image_path: str | Path, mask_path: str | Path,
                      gradings: Mapping[str, Mapping[int, Mapping[str, int]]] | None = None) -> RealCase:
     """Return one SPIDER ``.mha`` image and mask as a ``RealCase`` (geometry from the header)."""
-    from ..models.datasets import read_spider_case
-
     image_path, mask_path = Path(image_path), Path(mask_path)
     try:
         vol, lab, affine = read_spider_case(image_path, mask_path)
@@ -210,6 +208,31 @@ def read_mha_patient(image_path: str | Path, mask_path: str | Path,
     vertebra = (lab >= 1) & (lab <= 25)
     return _case(patient, vol, vertebra, _disc_components(disc), lab == 100, affine, gradings,
                  source=f"SPIDER {image_path.name}", spacing_estimated=False, paint_s1=True)
+
+
+def read_spider_case(image_path: str | Path, mask_path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return (images, labels, affine) of a SPIDER case as sagittal slices (slice, row, col), head up,
+    anterior on the left, with the (slice, row, col) -> LPS affine."""
+    import SimpleITK as sitk
+
+    img = sitk.DICOMOrient(sitk.ReadImage(str(image_path)), "LPS")
+    lab = sitk.DICOMOrient(sitk.ReadImage(str(mask_path)), "LPS")
+    if img.GetSize() != lab.GetSize():
+        raise ValueError(f"{mask_path}: mask size {lab.GetSize()} differs from image size {img.GetSize()}")
+    a = sitk.GetArrayFromImage(img).astype(np.float32)    # (z, y, x): z head, y posterior, x left
+    m = sitk.GetArrayFromImage(lab).astype(np.int32)
+    images = np.transpose(a[::-1], (2, 0, 1))              # (x, -z, y)
+    labels = np.transpose(m[::-1], (2, 0, 1))
+    sx, sy, sz = img.GetSpacing()
+    nz = img.GetSize()[2]
+    D = np.array(img.GetDirection()).reshape(3, 3)
+    o = np.array(img.GetOrigin())
+    A = np.eye(4)
+    A[:3, 0] = D[:, 0] * sx
+    A[:3, 1] = -D[:, 2] * sz
+    A[:3, 2] = D[:, 1] * sy
+    A[:3, 3] = o + D[:, 2] * sz * (nz - 1)
+    return images, labels, A
 
 
 def mha_patients(root: str | Path, sequence: str = "t2") -> list[tuple[Path, Path]]:
