@@ -110,6 +110,8 @@ def test_replay_errors_say_what_is_missing(tmp_path):
         training_plan({"models": [{"name": "sag_disc_corners", "training": {}}]})
     prepared = {"models": [{"name": "ax_msu_pose", "training": _record("spineassist train ax_msu_pose --data /nowhere/set")}]}
     with pytest.raises(SpineAssistError, match="prepared set at /nowhere/set"):
-        run_replay(tmp_path, tmp_path / "out", manifest=prepared, dry_run=True)
+        run_replay(tmp_path, tmp_path / "out", manifest=prepared, runner=lambda argv: 0)
+    # a dry run lists the step as recorded
+    assert "/nowhere/set" in run_replay(tmp_path, tmp_path / "out", manifest=prepared, dry_run=True)[0]
     with pytest.raises(SpineAssistError, match="failed"):
         run_replay(tmp_path / "s", tmp_path / "out", manifest=_toy_manifest(), runner=lambda argv: 2)

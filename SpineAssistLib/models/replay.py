@@ -116,8 +116,9 @@ def final_steps(plan: Sequence[Step]) -> dict[str, Step]:
     return {s.model: s for s in plan if s.final}
 
 
-def replay_argv(step: Step, scratch: Path, init: Path | None, device: str) -> list[str]:
-    """Return the ``spineassist train`` arguments that rerun ``step`` with scratch paths."""
+def replay_argv(step: Step, scratch: Path, init: Path | None, device: str, check: bool = True) -> list[str]:
+    """Return the ``spineassist train`` arguments that rerun ``step`` with scratch paths.
+    ``check=False`` (a dry run): a prepared training set that is not here is named as recorded."""
     args = _parse(step.command)
     argv = ["train", args.name]
     if args.phantoms:
@@ -131,7 +132,7 @@ def replay_argv(step: Step, scratch: Path, init: Path | None, device: str) -> li
                 argv += [option, str(value)]
         if args.pfirrmann_brightness:
             argv += ["--pfirrmann-brightness", *map(str, args.pfirrmann_brightness)]
-    elif args.data is not None and Path(args.data).exists():
+    elif args.data is not None and (Path(args.data).exists() or not check):
         argv += ["--data", str(args.data)]
     else:
         how = "; ".join(s["command"] for s in step.recipe if s.get("command"))
@@ -168,7 +169,7 @@ def run_replay(scratch: Path, out_dir: Path | None = None, device: str = "cpu", 
         if step.parent is not None:
             parent = by_key[step.parent]
             init = scratch / "models" / parent.key / f"{parent.model}.pt"
-        all_argv.append(replay_argv(step, scratch, init, device))
+        all_argv.append(replay_argv(step, scratch, init, device, check=not dry_run))
     if dry_run:
         return all_argv
     if runner is None:
