@@ -15,9 +15,10 @@ from slicer.ScriptedLoadableModule import (
 )
 
 DISCLAIMER = (
-    "<p><b>Research software, not a medical device.</b> The bundled models were trained on synthetic "
-    "(phantom) MRI only and have not been validated on patients. Every grade must be checked by a "
-    "qualified reader, who has the last word.</p>"
+    "<p><b>Research software, not a medical device.</b> The sagittal models were developed on 29 patients "
+    "of a public research set (SPIDER) and on synthetic MRI, the axial models on synthetic MRI only; "
+    "none is validated for clinical use. Every grade must be checked by a qualified reader, who has the "
+    "last word.</p>"
 )
 
 

@@ -49,6 +49,7 @@ CORNER_MIN_SCORE = 0.3        # a vertebral corner scored lower is not used
 HERNIATION_MIN_PIXELS = 6     # smaller herniation masks are taken as noise
 PLAUSIBLE_SPACING_MM = (25.0, 50.0)   # adult lumbar vertebral centroid spacing, with room for disease
 OFF_CENTRE_FRACTION = 0.3     # mid-sagittal slice this far (share of the stack) from its middle
+SACRUM_EDGE_MM = 3.0          # a sacrum box this close to the image's caudal edge may be a body cut off
 DISC_CORE_RADIUS_MM = 10.0    # an axial slice is mapped to a disc only where it cuts the disc's middle
 CSF_BAND_MM = (3.0, 9.0)      # the thecal sac lies this far behind the posterior vertebral line (epidural space, PLL)
 DEFAULT_SETTINGS: dict[str, Any] = {"no_listhesis_percent": 5.0, "lumbar_count": 5}
@@ -105,7 +106,8 @@ def assess(sagittal: ImageStack, axial: Sequence[ImageStack] = (), *, study_inst
     reporter.stage("levels")
     labelling, corners, vertebra_boxes = _label_levels(sagittal, mid, pose, disc_masks_arr[mid], settings)
     a.levels = _reported_levels(labelling, a.warnings)
-    _level_confidences(a.levels, labelling, pose)
+    sacrum_cut = _sacrum_at_edge(sagittal, mid, labelling, pose)
+    _level_confidences(a.levels, labelling, pose, sacrum_cut)
     result.keypoints[sagittal.name] = corners
     result.boxes.extend(vertebra_boxes)
     timings["levels"] = time.perf_counter() - t
@@ -133,7 +135,8 @@ def assess(sagittal: ImageStack, axial: Sequence[ImageStack] = (), *, study_inst
     for level in a.levels:
         _grade_listhesis(level, corners, settings, source, a)
     timings["listhesis"] = time.perf_counter() - t
-    a.review_reasons = review_reasons(a.levels, labelling, mid, sagittal.voxels.shape[0], _sacrum_score(labelling, pose))
+    a.review_reasons = review_reasons(a.levels, labelling, mid, sagittal.voxels.shape[0], _sacrum_score(labelling, pose),
+                                      sacrum_cut)
 
     if not axial:
         for level in a.levels:
@@ -312,19 +315,32 @@ def _sacrum_score(labelling: Any, pose: Any) -> float | None:
     return None if s1 is None or s1.detection >= len(pose.scores) else float(pose.scores[s1.detection])
 
 
-def _level_confidences(levels: list[Level], labelling: Any, pose: Any) -> None:
+def _sacrum_at_edge(stack: ImageStack, k: int, labelling: Any, pose: Any) -> bool:
+    """Return True when the box of the vertebra named S1 reaches the image's caudal edge: what is
+    taken for the sacrum may be a lumbar body cut off by the field of view."""
+    s1 = next((v for v in labelling.vertebrae if v.name == "S1"), None)
+    if s1 is None or s1.detection >= len(pose.boxes):
+        return False
+    x1, y1, x2, y2 = pose.boxes[s1.detection]
+    rows, cols = stack.voxels.shape[1:]
+    box = stack.pixel_to_lps(k, np.array([y1, y1, y2, y2]), np.array([x1, x2, x1, x2]))
+    image = stack.pixel_to_lps(k, np.array([0, 0, rows - 1, rows - 1]), np.array([0, cols - 1, 0, cols - 1]))
+    return float(box[:, 2].min()) - float(image[:, 2].min()) <= SACRUM_EDGE_MM
+
+
+def _level_confidences(levels: list[Level], labelling: Any, pose: Any, sacrum_cut: bool = False) -> None:
     """Set each level's confidence: the weakest score among the vertebrae bounding it and the sacrum,
-    the detections its name rests on (an undetected one counts 0)."""
+    the detections its name rests on (an undetected one, or a sacrum at the image's edge, counts 0)."""
     score = {v.name: float(pose.scores[v.detection]) for v in labelling.vertebrae
              if v.detection is not None and v.detection < len(pose.scores)}
-    sacrum = score.get("S1", 0.0)
+    sacrum = 0.0 if sacrum_cut else score.get("S1", 0.0)
     for level in levels:
         upper, lower = level.name.split("-")
         level.confidence = float(np.clip(min(score.get(upper, 0.0), score.get(lower, 0.0), sacrum), 0.0, 1.0))
 
 
 def review_reasons(levels: Sequence[Level], labelling: Any, mid: int, n_slices: int,
-                   sacrum_score: float | None = None) -> list[str]:
+                   sacrum_score: float | None = None, sacrum_cut: bool = False) -> list[str]:
     """Return why a reader should look closely at this study (empty: nothing flagged): a level or
     the sacrum found with low confidence, fewer lumbar levels than expected, an implausible spacing
     or order of the discs, or a spine far off the middle slice."""
@@ -354,6 +370,9 @@ def review_reasons(levels: Sequence[Level], labelling: Any, mid: int, n_slices: 
     if sacrum is not None and sacrum_score is not None and sacrum_score < VERTEBRA_MIN_SCORE:
         reasons.append(f"the sacrum was found only weakly (score {sacrum_score:.2f}): it may be out of the field "
                        "of view, and every level name may be off; check the count from the sacrum")
+    if sacrum_cut:
+        reasons.append("what was taken for the sacrum reaches the lower edge of the image: the sacrum may be out of "
+                       "the field of view, and every level name may be off; name the levels from another landmark")
     z = [lv.disc_center[2] for lv in levels if lv.disc_center is not None]
     if any(b >= a for a, b in zip(z, z[1:])):
         reasons.append("the discs are not in head-to-feet order: check the levels")

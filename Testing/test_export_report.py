@@ -38,7 +38,7 @@ def test_report_states_study_versions_and_disclaimer(report):
     assert S.STUDY_UID in report
     assert "SpineAssist 0." in report and "sagittal_pose" in report
     assert DISCLAIMER in report
-    assert "not validated on patients" in report and "trained on synthetic data" in report
+    assert "not validated for clinical use" in report and "axial models on synthetic data only" in report
 
 
 def test_report_table_marks_corrections_and_not_assessed(report):

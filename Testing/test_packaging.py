@@ -58,4 +58,4 @@ def test_module_shell_is_thin_and_imports_no_heavy_package_at_top_level():
             top_imports.add((node.module or "").split(".")[0])
     assert not top_imports & {"torch", "ultralytics", "monai", "SimpleITK", "highdicom"}
     assert len(source.splitlines()) < 150, "SpineAssist.py should stay a thin shell; put logic in SpineAssistLib"
-    assert "not been validated on patients" in source  # the model disclaimer in the help text
+    assert "none is validated for clinical use" in source  # the model disclaimer in the help text

@@ -687,6 +687,8 @@ def test_review_reasons_flag_what_a_reader_should_check():
     weak = SimpleNamespace(vertebral_spacing_mm=36.0, vertebrae=(SimpleNamespace(name="S1"),), warnings=())
     assert any("found only weakly (score 0.17)" in r for r in review_reasons(levels(lumbar), weak, 7, 15, 0.17))
     assert review_reasons(levels(lumbar), weak, 7, 15, 0.8) == []
+    cut = review_reasons(levels(lumbar), weak, 7, 15, 0.8, sacrum_cut=True)
+    assert len(cut) == 1 and "lower edge of the image" in cut[0]
 
 
 def test_level_confidence_and_review_round_trip_through_findings_json():

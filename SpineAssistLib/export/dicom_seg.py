@@ -160,9 +160,9 @@ def build_disc_seg(source_images: Sequence[Dataset], disc_labels: np.ndarray, as
         series_description="SpineAssist disc segmentation",
     )
     for item, (level, _) in zip(seg.SegmentSequence, segment_levels):
-        note = f"{level.name}; research use, not validated on patients"
+        note = f"{level.name}; research use, not clinically validated"
         if level.model_name != level.name:
-            note = f"{level.name} (model labelled it {level.model_name}); research use, not validated on patients"
+            note = f"{level.name} (model labelled it {level.model_name}); research use, not clinically validated"
         item.SegmentDescription = note[:64]
     if any(d.SegmentedPropertyTypeCodeSequence[0].CodingSchemeDesignator == PRIVATE_SCHEME for d in seg.SegmentSequence):
         seg.CodingSchemeIdentificationSequence = [coding_scheme_identification()]

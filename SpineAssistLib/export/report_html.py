@@ -27,8 +27,9 @@ from .atomic import atomic_write
 from .codes import key_measurement, slip_percent
 from .key_images import KeyImage, LegendEntry, legend_swatch, render_key_image_parts
 
-DISCLAIMER = ("Research use only. SpineAssist is not validated on patients; its models were trained on "
-              "synthetic data. Every finding must be checked by a qualified reader.")
+DISCLAIMER = ("Research use only. SpineAssist is not validated for clinical use: its sagittal models were "
+              "developed on 29 patients of a public research set (SPIDER) and on synthetic data, its axial models "
+              "on synthetic data only. Every finding must be checked by a qualified reader.")
 
 _CSS = """
 body{font-family:-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;margin:24px auto;max-width:1100px;color:#1b1b1b;line-height:1.4}

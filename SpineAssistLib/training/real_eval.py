@@ -89,6 +89,8 @@ def score_case(case: RealCase, result: Any | None, error: str | None = None) -> 
         rec["listhesis_truth"] = g.get("spondylolisthesis")
         grade = lv.listhesis.value.grade if lv is not None and lv.listhesis.value is not None and rec["named"] else None
         rec["listhesis_pred"] = None if grade is None else int(grade >= 1)
+        slip = lv.listhesis.value.slip_percent if grade is not None else None
+        rec["slip_percent"] = None if slip is None else round(float(slip), 1)
         out["levels"].append(rec)
     if result is not None:
         for b in result.boxes:

@@ -1,0 +1,60 @@
+"""The shipped sagittal pipeline on SPIDER's held-out real patients, stored as the scanner stored them
+and as other acquisitions would (``training.real_eval.variant_case``): flipped, thick-sliced,
+off-centre. Needs the SPIDER folder (not in the repository): ``--spider DIR`` or
+``SPINEASSIST_SPIDER_DIR``; without it the section is left as it is.
+
+    python -m benchmarks.run real
+    python -m benchmarks.bench_real --spider Data/t2_SPACE --gradings radiological_gradings.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from benchmarks.results import machine, write_section
+
+KEYS = (("disc Dice", "disc_dice"), ("discs named right", "discs_named_right"),
+        ("Pfirrmann exact", "pfirrmann_exact"), ("Pfirrmann kappa", "pfirrmann_kappa"),
+        ("listhesis specificity", "listhesis_specificity"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    from SpineAssistLib.training.real_eval import VARIANTS, evaluate_real
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--spider", type=Path, default=os.environ.get("SPINEASSIST_SPIDER_DIR"))
+    ap.add_argument("--gradings", type=Path, default=None)
+    ap.add_argument("--bootstrap", type=int, default=500)
+    a = ap.parse_args(argv)
+    if a.spider is None or not Path(a.spider).is_dir():
+        print("   skipped: no SPIDER folder (--spider DIR or SPINEASSIST_SPIDER_DIR)")
+        return 0
+    gradings = a.gradings or next(iter(sorted(Path(a.spider).glob("**/radiological_gradings.csv"))), None)
+    if gradings is None:
+        print("   skipped: no radiological_gradings.csv (--gradings CSV)")
+        return 0
+    rows = ["| stored as | " + " | ".join(k for k, _ in KEYS) + " | patients all named | flagged for review | "
+            "s per patient |", "|---|" + "---|" * (len(KEYS) + 3)]
+    for variant in VARIANTS:
+        r = evaluate_real(a.spider, gradings, n_boot=a.bootstrap, variant=variant)
+        s = r["summary"]
+        cells = []
+        for _, key in KEYS:
+            m = s[key]
+            cells.append("n/a" if m["value"] is None else f"{m['value']:.3f} ({m['ci95'][0]:.3f}-{m['ci95'][1]:.3f})")
+        rows.append(f"| {variant} | " + " | ".join(cells) + f" | {s['patients_all_named']} of {s['patients']} | "
+                    f"{s['patients_flagged_for_review']} | {r['seconds_per_patient']} |")
+    body = (f"The 12 held-out SPIDER patients ({', '.join(r['patients'])}), scored as `spineassist evaluate --real "
+            "--variant V` scores them (value and 95 % interval, patients resampled). flipped: anterior on the image "
+            "right and the slices reversed; thick: every fourth slice at 4x the slice distance; off-centre: the "
+            "mid-line two slices from the stack's edge. Machine: " + machine() + ".\n\n" + "\n".join(rows))
+    write_section("Real MRI (SPIDER held-out patients) as other acquisitions store it", body)
+    print(body)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
