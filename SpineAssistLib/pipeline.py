@@ -671,7 +671,8 @@ class Done:
 
 
 def findings_table(a: Assessment, truth: Assessment | None = None) -> str:
-    """Return a plain-text per-level table (and the truth beside it when given)."""
+    """Return a plain-text per-level table (and the truth beside it when given); a level name ending
+    in "?" was found or named with low confidence."""
     def val(f: Any) -> str:
         if f.status != "assessed" or f.value is None:
             return "n/a"
@@ -681,7 +682,9 @@ def findings_table(a: Assessment, truth: Assessment | None = None) -> str:
     rows = [head, "-" * len(head)]
     tl = {lv.name: lv for lv in truth.levels} if truth else {}
     for lv in a.levels:
-        rows.append(f"{lv.name:7s} {val(lv.ldh):18s} {val(lv.pfirrmann):13s} {val(lv.listhesis):32s}")
+        # a level found or named with low confidence is marked, as the panel marks it
+        name = lv.name + ("?" if lv.confidence is not None and lv.confidence < LOW_LEVEL_CONFIDENCE else "")
+        rows.append(f"{name:7s} {val(lv.ldh):18s} {val(lv.pfirrmann):13s} {val(lv.listhesis):32s}")
         if lv.name in tl:
             t = tl[lv.name]
             rows.append(f"{'  truth':7s} {val(t.ldh):18s} {val(t.pfirrmann):13s} {val(t.listhesis):32s}")

@@ -729,3 +729,12 @@ def test_evaluation_scores_what_the_pipeline_returns(study_dir):
     assert s["levels_named_right"]["value"] == 1.0 and s["studies_stopped"] == 0
     assert s["pfirrmann_accuracy"]["value"] == 1.0 and s["meyerding_accuracy"]["value"] == 1.0
     assert acc["pipe_hern_true"] == acc["pipe_hern_pred"] and not s["msu_graded_without_axial_slice"]
+
+
+def test_findings_table_marks_uncertain_levels():
+    from SpineAssistLib.findings import Level
+    from SpineAssistLib.pipeline import findings_table
+
+    table = findings_table(Assessment("1.2", levels=[Level("L4-L5", confidence=0.9), Level("L5-S1", confidence=0.1)]))
+    rows = table.splitlines()[2:]
+    assert rows[0].startswith("L4-L5 ") and rows[1].startswith("L5-S1? ")
