@@ -309,19 +309,25 @@ def _reported_levels(labelling: Any, warnings: list[str]) -> list[Level]:
     return levels
 
 
+def _sacrum_detection(labelling: Any, pose: Any) -> int | None:
+    """Return the index in ``pose`` of the detection named S1 (None when there is none)."""
+    s1 = next((v for v in labelling.vertebrae if v.name == "S1"), None)
+    return None if s1 is None or s1.detection >= len(pose.scores) else s1.detection
+
+
 def _sacrum_score(labelling: Any, pose: Any) -> float | None:
     """Return the detection score of the vertebra named S1 (None when there is none)."""
-    s1 = next((v for v in labelling.vertebrae if v.name == "S1"), None)
-    return None if s1 is None or s1.detection >= len(pose.scores) else float(pose.scores[s1.detection])
+    i = _sacrum_detection(labelling, pose)
+    return None if i is None else float(pose.scores[i])
 
 
 def _sacrum_at_edge(stack: ImageStack, k: int, labelling: Any, pose: Any) -> bool:
     """Return True when the box of the vertebra named S1 reaches the image's caudal edge: what is
     taken for the sacrum may be a lumbar body cut off by the field of view."""
-    s1 = next((v for v in labelling.vertebrae if v.name == "S1"), None)
-    if s1 is None or s1.detection >= len(pose.boxes):
+    i = _sacrum_detection(labelling, pose)
+    if i is None:
         return False
-    x1, y1, x2, y2 = pose.boxes[s1.detection]
+    x1, y1, x2, y2 = pose.boxes[i]
     rows, cols = stack.voxels.shape[1:]
     box = stack.pixel_to_lps(k, np.array([y1, y1, y2, y2]), np.array([x1, x2, x1, x2]))
     image = stack.pixel_to_lps(k, np.array([0, 0, rows - 1, rows - 1]), np.array([0, cols - 1, 0, cols - 1]))
@@ -342,7 +348,7 @@ def _level_confidences(levels: list[Level], labelling: Any, pose: Any, sacrum_cu
 def review_reasons(levels: Sequence[Level], labelling: Any, mid: int, n_slices: int,
                    sacrum_score: float | None = None, sacrum_cut: bool = False) -> list[str]:
     """Return why a reader should look closely at this study (empty: nothing flagged): a level or
-    the sacrum found with low confidence, fewer lumbar levels than expected, an implausible spacing
+    the sacrum (``sacrum_score``: its detection's, None without one) found with low confidence, fewer lumbar levels than expected, an implausible spacing
     or order of the discs, or a spine far off the middle slice."""
     from .findings import STANDARD_LUMBAR_LEVELS
 
@@ -366,8 +372,7 @@ def review_reasons(levels: Sequence[Level], labelling: Any, mid: int, n_slices: 
     if any("(disc) lies caudal to the sacrum" in w for w in getattr(labelling, "warnings", ())):
         reasons.append("a disc was found below the detected sacrum: the sacrum may really be L5 (or a transitional "
                        "vertebra), and every level name one level off; check the count from the sacrum")
-    sacrum = next((v for v in getattr(labelling, "vertebrae", ()) if v.name == "S1"), None)
-    if sacrum is not None and sacrum_score is not None and sacrum_score < VERTEBRA_MIN_SCORE:
+    if sacrum_score is not None and sacrum_score < VERTEBRA_MIN_SCORE:
         reasons.append(f"the sacrum was found only weakly (score {sacrum_score:.2f}): it may be out of the field "
                        "of view, and every level name may be off; check the count from the sacrum")
     if sacrum_cut:

@@ -245,3 +245,14 @@ def test_data_commands_leave_a_recipe_that_training_records(tmp_path, capsys):
                 recipe=tuple(recipe))
     with pytest.raises(SpineAssistError, match="make it again with: spineassist data spider"):
         replay_argv(step, tmp_path / "scratch", None, "cpu")
+
+
+def test_without_a_gradings_table_the_commands_say_what_to_pass(tmp_path, capsys):
+    from SpineAssistLib.cli import main
+
+    root = _png_folder(tmp_path / "spider", patients=("3",))
+    (root / "radiological_gradings.csv").unlink()
+    for argv in (["data", "spider", str(root), "--out", str(tmp_path / "sets")],
+                 ["evaluate", "--real", str(root), "--out", str(tmp_path / "eval")]):
+        assert main(argv) == 2
+        assert "no radiological_gradings.csv under" in capsys.readouterr().err

@@ -32,9 +32,13 @@ def main(argv: list[str] | None = None) -> int:
     if a.spider is None or not Path(a.spider).is_dir():
         print("   skipped: no SPIDER folder (--spider DIR or SPINEASSIST_SPIDER_DIR)")
         return 0
-    gradings = a.gradings or next(iter(sorted(Path(a.spider).glob("**/radiological_gradings.csv"))), None)
-    if gradings is None:
-        print("   skipped: no radiological_gradings.csv (--gradings CSV)")
+    from SpineAssistLib.errors import SpineAssistError
+    from SpineAssistLib.training.spider import find_gradings
+
+    try:
+        gradings = find_gradings(a.spider, a.gradings)
+    except SpineAssistError as e:
+        print(f"   skipped: {e}")
         return 0
     rows = ["| stored as | " + " | ".join(k for k, _ in KEYS) + " | patients all named | flagged for review | "
             "s per patient |", "|---|" + "---|" * (len(KEYS) + 3)]

@@ -63,16 +63,13 @@ def _held_out() -> frozenset[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..training.spider import SAGITTAL_MODELS, build_real_sets, read_gradings
+    from ..training.spider import SAGITTAL_MODELS, build_real_sets, find_gradings, read_gradings
 
     if not args.root.is_dir():
         raise SpineAssistError(f"{args.root} is not a folder; give the folder that holds images/ and masks/")
     if args.copies < 1:
         raise SpineAssistError(f"--copies must be 1 or more; got {args.copies}")
-    csv_path = args.gradings or next(iter(sorted(args.root.glob("**/radiological_gradings.csv"))), None)
-    if csv_path is None:
-        raise SpineAssistError(f"no radiological_gradings.csv under {args.root}; pass --gradings CSV "
-                               "(without grades no Pfirrmann crops can be labelled)")
+    csv_path = find_gradings(args.root, args.gradings)
     gradings = read_gradings(csv_path)
     done = build_real_sets(args.root, args.out, gradings, args.models or SAGITTAL_MODELS, copies=args.copies,
                            val_patients=args.val_patients, seed=args.seed, progress=lambda m: print(m, flush=True))

@@ -66,13 +66,11 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_real(args: argparse.Namespace) -> int:
     from ..training.real_eval import evaluate_real, markdown_table, store_real_in_manifest
+    from ..training.spider import find_gradings
 
     if not args.real.is_dir():
         raise SpineAssistError(f"--real {args.real}: not a folder; give the SPIDER folder holding images/ and masks/")
-    csv_path = args.gradings or next(iter(sorted(args.real.glob("**/radiological_gradings.csv"))), None)
-    if csv_path is None:
-        raise SpineAssistError(f"no radiological_gradings.csv under {args.real}; pass --gradings CSV")
-    report = evaluate_real(args.real, csv_path, patients=args.patients, device=args.device, n_boot=args.bootstrap,
+    report = evaluate_real(args.real, find_gradings(args.real, args.gradings), patients=args.patients, device=args.device, n_boot=args.bootstrap,
                            progress=lambda m: print(m, flush=True), variant=args.variant)
     args.out.mkdir(parents=True, exist_ok=True)
     stem = "real_metrics" if args.variant == "as-stored" else f"real_metrics_{args.variant}"

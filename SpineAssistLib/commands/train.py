@@ -116,18 +116,14 @@ def run(args: argparse.Namespace) -> int:
     if args.phantoms:
         record = _build_phantoms(args, names)
     elif (data / "images").is_dir() and any(p.suffix in (".mha", ".png") for p in (data / "images").iterdir()):
-        from ..training.spider import SAGITTAL_MODELS, build_real_sets, read_gradings
+        from ..training.spider import SAGITTAL_MODELS, build_real_sets, find_gradings, read_gradings
 
         spider_models = [n for n in names if n in SAGITTAL_MODELS]
         if not spider_models:
             raise SpineAssistError(f"SPIDER is sagittal: it trains {', '.join(SAGITTAL_MODELS)}; not {', '.join(names)}")
         names = spider_models
-        csv_path = next(iter(sorted(data.glob("**/radiological_gradings.csv"))), None)
-        if csv_path is None:
-            raise SpineAssistError(f"no radiological_gradings.csv under {data}; put SPIDER's gradings there, or "
-                                   "build the sets with `spineassist data spider DIR --gradings CSV --out SETS`")
         built = data.parent / f"{data.name}-spineassist-sets"
-        done = build_real_sets(data, built, read_gradings(csv_path), spider_models, copies=args.copies, seed=args.seed)
+        done = build_real_sets(data, built, read_gradings(find_gradings(data)), spider_models, copies=args.copies, seed=args.seed)
         record = {"source": "SPIDER", "path": str(data), "patients": done["patients"]}
         data = built
     from ..models.train import train_model

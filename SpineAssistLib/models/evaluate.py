@@ -54,16 +54,21 @@ TARGETS = {"disc_iou": 0.95, "disc_dice": 0.97, "keypoint_mm": 0.5, "herniation_
 class Models:
     """The seven bundled models, loaded once (``load_model`` verifies each SHA-256)."""
 
-    def __init__(self, device: str = "cpu", manifest: Mapping[str, Any] | None = None):
+    def __init__(self, device: str = "cpu", manifest: Mapping[str, Any] | None = None,
+                 loaded: Mapping[str, Any] | None = None):
+        """``loaded``: models by name already loaded (a ``pipeline.ModelSet``'s), used instead of loading again."""
         from . import load_model
 
-        self.vertebra = load_model("sag_vertebra_pose", device, manifest)
-        self.corners = load_model("sag_disc_corners", device, manifest)
-        self.unet = load_model("sag_disc_unet", device, manifest)
-        self.pfirrmann = load_model("sag_pfirrmann_cls", device, manifest)
-        self.ax_seg = load_model("ax_disc_seg", device, manifest)
-        self.ax_window_seg = load_model("ax_disc_window_seg", device, manifest)
-        self.ax_pose = load_model("ax_msu_pose", device, manifest)
+        def get(name: str) -> Any:
+            return loaded[name] if loaded is not None and name in loaded else load_model(name, device, manifest)
+
+        self.vertebra = get("sag_vertebra_pose")
+        self.corners = get("sag_disc_corners")
+        self.unet = get("sag_disc_unet")
+        self.pfirrmann = get("sag_pfirrmann_cls")
+        self.ax_seg = get("ax_disc_seg")
+        self.ax_window_seg = get("ax_disc_window_seg")
+        self.ax_pose = get("ax_msu_pose")
 
 
 def _truth_level(study: Mapping[str, Any], level: str) -> dict[str, Any] | None:
@@ -552,8 +557,8 @@ def evaluate_models(internal_seeds: Sequence[int], external_seeds: Sequence[int]
 
     from ..pipeline import AXIAL_MODELS, SAGITTAL_MODELS, ModelSet
 
-    models = Models(device, manifest)
     model_set = ModelSet.load(SAGITTAL_MODELS + AXIAL_MODELS, device=device, manifest=manifest)
+    models = Models(device, manifest, loaded=model_set.models)
     out: dict[str, Any] = {"targets": TARGETS}
     for name, seeds, overrides in (("internal", internal_seeds, None), ("external", external_seeds, EXTERNAL_OVERRIDES)):
         studies = (load_phantom(s, overrides, cache_dir) for s in seeds)

@@ -121,6 +121,15 @@ def read_gradings(csv_path: str | Path) -> dict[str, dict[int, dict[str, int]]]:
     return out
 
 
+def find_gradings(root: str | Path, given: str | Path | None = None) -> Path:
+    """Return the gradings table to read: ``given``, or the first ``radiological_gradings.csv`` under ``root``."""
+    found = Path(given) if given else next(iter(sorted(Path(root).glob("**/radiological_gradings.csv"))), None)
+    if found is None:
+        raise SpineAssistError(f"no radiological_gradings.csv under {root}; pass --gradings CSV (SPIDER's gradings: "
+                               "without them no disc can be graded)")
+    return found
+
+
 def level_of_ivd(ivd: int) -> str | None:
     """Return the level of SPIDER's IVD label ``ivd`` (1 = L5-S1, counted up), or None (0, or above T11-T12)."""
     return LEVELS_FROM_CAUDAL[ivd - 1] if 1 <= ivd <= len(LEVELS_FROM_CAUDAL) else None
