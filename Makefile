@@ -26,7 +26,7 @@ $(STAMP): requirements-dev.txt Resources/requirements.txt Resources/constraints.
 	@echo "SpineAssist is set up in $(VENV) (spineassist $$($(VENV)/bin/spineassist --version | cut -d' ' -f2))."
 
 demo: setup ## make a synthetic study, assess it, write every output
-	$(PY) -m SpineAssistLib.demo --out $(DEMO_OUT)
+	$(PY) -m SpineAssistLib.cli.demo --out $(DEMO_OUT)
 
 test: setup ## the whole default suite (slow tests excluded; see test-slow)
 	$(PY) -m pytest -m "not slow" Testing

@@ -44,7 +44,7 @@ class SpineAssist(ScriptedLoadableModule):
 
 def _register_sample_data():
     try:
-        from SpineAssistLib import sample_data
+        from SpineAssistLib.ui import sample_data
 
         sample_data.register(os.path.join(os.path.dirname(__file__), "Resources", "Icons", "SpineAssist.png"))
     except Exception as e:  # noqa: BLE001 - a missing sample must never stop Slicer from starting
@@ -54,7 +54,7 @@ def _register_sample_data():
 class SpineAssistWidget(ScriptedLoadableModuleWidget):
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
-        from SpineAssistLib.widget import SpineAssistPanel  # noqa: PLC0415 - the panel imports Qt
+        from SpineAssistLib.ui.widget import SpineAssistPanel  # noqa: PLC0415 - the panel imports Qt
 
         self.panel = SpineAssistPanel(self.layout)
 
@@ -87,10 +87,11 @@ class SpineAssistTest(ScriptedLoadableModuleTest):
 
     def test_whole_flow_on_a_phantom_study(self):
         """Phantom study -> DICOM module -> Run (background process) -> table, segments -> a correction."""
-        from SpineAssistLib import dependencies, sample_data
+        from SpineAssistLib.ui import dependencies
+        from SpineAssistLib.ui import sample_data
         from SpineAssistLib.findings import PfirrmannGrade
         from SpineAssistLib.mrml.nodes import TAG_STRUCTURE, segment_tag
-        from SpineAssistLib.panel import choice_index
+        from SpineAssistLib.ui.panel_model import choice_index
 
         missing = dependencies.missing_requirements()
         if missing:

@@ -4,6 +4,6 @@ Nothing here imports slicer, qt, torch, ultralytics or monai at import time, so 
 load the module before those packages are installed, and the same code runs from a terminal.
 """
 
-from .version import __version__
+from SpineAssistLib.version import __version__
 
 __all__ = ["__version__"]

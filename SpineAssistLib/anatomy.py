@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence
 
-from .findings import LEVEL_NAMES
+from SpineAssistLib.findings import LEVEL_NAMES
 
 # Vertebrae SpineAssist may name, cranial to caudal; L6 only with six lumbar vertebrae.
 VERTEBRAE: tuple[str, ...] = ("T11", "T12", "L1", "L2", "L3", "L4", "L5", "L6", "S1")

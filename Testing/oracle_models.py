@@ -17,8 +17,8 @@ from SpineAssistLib.findings import Assessment, ModelInfo
 from SpineAssistLib.models.catalog import AX_POSE_KEYPOINTS
 from SpineAssistLib.models.orientation import SliceOrientation
 from SpineAssistLib.models.yolo import YoloResult
-from SpineAssistLib.pipeline import ModelSet
-from SpineAssistLib.pipeline_types import ImageStack
+from SpineAssistLib.pipeline.assess import ModelSet
+from SpineAssistLib.pipeline.result import ImageStack
 
 _VERTEBRA_BY_LABEL = {v: k for k, v in VERTEBRA_LABELS.items()}
 

@@ -52,7 +52,7 @@ def test_missing_file_is_a_clear_error_without_traceback(tmp_path):
 
 
 @pytest.mark.parametrize("module", ["SpineAssistLib.findings", "SpineAssistLib.cli", "SpineAssistLib.mrml",
-                                    "SpineAssistLib.anatomy", "SpineAssistLib.widget"])
+                                    "SpineAssistLib.anatomy", "SpineAssistLib.ui.widget"])
 def test_library_imports_no_heavy_package_at_import_time(module):
     code = (f"import sys, {module}; heavy = [m for m in ('torch', 'ultralytics', 'monai', 'slicer', 'qt') if m in sys.modules];"
             "print(','.join(heavy))")

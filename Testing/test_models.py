@@ -106,7 +106,7 @@ def test_missing_manifest_and_unknown_model(tmp_path):
 
 
 def test_importing_models_does_not_import_torch():
-    code = ("import sys, SpineAssistLib.models, SpineAssistLib.models.registry, SpineAssistLib.metrics; "
+    code = ("import sys, SpineAssistLib.models, SpineAssistLib.models.registry, SpineAssistLib.training.metrics; "
             "print(any(m in sys.modules for m in ('torch', 'ultralytics', 'monai')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
@@ -230,7 +230,7 @@ def _toy_study(seed: int = 1) -> dict:
 
 
 def test_phantom_builder_writes_parseable_yolo_labels(tmp_path):
-    from SpineAssistLib.models.datasets import build_from_phantoms, parse_label_line
+    from SpineAssistLib.training.datasets import build_from_phantoms, parse_label_line
 
     result = build_from_phantoms([_toy_study(1), _toy_study(2)], tmp_path, copies=1, val_fraction=0.5)
     assert set(result) == set(MODEL_DEFS)
@@ -266,7 +266,7 @@ def test_brightness_scaled_pfirrmann_crops_change_only_the_classifier_set(tmp_pa
     random stream); every other training set, and the classifier's validation crops, stay the same."""
     from PIL import Image
 
-    from SpineAssistLib.models.datasets import build_from_phantoms
+    from SpineAssistLib.training.datasets import build_from_phantoms
 
     studies = [_toy_study(1), _toy_study(2)]
     build_from_phantoms(studies, tmp_path / "plain", copies=2, val_fraction=0.5)
@@ -290,7 +290,7 @@ def test_brightness_scaled_pfirrmann_crops_change_only_the_classifier_set(tmp_pa
 def test_tissue_jitter_widens_only_the_background_tissue_signals():
     """--tissue-jitter: training phantoms' fat, marrow, muscle ... signals vary far more than the
     phantom's own +-8 % (other scanners and patients); CSF and the disc keep theirs (grades)."""
-    from SpineAssistLib.commands.train import _training_overrides
+    from SpineAssistLib.cli.train import _training_overrides
     from SpineAssistLib.phantom.params import BACKGROUND_TISSUES, TISSUE_SIGNAL, jittered_tissue_signal, sample_params
 
     draws = [jittered_tissue_signal(seed, 0.25) for seed in range(1000, 1060)]
@@ -307,7 +307,7 @@ def test_tissue_jitter_widens_only_the_background_tissue_signals():
 
 
 def test_label_line_parser_rejects_wrong_counts():
-    from SpineAssistLib.models.datasets import parse_label_line
+    from SpineAssistLib.training.datasets import parse_label_line
 
     with pytest.raises(ValueError, match="needs 16 numbers"):
         parse_label_line("0 0.5 0.5 0.1 0.1 0.2 0.2 2", 4)
@@ -380,7 +380,7 @@ def test_pixels_and_lps_round_trip():
 def test_phantom_cache_is_keyed_by_the_render_code(tmp_path, monkeypatch):
     """A render cached by other phantom code is rendered anew, and a partial (training) render is
     never replaced by a cached whole study of the same seed."""
-    from SpineAssistLib.models import phantom_cache as pc
+    from SpineAssistLib.training import phantom_cache as pc
 
     calls: list[tuple[str, int]] = []
 
@@ -413,7 +413,7 @@ def test_phantom_cache_is_keyed_by_the_render_code(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def phantom_slices():
-    from SpineAssistLib.models.phantom_cache import render_training_phantom
+    from SpineAssistLib.training.phantom_cache import render_training_phantom
 
     return render_training_phantom(11, sag_slices=1, ax_blocks=1, extra_block=False)
 
@@ -442,7 +442,7 @@ def test_shipped_window_models_find_their_points_near_the_truth(phantom_slices):
     from SpineAssistLib.anatomy import MSU_KEYPOINTS, disc_space_corners
     from SpineAssistLib.models import load_model
     from SpineAssistLib.models.crops import window_keypoints
-    from SpineAssistLib.models.datasets import DISC_NAMES
+    from SpineAssistLib.training.datasets import DISC_NAMES
     from SpineAssistLib.models.imaging import lps_to_pixels, pixels_to_lps, stack_slice_affine
 
     st = phantom_slices
@@ -479,7 +479,7 @@ def test_shipped_window_segmentation_outlines_the_disc(phantom_slices):
     gives disc masks in the slice's pixels that overlap the truth well (IoU) and better than or
     as well as the whole slice's: a slip in the window's placement or the way back to the slice
     would put the mask off the disc."""
-    from SpineAssistLib import metrics as M
+    from SpineAssistLib.training import metrics as M
     from SpineAssistLib.models import load_model
     from SpineAssistLib.models.crops import refined_segmentations
     from SpineAssistLib.models.orientation import Oriented, SliceOrientation
@@ -616,7 +616,7 @@ def test_classifier_checkpoints_lose_their_torchvision_transforms(tmp_path):
     import torch
     from ultralytics.data.augment import classify_transforms
 
-    from SpineAssistLib.models.train import drop_classify_transforms
+    from SpineAssistLib.training.train import drop_classify_transforms
     from SpineAssistLib.resources import resource_path
 
     path = tmp_path / "cls.pt"
@@ -696,8 +696,8 @@ def test_train_and_evaluate_commands_are_listed_and_check_their_input(capsys, tm
 
 @pytest.mark.slow
 def test_training_a_model_writes_weights_and_a_manifest_entry(tmp_path):
-    from SpineAssistLib.models.datasets import build_from_phantoms
-    from SpineAssistLib.models.train import train_model
+    from SpineAssistLib.training.datasets import build_from_phantoms
+    from SpineAssistLib.training.train import train_model
 
     sets = build_from_phantoms([_toy_study(1), _toy_study(2)], tmp_path / "sets", ["sag_disc_unet", "ax_msu_pose"],
                                copies=1, val_fraction=0.5)
@@ -714,8 +714,8 @@ def test_training_a_model_writes_weights_and_a_manifest_entry(tmp_path):
 def test_the_disc_unet_fine_tunes_from_given_weights(tmp_path):
     import torch
 
-    from SpineAssistLib.models.datasets import build_from_phantoms
-    from SpineAssistLib.models.train import sha256_file, train_model, train_unet
+    from SpineAssistLib.training.datasets import build_from_phantoms
+    from SpineAssistLib.training.train import sha256_file, train_model, train_unet
     from SpineAssistLib.models.unet import build_unet
     from SpineAssistLib.errors import ModelError
 
@@ -742,7 +742,7 @@ def test_fine_tuning_hands_the_init_weights_to_ultralytics(monkeypatch, tmp_path
     import ultralytics
 
     from SpineAssistLib.models.catalog import MODEL_DEFS
-    from SpineAssistLib.models.train import train_yolo
+    from SpineAssistLib.training.train import train_yolo
 
     seen = {}
 
@@ -772,7 +772,7 @@ def test_fine_tune_records_how_its_starting_weights_were_trained(tmp_path):
     """A fine-tune's manifest entry carries the parent's training record when a manifest knows the parent."""
     import json
 
-    from SpineAssistLib.models.train import _lineage, sha256_file
+    from SpineAssistLib.training.train import _lineage, sha256_file
 
     parent = tmp_path / "parent.pt"
     parent.write_bytes(b"parent weights")

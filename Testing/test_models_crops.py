@@ -143,7 +143,7 @@ def test_window_keypoints_skip_a_missing_disc():
 
 def test_disc_corner_windows_label_the_four_corners():
     from SpineAssistLib.anatomy import DISC_LABELS
-    from SpineAssistLib.models.datasets import _window_line, disc_corner_windows, parse_label_line
+    from SpineAssistLib.training.datasets import _window_line, disc_corner_windows, parse_label_line
 
     labels = np.zeros((200, 200), np.uint8)
     labels[_band((200, 200), (100.0, 100.0), 0.0, 50, 10)] = DISC_LABELS["L4-L5"]

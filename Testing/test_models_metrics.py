@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from SpineAssistLib import metrics as M
+from SpineAssistLib.training import metrics as M
 
 
 def test_iou_and_dice_of_two_overlapping_squares():
@@ -65,7 +65,7 @@ def test_length_mismatch_is_an_error():
 def test_pfirrmann_is_also_scored_on_the_true_disc_masks():
     """The diagnostic row: the classifier alone (crops of the true masks) beside the pipeline's
     accuracy (crops of the U-Net's masks), so a low figure can be blamed on the right model."""
-    from SpineAssistLib.models.evaluate import _new_acc, summarise
+    from SpineAssistLib.training.evaluate import _new_acc, summarise
 
     acc = _new_acc()
     acc["pfirrmann_true_all"] += [1, 2, 3, 4]
@@ -83,7 +83,7 @@ def test_pfirrmann_is_also_scored_on_the_true_disc_masks():
 
 def test_msu_keypoint_errors_are_also_summarised_per_point():
     """The per-point rows say which MSU point raises the mean (both facets in one row)."""
-    from SpineAssistLib.models.evaluate import ROWS, _new_acc, _point_key, summarise
+    from SpineAssistLib.training.evaluate import ROWS, _new_acc, _point_key, summarise
 
     acc = _new_acc()
     for j, errors in enumerate(([0.2, 0.4], [0.6], [1.0], [3.0], [0.5, 0.7])):

@@ -11,7 +11,7 @@ import pytest
 
 from SpineAssistLib.errors import SpineAssistError
 from SpineAssistLib.models.catalog import MODEL_DEFS
-from SpineAssistLib.models.replay import final_steps, replay_argv, run_replay, training_plan
+from SpineAssistLib.training.replay import final_steps, replay_argv, run_replay, training_plan
 
 
 def _record(command: str, parent: dict | None = None, seconds: float = 60.0) -> dict:
@@ -72,7 +72,7 @@ def test_replayed_arguments_use_scratch_paths_and_chain_the_weights(tmp_path):
 
 
 def _fake_trainer(calls: list[list[str]]):
-    from SpineAssistLib.models.train import update_manifest
+    from SpineAssistLib.training.train import update_manifest
 
     def run(argv):
         calls.append(list(argv))

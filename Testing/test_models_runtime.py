@@ -14,7 +14,7 @@ from SpineAssistLib.errors import ModelError
 
 @pytest.fixture(scope="module")
 def sagittal_slice():
-    from SpineAssistLib.models.phantom_cache import render_training_phantom
+    from SpineAssistLib.training.phantom_cache import render_training_phantom
 
     st = render_training_phantom(11, sag_slices=1, ax_blocks=1, extra_block=False)
     return st["sag_images"][0]

@@ -6,7 +6,7 @@ import pytest
 import test_mrml_case as case
 
 from SpineAssistLib.findings import MeyerdingGrade, MSUGrade, PfirrmannGrade
-from SpineAssistLib.panel import choice_index, choices, chosen_value, level_view, value_text
+from SpineAssistLib.ui.panel_model import choice_index, choices, chosen_value, level_view, value_text
 
 
 def test_pfirrmann_offers_grades_one_to_five():
@@ -67,7 +67,7 @@ def test_level_view_marks_a_correction_and_shows_the_model_value_beside_it():
 
 def test_uncertain_levels_and_review_line():
     from SpineAssistLib.findings import Assessment, Level
-    from SpineAssistLib.panel import level_view, review_text
+    from SpineAssistLib.ui.panel_model import level_view, review_text
 
     sure, unsure = level_view(Level("L4-L5", confidence=0.9)), level_view(Level("L5-S1", confidence=0.2))
     assert (sure.name_text, unsure.name_text) == ("L4-L5", "L5-S1 (check)")

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from SpineAssistLib.dependencies import (install_command, missing_requirements, read_requirements, requirements_path,
+from SpineAssistLib.ui.dependencies import (install_command, missing_requirements, read_requirements, requirements_path,
                                          split_torch)
 
 REQS = """# pinned

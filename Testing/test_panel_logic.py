@@ -10,9 +10,9 @@ import test_mrml_case as case
 
 from SpineAssistLib import mrml
 from SpineAssistLib.findings import Assessment, MSUGrade, PfirrmannGrade
-from SpineAssistLib.logic import (SpineAssistLogic, default_series, dicom_files_for_volume, plane_of_direction,
+from SpineAssistLib.ui.logic import (SpineAssistLogic, default_series, dicom_files_for_volume, plane_of_direction,
                                   volume_plane)
-from SpineAssistLib.panel import choice_index
+from SpineAssistLib.ui.panel_model import choice_index
 
 
 @pytest.fixture

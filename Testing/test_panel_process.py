@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from SpineAssistLib.process import (AssessEvent, AssessProcess, SubprocessRunner, assess_command, child_environment,
+from SpineAssistLib.ui.process import (AssessEvent, AssessProcess, SubprocessRunner, assess_command, child_environment,
                                     outcome_of, parse_progress_line, stage_dicom_files)
 
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 import sys
 from types import SimpleNamespace
 
-from SpineAssistLib import sample_data
+from SpineAssistLib.ui import sample_data
 
 
 def test_widget_module_imports_without_qt_or_heavy_packages():
     import subprocess
 
     # a fresh interpreter: other tests in this process import torch on purpose
-    code = ("import sys, SpineAssistLib.widget as w; "
+    code = ("import sys, SpineAssistLib.ui.widget as w; "
             "assert hasattr(w, 'SpineAssistPanel') and hasattr(w, 'QtProcessRunner'); "
             "print(','.join(m for m in ('qt', 'torch', 'ultralytics', 'monai', 'slicer') if m in sys.modules))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -6,7 +6,7 @@ import pytest
 
 from SpineAssistLib.findings import Level, PfirrmannGrade
 from SpineAssistLib.grading import meyerding_grade, msu_grade, pfirrmann_grade
-from SpineAssistLib.teaching import teaching_steps
+from SpineAssistLib.ui.teaching import teaching_steps
 
 
 def graded_level() -> Level:

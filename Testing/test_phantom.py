@@ -232,7 +232,7 @@ def test_truth_equals_what_grading_computes_from_the_truth_keypoints_and_masks(s
 
 def test_a_slice_renders_the_same_twice():
     from SpineAssistLib.phantom.acquisition import Scanner, axial_planes
-    from SpineAssistLib.phantom.geometry import build_spine
+    from SpineAssistLib.phantom.spine import build_spine
 
     p = sample_params(2)
     spine = build_spine(p)
@@ -254,9 +254,9 @@ def test_the_same_seed_writes_the_same_bytes(tmp_path):
 
 
 def test_the_study_loader_picks_the_right_series(study, written):
-    loader = pytest.importorskip("SpineAssistLib.study")
+    loader = pytest.importorskip("SpineAssistLib.dicom.index")
     if not hasattr(loader, "index_folder") or not hasattr(loader, "select_series"):
-        pytest.skip("SpineAssistLib.study has no index_folder / select_series yet")
+        pytest.skip("SpineAssistLib.dicom.index has no index_folder / select_series yet")
     choice = loader.select_series(loader.index_folder(written))
     assert choice.sagittal.series_instance_uid == study.uids["sagittal"]
     assert choice.axial is not None and choice.axial.series_instance_uid == study.uids["axial"]

@@ -18,11 +18,11 @@ from oracle_models import oracle_models
 from SpineAssistLib.errors import Cancelled
 from SpineAssistLib.findings import Assessment, PfirrmannGrade, validate_findings_json
 from SpineAssistLib.grading import msu_grade
-from SpineAssistLib.outputs import OUTPUT_FILES
+from SpineAssistLib.export.outputs import OUTPUT_FILES
 from SpineAssistLib.phantom import generate_study, sample_params, write_study
-from SpineAssistLib.pipeline import run_assessment
-from SpineAssistLib.study_stacks import load_stacks
-from SpineAssistLib.progress import CancelToken
+from SpineAssistLib.pipeline.assess import run_assessment
+from SpineAssistLib.dicom.stacks import load_stacks
+from SpineAssistLib.pipeline.progress import CancelToken
 
 SEED = 11
 
@@ -165,7 +165,7 @@ def test_cancel_leaves_no_output(study_dir, tmp_path):
 
 def test_outputs_in_parallel_equal_outputs_one_by_one(assessed, tmp_path):
     """The forked writer (report, SEG, scene) and this process (SR) together write what one process writes."""
-    from SpineAssistLib import outputs
+    from SpineAssistLib.export import outputs
 
     done = assessed[0]
     serial = outputs.write_outputs(done.result, tmp_path / "serial", keep_corrections=False, parallel=False)
@@ -183,7 +183,7 @@ def test_outputs_in_parallel_equal_outputs_one_by_one(assessed, tmp_path):
 
 @pytest.mark.parametrize("where", ["child", "parent"])
 def test_a_failing_writer_in_either_process_leaves_the_folder_as_it_was(assessed, tmp_path, monkeypatch, where):
-    from SpineAssistLib import outputs
+    from SpineAssistLib.export import outputs
 
     def broken(result, path):
         path.write_text("half")
@@ -201,7 +201,7 @@ def test_a_failing_writer_in_either_process_leaves_the_folder_as_it_was(assessed
 def test_cancelling_while_the_child_writes_stops_it_and_moves_nothing(assessed, tmp_path, monkeypatch):
     import multiprocessing
 
-    from SpineAssistLib import outputs
+    from SpineAssistLib.export import outputs
 
     def slow_report(result, path):
         import time
@@ -224,7 +224,7 @@ def test_writer_processes_serve_several_results_and_write_what_one_process_write
 
     import pydicom
 
-    from SpineAssistLib import outputs
+    from SpineAssistLib.export import outputs
 
     done = assessed[0]
     serial = outputs.write_outputs(done.result, tmp_path / "serial", keep_corrections=False, parallel=False)
@@ -249,7 +249,7 @@ def test_writer_processes_serve_several_results_and_write_what_one_process_write
 
 
 def test_the_writer_processes_are_sent_the_result_without_pixel_data(assessed):
-    from SpineAssistLib import outputs
+    from SpineAssistLib.export import outputs
 
     result = assessed[0].result
     sent = outputs._without_pixel_data(result)
@@ -269,7 +269,7 @@ def test_the_sr_writer_is_sent_no_voxels_and_writes_the_same_report(assessed, tm
 
     import pydicom
 
-    from SpineAssistLib import outputs
+    from SpineAssistLib.export import outputs
 
     result = assessed[0].result
     sent = outputs._without_pixel_data(result, voxels=False)
@@ -296,7 +296,7 @@ def test_the_sr_writer_is_sent_no_voxels_and_writes_the_same_report(assessed, tm
 def test_a_failing_writer_process_stops_them_and_later_outputs_are_written_here(assessed, tmp_path, monkeypatch):
     import multiprocessing
 
-    from SpineAssistLib import outputs
+    from SpineAssistLib.export import outputs
 
     real_sr = outputs._sr
 
@@ -325,7 +325,7 @@ def test_a_result_the_writer_processes_cannot_take_is_written_here(assessed, tmp
     import copy
     import multiprocessing
 
-    from SpineAssistLib import outputs
+    from SpineAssistLib.export import outputs
 
     result = copy.copy(assessed[0].result)
     result.timings = {"unpicklable": lambda: None}         # a lambda cannot be pickled
@@ -339,7 +339,7 @@ def test_cancelling_while_the_writer_processes_write_stops_them(assessed, tmp_pa
     import multiprocessing
     import time
 
-    from SpineAssistLib import outputs
+    from SpineAssistLib.export import outputs
 
     def slow_report(result, path):
         time.sleep(30)
@@ -387,7 +387,7 @@ def test_several_studies_in_one_command_each_get_their_folder_and_a_bad_one_is_s
 
     from pathlib import Path
 
-    from SpineAssistLib.commands.assess import batch_folders
+    from SpineAssistLib.cli.assess import batch_folders
 
     empty = tmp_path / "no-dicom"
     empty.mkdir()
@@ -438,8 +438,8 @@ def _label_files(root, model):
 
 def test_training_export_writes_every_reviewable_set_with_the_readers_values(assessed, study_dir, tmp_path):
     from SpineAssistLib.anatomy import MSU_KEYPOINTS
-    from SpineAssistLib.export.training_data import write_training_data
-    from SpineAssistLib.models.datasets import parse_label_line
+    from SpineAssistLib.training.reader_cases import write_training_data
+    from SpineAssistLib.training.datasets import parse_label_line
 
     _, out, _ = assessed
     case = tmp_path / "out"
@@ -472,7 +472,7 @@ def test_training_export_writes_every_reviewable_set_with_the_readers_values(ass
 
     from SpineAssistLib import mrml
     from SpineAssistLib.anatomy import disc_space_corners
-    from SpineAssistLib.export.training_data import training_case
+    from SpineAssistLib.training.reader_cases import training_case
 
     in_scene = training_case(mrml.read_mrb(case / "scene.mrb"))[0]["corners"]
     windows = _label_files(dest, "sag_disc_corners")
@@ -507,7 +507,7 @@ def test_training_export_writes_every_reviewable_set_with_the_readers_values(ass
 
 def test_training_export_follows_a_moved_keypoint(assessed, tmp_path):
     from SpineAssistLib import mrml
-    from SpineAssistLib.export.training_data import training_case
+    from SpineAssistLib.training.reader_cases import training_case
 
     _, out, _ = assessed
     scene = mrml.read_mrb(out / "scene.mrb")
@@ -535,9 +535,9 @@ def test_export_training_command_and_its_errors(assessed, tmp_path):
 
 def test_the_disc_unet_runs_from_the_centre_out_to_the_last_slice_with_a_disc():
     from SpineAssistLib.models.unet import UNetResult
-    from SpineAssistLib.pipeline import _segment_disc_slices
-    from SpineAssistLib.pipeline_types import ImageStack
-    from SpineAssistLib.progress import StageReporter
+    from SpineAssistLib.pipeline.assess import _segment_disc_slices
+    from SpineAssistLib.pipeline.result import ImageStack
+    from SpineAssistLib.pipeline.progress import StageReporter
 
     voxels = np.zeros((15, 32, 32), np.float32)
     for k in range(15):
@@ -651,9 +651,9 @@ def test_an_assessment_with_the_bundled_models_does_not_import_scipy(study_dir, 
     """scipy.ndimage took 0.45 s of a fresh `spineassist assess` (one of Slicer's runs): the pipeline's
     mask steps use OpenCV's equivalents (``models.imaging``), so a whole run, outputs included,
     never imports it."""
-    code = ("import sys; from SpineAssistLib.pipeline import run_assessment; "
+    code = ("import sys; from SpineAssistLib.pipeline.assess import run_assessment; "
             f"done = run_assessment({str(study_dir)!r}, {str(tmp_path / 'out')!r}, device='cpu', parallel_outputs=False); "
-            "print(len(done.result.assessment.levels), sorted(done.written.files) == sorted(__import__('SpineAssistLib.outputs').outputs.OUTPUT_FILES), 'scipy' in sys.modules)")
+            "print(len(done.result.assessment.levels), sorted(done.written.files) == sorted(__import__('SpineAssistLib.export.outputs').export.outputs.OUTPUT_FILES), 'scipy' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=repo_root, capture_output=True, text=True, check=True)
     levels, complete, scipy = out.stdout.split()[-3:]
     assert int(levels) >= 5 and complete == "True" and scipy == "False", out.stdout
@@ -663,7 +663,7 @@ def test_review_reasons_flag_what_a_reader_should_check():
     from types import SimpleNamespace
 
     from SpineAssistLib.findings import Level
-    from SpineAssistLib.pipeline import review_reasons
+    from SpineAssistLib.pipeline.assess import review_reasons
 
     def levels(names, conf=0.9):
         return [Level(n, disc_center=(0.0, 0.0, -40.0 * i), confidence=conf) for i, n in enumerate(names)]
@@ -710,8 +710,8 @@ def test_level_confidence_and_review_round_trip_through_findings_json():
 def test_evaluation_scores_what_the_pipeline_returns(study_dir):
     """``spineassist evaluate`` runs ``pipeline.assess`` on each phantom's arrays: with perfect (oracle)
     models every truth level is named right and every grade equals the truth."""
-    from SpineAssistLib.models.evaluate import _new_acc, _pipeline_summary, evaluate_pipeline, study_stacks
-    from SpineAssistLib.models.phantom_cache import render_phantom
+    from SpineAssistLib.training.evaluate import _new_acc, _pipeline_summary, evaluate_pipeline, study_stacks
+    from SpineAssistLib.training.phantom_cache import render_phantom
 
     st = render_phantom(SEED, {"slip_percent": {"L4-L5": 22.0}, "pfirrmann": {"L4-L5": 4, "L2-L3": 1}})
     sagittal, axial = study_stacks(st)
@@ -733,7 +733,7 @@ def test_evaluation_scores_what_the_pipeline_returns(study_dir):
 
 def test_findings_table_marks_uncertain_levels():
     from SpineAssistLib.findings import Level
-    from SpineAssistLib.pipeline import findings_table
+    from SpineAssistLib.pipeline.assess import findings_table
 
     table = findings_table(Assessment("1.2", levels=[Level("L4-L5", confidence=0.9), Level("L5-S1", confidence=0.1)]))
     rows = table.splitlines()[2:]

@@ -21,8 +21,8 @@ FOUND_MM = 6.0
 
 @pytest.fixture(scope="module")
 def sample():
-    from SpineAssistLib.pipeline import SAGITTAL_MODELS, ModelSet
-    from SpineAssistLib.study_stacks import load_stacks
+    from SpineAssistLib.pipeline.assess import SAGITTAL_MODELS, ModelSet
+    from SpineAssistLib.dicom.stacks import load_stacks
 
     loaded = load_stacks(resource_path("SampleData", "sct_t2_lumbar", "DICOM"))
     return loaded, ModelSet.load(SAGITTAL_MODELS, device="cpu")
@@ -36,8 +36,8 @@ def test_the_sample_is_a_real_sagittal_t2_without_axial_series(sample):
 
 
 def test_every_hand_marked_disc_is_segmented(sample):
-    from SpineAssistLib.pipeline import STAGES, _segment_disc_slices
-    from SpineAssistLib.progress import StageReporter
+    from SpineAssistLib.pipeline.assess import STAGES, _segment_disc_slices
+    from SpineAssistLib.pipeline.progress import StageReporter
 
     loaded, models = sample
     masks = _segment_disc_slices(models["sag_disc_unet"], loaded.sagittal, StageReporter(STAGES))
@@ -48,7 +48,7 @@ def test_every_hand_marked_disc_is_segmented(sample):
 
 
 def test_levels_are_not_named_as_if_the_sacrum_were_seen(sample):
-    from SpineAssistLib.pipeline import assess
+    from SpineAssistLib.pipeline.assess import assess
 
     loaded, models = sample
     try:

@@ -11,10 +11,10 @@ import pytest
 from dicom_fixtures import (AX_IOP, CT, SAG_IOP, make_lumbar_study, make_series, make_slice, tilted_axial_iop)
 
 from SpineAssistLib.errors import StudyError
-from SpineAssistLib.pipeline_types import ImageStack
-from SpineAssistLib.study import (index_folder, plane_of, read_series_datasets, select_series,
+from SpineAssistLib.pipeline.result import ImageStack
+from SpineAssistLib.dicom.index import (index_folder, plane_of, read_series_datasets, select_series,
                                   series_for_instance_uids, series_table, split_stacks, weighting_of)
-from SpineAssistLib.study_stacks import load_stacks
+from SpineAssistLib.dicom.stacks import load_stacks
 
 
 def _snapshot(root):
@@ -76,7 +76,7 @@ def test_angled_block_keeps_each_slice_plane_and_exact_affine(tmp_path):
     index = index_folder(tmp_path)
     s = index.get(uid)
     datasets = read_series_datasets(s)
-    from SpineAssistLib.study_stacks import _to_stack
+    from SpineAssistLib.dicom.stacks import _to_stack
 
     stack: ImageStack = _to_stack(datasets, "axial", "axial block 1")
     # hand-computed: pixel (row 2, col 3) of slice 1 = origin + 1*4 mm*normal + 3*0.5*row_dir + 2*0.6*col_dir
@@ -190,7 +190,7 @@ def test_slicer_instance_uids_map_back_to_the_series(tmp_path):
 
 
 def test_split_stacks_groups_parallel_planes():
-    from SpineAssistLib.study import SliceRef
+    from SpineAssistLib.dicom.index import SliceRef
 
     refs = [SliceRef(str(i), None, None, (0, 0, float(z)), (1, 0, 0), (0, 1, 0), (1, 1), 2, 2) for i, z in enumerate((6, 0, 3))]
     refs.append(SliceRef("t", None, None, (0, 0, 50), (1, 0, 0), tuple(tilted_axial_iop(20)[3:]), (1, 1), 2, 2))

@@ -158,7 +158,7 @@ def test_mha_layout_reads_as_the_png_layout(tmp_path):
 def _result_from_truth(case, rename: dict[str, str] | None = None, pfirrmann: int = 2):
     """Return an AssessmentResult whose disc labels are the case's own (optionally renamed)."""
     from SpineAssistLib.findings import Assessment, Level, PfirrmannFinding, PfirrmannGrade
-    from SpineAssistLib.pipeline_types import AssessmentResult
+    from SpineAssistLib.pipeline.result import AssessmentResult
     from SpineAssistLib.training.spider import image_stack
 
     stack = image_stack(case)
@@ -222,7 +222,7 @@ def test_data_commands_leave_a_recipe_that_training_records(tmp_path, capsys):
     import json
 
     from SpineAssistLib.cli import main
-    from SpineAssistLib.models.replay import Step, replay_argv
+    from SpineAssistLib.training.replay import Step, replay_argv
 
     root = _png_folder(tmp_path / "spider", patients=("3", "4"))
     sets = tmp_path / "sets"

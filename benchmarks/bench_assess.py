@@ -32,9 +32,9 @@ def run(studies: int, device: str, keep_models: bool = False) -> tuple[list[dict
     them for every study, as a batch command does; else load and check them per study."""
     import contextlib
 
-    from SpineAssistLib.outputs import WriterProcesses
+    from SpineAssistLib.export.outputs import WriterProcesses
     from SpineAssistLib.phantom import generate_study, write_study
-    from SpineAssistLib.pipeline import AXIAL_MODELS, SAGITTAL_MODELS, ModelSet, run_assessment
+    from SpineAssistLib.pipeline.assess import AXIAL_MODELS, SAGITTAL_MODELS, ModelSet, run_assessment
 
     cache: list[ModelSet] = []
 
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from SpineAssistLib.models.device import select_device
     from SpineAssistLib.models.runtime import cpu_runtime
-    from SpineAssistLib.pipeline import AXIAL_MODELS, SAGITTAL_MODELS
+    from SpineAssistLib.pipeline.assess import AXIAL_MODELS, SAGITTAL_MODELS
 
     # no GPU driver: torch is not imported (as in a CPU assessment)
     devices = [args.device] if args.device else ["cpu"] + (["cuda"] if select_device("auto").startswith("cuda") else [])

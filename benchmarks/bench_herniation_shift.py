@@ -35,7 +35,7 @@ def slice_counts(whole_model: Any, window_model: Any, st: Mapping[str, Any]) -> 
     """Return, over a study's axial slices, [found, with material, false, without material, disc IoU
     sum, discs] for the whole-slice segmentation (ax_disc_seg) and then for the pipeline's (the
     window around ax_disc_seg's disc, ax_disc_window_seg): 12 numbers."""
-    from SpineAssistLib import metrics as M
+    from SpineAssistLib.training import metrics as M
     from SpineAssistLib.anatomy import DISC_LABELS, HERNIATION_LABEL
     from SpineAssistLib.models.crops import refined_segmentations
     from SpineAssistLib.models.orientation import Oriented, SliceOrientation
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", default=None, help="phantom render cache (default: none; renders anew)")
     args = parser.parse_args(argv)
     from SpineAssistLib.models import load_model
-    from SpineAssistLib.models.phantom_cache import EXTERNAL_OVERRIDES, load_phantom
+    from SpineAssistLib.training.phantom_cache import EXTERNAL_OVERRIDES, load_phantom
 
     whole, window = load_model("ax_disc_seg", device="cpu"), load_model("ax_disc_window_seg", device="cpu")
     seeds = range(3000, 3000 + args.studies)

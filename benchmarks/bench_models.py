@@ -46,7 +46,7 @@ def _time_model(name: str, image, runtime: str) -> tuple[float, float]:
 
 def main(argv: list[str] | None = None) -> int:
     from SpineAssistLib.models import load_manifest, model_spec, verified_path
-    from SpineAssistLib.models.phantom_cache import render_training_phantom
+    from SpineAssistLib.training.phantom_cache import render_training_phantom
     from SpineAssistLib.models.runtime import prepare
 
     st = render_training_phantom(11, sag_slices=1, ax_blocks=1, extra_block=False)

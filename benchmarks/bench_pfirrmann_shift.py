@@ -33,7 +33,7 @@ def grade_errors(classifier: Any, st: Mapping[str, Any], rng: np.random.Generato
     """Return predicted minus true grade for each disc of the study's mid-sagittal slice (true-mask crops)."""
     from scipy import ndimage
 
-    from SpineAssistLib.models.datasets import DISC_NAMES, disc_crop
+    from SpineAssistLib.training.datasets import DISC_NAMES, disc_crop
     from SpineAssistLib.models.imaging import normalize_slice, to_uint8
     from SpineAssistLib.models.orientation import canonical_study
 
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", default=None, help="phantom render cache (default: phantom_cache's)")
     args = parser.parse_args(argv)
     from SpineAssistLib.models import load_model
-    from SpineAssistLib.models.phantom_cache import EXTERNAL_OVERRIDES, load_phantom
+    from SpineAssistLib.training.phantom_cache import EXTERNAL_OVERRIDES, load_phantom
 
     classifier = load_model("sag_pfirrmann_cls", device="cpu")
     seeds = range(3000, 3000 + args.studies)

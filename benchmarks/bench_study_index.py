@@ -29,7 +29,7 @@ def build(root: Path, files: int = 2000) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from SpineAssistLib.study import index_folder, select_series
+    from SpineAssistLib.dicom.index import index_folder, select_series
 
     work = Path(tempfile.mkdtemp(prefix="spineassist-index-bench-"))
     try:

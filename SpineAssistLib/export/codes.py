@@ -16,8 +16,8 @@ from typing import Mapping
 from pydicom.dataset import Dataset
 from pydicom.sr.coding import Code
 
-from ..findings import Finding, Level, Measurement
-from ..version import __version__
+from SpineAssistLib.findings import Finding, Level, Measurement
+from SpineAssistLib.version import __version__
 
 PRIVATE_SCHEME = "99SPINEASSIST"
 PRIVATE_SCHEME_NAME = "SpineAssist private codes"

@@ -24,12 +24,12 @@ from typing import Sequence
 import numpy as np
 from pydicom.dataset import Dataset
 
-from ..anatomy import DISC_LABELS
-from ..findings import Assessment, Level
-from ..version import __version__
-from .atomic import atomic_path
-from .codes import ANATOMICAL_STRUCTURE, LUMBAR_SPINE, PRIVATE_SCHEME, coding_scheme_identification, disc_structure, stable_uid
-from .deidentify import DeidentificationSettings, deidentify_all, deidentify_derived
+from SpineAssistLib.anatomy import DISC_LABELS
+from SpineAssistLib.findings import Assessment, Level
+from SpineAssistLib.version import __version__
+from SpineAssistLib.export.atomic import atomic_path
+from SpineAssistLib.export.codes import ANATOMICAL_STRUCTURE, LUMBAR_SPINE, PRIVATE_SCHEME, coding_scheme_identification, disc_structure, stable_uid
+from SpineAssistLib.export.deidentify import DeidentificationSettings, deidentify_all, deidentify_derived
 
 MANUFACTURER = "SpineAssist project"
 SEG_SERIES_NUMBER = 901

@@ -28,8 +28,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from ..anatomy import DISC_LABELS, HERNIATION_LABEL
-from ..findings import Assessment, Geometry, Level
+from SpineAssistLib.anatomy import DISC_LABELS, HERNIATION_LABEL
+from SpineAssistLib.findings import Assessment, Geometry, Level
 
 PLANES = ("sagittal", "axial", "coronal", "other")
 

@@ -40,9 +40,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..anatomy import level_name, lumbar_vertebrae
-from ..findings import Assessment, Correction, Geometry, Level, Measurement
-from .vectors import COINCIDENT_MM, FloatArray, Point, PointLike, as_point, lps_point, lps_points, voxel_centers_lps
+from SpineAssistLib.anatomy import level_name, lumbar_vertebrae
+from SpineAssistLib.findings import Assessment, Correction, Geometry, Level, Measurement
+from SpineAssistLib.grading.vectors import COINCIDENT_MM, FloatArray, Point, PointLike, as_point, lps_point, lps_points, voxel_centers_lps
 
 DETECTION_KINDS = ("vertebra", "disc")
 

@@ -40,8 +40,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..findings import Geometry, Measurement, PfirrmannFinding, PfirrmannGrade
-from .vectors import COINCIDENT_MM, Point, as_point, lps_point
+from SpineAssistLib.findings import Geometry, Measurement, PfirrmannFinding, PfirrmannGrade
+from SpineAssistLib.grading.vectors import COINCIDENT_MM, Point, as_point, lps_point
 
 # A normal nucleus on T2 is "isointense to CSF" (table, grades I-II); partial volume and coil
 # shading keep a healthy nucleus at roughly 0.7-1.0 of CSF, so 0.7 and above reads as bright.

@@ -22,9 +22,9 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..anatomy import DISC_LABELS
-from ..findings import validate_level_name
-from .vectors import (FloatArray, Point, as_point, index_to_lps_affine, lps_point, lps_points,
+from SpineAssistLib.anatomy import DISC_LABELS
+from SpineAssistLib.findings import validate_level_name
+from SpineAssistLib.grading.vectors import (FloatArray, Point, as_point, index_to_lps_affine, lps_point, lps_points,
                       voxel_centers_lps, voxel_half_extent)
 
 

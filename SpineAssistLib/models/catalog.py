@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..anatomy import CORNERS, MSU_KEYPOINTS
+from SpineAssistLib.anatomy import CORNERS, MSU_KEYPOINTS
 
 AX_POSE_KEYPOINTS: tuple[str, ...] = (
     "image-left medial facet", "image-right medial facet", "posterior disc margin", "herniation apex", "posterior canal",

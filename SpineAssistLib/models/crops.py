@@ -217,8 +217,8 @@ def _placed_windows(items: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], 
     """Return (item index, the slice's orientation, its canonical image, the window) of every item
     (slice image as stored, its (row, col, 0) -> LPS affine, the disc's mask on it) whose mask can
     place a window (``place``: a crop function of a canonical mask and its spacing)."""
-    from .imaging import slice_spacing
-    from .orientation import SliceOrientation
+    from SpineAssistLib.models.imaging import slice_spacing
+    from SpineAssistLib.models.orientation import SliceOrientation
 
     views: dict[int, tuple[Any, np.ndarray]] = {}
     out = []

@@ -17,7 +17,7 @@ import sys
 import warnings
 from typing import Any, Callable
 
-from ..errors import ModelError
+from SpineAssistLib.errors import ModelError
 
 log = logging.getLogger(__name__)
 

@@ -191,7 +191,7 @@ class Oriented:
 def canonical_study(st: Mapping[str, Any]) -> dict[str, Any]:
     """Return a training study (``phantom_cache`` form) with its slices, labels, affines and pixel
     boxes in the canonical view, so that training sees what inference (``Oriented``) shows."""
-    from .imaging import stack_slice_affine
+    from SpineAssistLib.models.imaging import stack_slice_affine
 
     out = dict(st)
     sag = np.asarray(st["sag_images"])

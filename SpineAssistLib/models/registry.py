@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..errors import ModelError
-from ..resources import resource_path
+from SpineAssistLib.errors import ModelError
+from SpineAssistLib.resources import resource_path
 
 MANIFEST_SCHEMA = "spineassist.models/1"
 TASKS = ("detect", "segment", "pose", "classify", "unet-segment")

@@ -34,8 +34,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import ModelError
-from .registry import ModelSpec, sha256_file
+from SpineAssistLib.errors import ModelError
+from SpineAssistLib.models.registry import ModelSpec, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ def optimized_onnx(spec: ModelSpec, weights: Path) -> Path:
     plain = ensure_onnx(spec, weights)
     import onnxruntime as ort
 
-    from ..export.atomic import atomic_path
+    from SpineAssistLib.export.atomic import atomic_path
 
     with atomic_path(path) as tmp:
         options = ort.SessionOptions()
@@ -220,7 +220,7 @@ def yolo_outputs(y: Any, task: str) -> list[Any]:
 
 def load_yolo_network(weights: Path, task: str) -> Any:
     """Return the fused eval-mode torch network of a YOLO ``.pt`` file (as ultralytics' predictor fuses it)."""
-    from .yolo import configure_offline
+    from SpineAssistLib.models.yolo import configure_offline
 
     configure_offline()
     from ultralytics import YOLO
@@ -235,7 +235,7 @@ def _export_module(spec: ModelSpec, weights: Path) -> tuple[Any, tuple[int, ...]
     import torch
 
     if spec.task == "unet-segment":
-        from .unet import load_unet_network
+        from SpineAssistLib.models.unet import load_unet_network
 
         return load_unet_network(weights), (1, 1, 256, 256), {"images": {0: "batch", 2: "height", 3: "width"}}
     net = load_yolo_network(weights, spec.task)
@@ -259,7 +259,7 @@ def _export_module(spec: ModelSpec, weights: Path) -> tuple[Any, tuple[int, ...]
 
 def export_onnx(spec: ModelSpec, weights: Path) -> Path:
     """Export ``spec``'s network to its ONNX copy (atomically), check it answers as torch does, record it."""
-    from ..export.atomic import atomic_path
+    from SpineAssistLib.export.atomic import atomic_path
 
     try:
         import onnx  # noqa: F401 - torch's exporter needs it

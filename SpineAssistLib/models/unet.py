@@ -19,8 +19,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .device import run_with_fallback, select_device
-from .imaging import normalize_slice
+from SpineAssistLib.models.device import run_with_fallback, select_device
+from SpineAssistLib.models.imaging import normalize_slice
 
 UNET_CHANNELS: tuple[int, ...] = (16, 32, 64, 128, 256)
 UNET_STRIDES: tuple[int, ...] = (2, 2, 2, 2)
@@ -39,7 +39,7 @@ def build_unet() -> Any:
 
 def build_inference_unet() -> Any:
     """Return the same network built without importing MONAI (``unet_net``; 7 s less per process)."""
-    from .unet_net import ResidualUNet2D
+    from SpineAssistLib.models.unet_net import ResidualUNet2D
 
     return ResidualUNet2D(1, 2, UNET_CHANNELS, UNET_STRIDES, UNET_RES_UNITS)
 
@@ -53,7 +53,7 @@ class UNetResult:
 
     def instances(self, min_pixels: int = MIN_DISC_PIXELS) -> list[np.ndarray]:
         """Return one bool mask per connected disc region of at least ``min_pixels``, top of the image first."""
-        from .imaging import label_regions
+        from SpineAssistLib.models.imaging import label_regions
 
         lab, n = label_regions(self.mask)
         sizes = np.bincount(lab.ravel(), minlength=n + 1)
@@ -77,7 +77,7 @@ class UNetModel:
     on a CPU and in torch on a GPU (``runtime``)."""
 
     def __init__(self, weights: str | Path, device: str = "auto", name: str = "sag_disc_unet", spec: Any = None):
-        from . import runtime
+        from SpineAssistLib.models import runtime
 
         self.name = name
         self.weights = Path(weights)

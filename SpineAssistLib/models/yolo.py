@@ -24,9 +24,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .device import run_with_fallback, select_device
-from .imaging import to_bgr, to_uint8
-from .runtime import cache_root
+from SpineAssistLib.models.device import run_with_fallback, select_device
+from SpineAssistLib.models.imaging import to_bgr, to_uint8
+from SpineAssistLib.models.runtime import cache_root
 
 _CONFIGURED: Path | None = None
 
@@ -114,7 +114,7 @@ class YoloModel:
 
     def __init__(self, weights: str | Path, task: str, names: Sequence[str] = (), keypoints: Sequence[str] = (),
                  imgsz: int = 256, device: str = "auto", name: str = "", spec: Any = None):
-        from . import runtime
+        from SpineAssistLib.models import runtime
 
         self.name = name or Path(weights).stem
         self.weights = Path(weights)
@@ -168,7 +168,7 @@ class YoloModel:
         """Return the detections (at most ``max_det`` each) in windows of slices, run as one batch:
         each pair is (slice image, ``crops.Crop``); the slice is normalised whole, then the window
         cut from it, as in training. Answers are in the window's pixels."""
-        from .imaging import normalize_slice
+        from SpineAssistLib.models.imaging import normalize_slice
 
         normalised: dict[int, np.ndarray] = {}
         windows = []
@@ -197,7 +197,7 @@ class YoloModel:
     def _torch_network(self, device: str) -> Any:
         """Return the fused torch network on ``device`` (made once per device)."""
         if device not in self._torch:
-            from .runtime import load_yolo_network
+            from SpineAssistLib.models.runtime import load_yolo_network
 
             self._torch[device] = load_yolo_network(self.weights, self.task).to(device)   # its own copy per device
         return self._torch[device]
@@ -210,7 +210,7 @@ class YoloModel:
         def call(device: str) -> list[np.ndarray]:
             import torch
 
-            from .runtime import yolo_outputs
+            from SpineAssistLib.models.runtime import yolo_outputs
 
             net = self._torch_network(device)
             with torch.inference_mode():

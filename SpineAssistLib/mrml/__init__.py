@@ -18,15 +18,15 @@ Usage (Slicer's Python console, or a terminal with slicer-core)::
 
 from __future__ import annotations
 
-from .edits import (KeypointEdit, LiveRegrading, NodeEdits, apply_correction, corrections_from_nodes,
+from SpineAssistLib.mrml.edits import (KeypointEdit, LiveRegrading, NodeEdits, apply_correction, corrections_from_nodes,
                     grade_from_keypoints, level_keypoints, observe_keypoints, regrade_from_keypoints,
                     relabel_levels, reset_finding, shifted_level_names)
-from .nodes import (LAYERS, TABLE_COLUMNS, DetectionBox, NodeSet, center_views_on_level, ijk_to_ras_matrix,
+from SpineAssistLib.mrml.nodes import (LAYERS, TABLE_COLUMNS, DetectionBox, NodeSet, center_views_on_level, ijk_to_ras_matrix,
                     keypoint_level, layer_visible, level_center_ras, refresh_table, set_keypoints_locked,
                     set_layer_visible, show_assessment, table_rows)
-from .scene import new_scene, read_mrb, register_segmentation_converters, write_mrb
-from .state import load_state, parameter_node, save_state
-from .terminology import terminology_for, terminology_types
+from SpineAssistLib.mrml.scene import new_scene, read_mrb, register_segmentation_converters, write_mrb
+from SpineAssistLib.mrml.state import load_state, parameter_node, save_state
+from SpineAssistLib.mrml.terminology import terminology_for, terminology_types
 
 __all__ = [
     "DetectionBox", "KeypointEdit", "LAYERS", "LiveRegrading", "NodeEdits", "NodeSet", "TABLE_COLUMNS",

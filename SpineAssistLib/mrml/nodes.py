@@ -16,9 +16,9 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .. import anatomy
-from ..findings import FINDING_KINDS, Assessment, Level, _point
-from .terminology import apply_terminology, disc_segment_name, vertebral_body_segment_name
+from SpineAssistLib import anatomy
+from SpineAssistLib.findings import FINDING_KINDS, Assessment, Level, _point
+from SpineAssistLib.mrml.terminology import apply_terminology, disc_segment_name, vertebral_body_segment_name
 
 # Node attributes and segment tags (names are part of the saved scene: do not rename).
 ATTR_LAYER = "SpineAssist.Layer"
@@ -340,7 +340,7 @@ def _add_volume(scene: Any, series: str, image: Any, parent: int) -> Any:
 
 
 def _add_segmentation(scene: Any, assessment: Assessment, series: str, image: Any, volume: Any | None, parent: int) -> Any:
-    from .scene import register_segmentation_converters, segmentations_logic
+    from SpineAssistLib.mrml.scene import register_segmentation_converters, segmentations_logic
 
     register_segmentation_converters()
     array, affine = _image(f"label_maps[{series!r}]", image)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..findings import Assessment
-from .nodes import ATTR_LAYER, ATTR_SERIES, LAYER_FOLDERS, NodeSet, _subject_hierarchy
+from SpineAssistLib.findings import Assessment
+from SpineAssistLib.mrml.nodes import ATTR_LAYER, ATTR_SERIES, LAYER_FOLDERS, NodeSet, _subject_hierarchy
 
 PARAMETER_NODE_TAG = "SpineAssist"  # singleton tag and module name, as Slicer's getParameterNode() uses
 PARAM_ASSESSMENT = "Assessment"

@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from ..resources import resource_path
+from SpineAssistLib.resources import resource_path
 
 TERMINOLOGY_FILE = "SpineAssist.term.json"
 CONTEXT_NAME = "SpineAssist"

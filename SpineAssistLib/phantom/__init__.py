@@ -14,7 +14,7 @@ Usage::
     write_study(study, "phantom-3")
 """
 
-from .params import PhantomParams, sample_params
-from .study import PhantomStudy, generate_study, write_study
+from SpineAssistLib.phantom.params import PhantomParams, sample_params
+from SpineAssistLib.phantom.study import PhantomStudy, generate_study, write_study
 
 __all__ = ["PhantomParams", "PhantomStudy", "generate_study", "sample_params", "write_study"]

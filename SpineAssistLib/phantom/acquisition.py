@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .geometry import Spine, _rot
-from .tissues import TissueModel
+from SpineAssistLib.phantom.spine import Spine, _rot
+from SpineAssistLib.phantom.tissues import TissueModel
 
 SUB_SLICES = 3              # through-plane samples per slice (box slice profile)
 OVERSAMPLE = 1.5            # render grid / acquired grid, in-plane

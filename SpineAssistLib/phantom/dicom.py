@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .study import PhantomStudy
+    from SpineAssistLib.phantom.study import PhantomStudy
 
 MANUFACTURER = "SpineAssist phantom"
 

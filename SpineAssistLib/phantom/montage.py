@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..findings import MSUGrade
-from .params import sample_params
-from .study import PhantomStudy, generate_study
+from SpineAssistLib.findings import MSUGrade
+from SpineAssistLib.phantom.params import sample_params
+from SpineAssistLib.phantom.study import PhantomStudy, generate_study
 
 GRADES_SEED = 101
 SIZES_SEED = 202

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from ..anatomy import levels_between, lumbar_vertebrae
-from ..findings import MSUGrade
+from SpineAssistLib.anatomy import levels_between, lumbar_vertebrae
+from SpineAssistLib.findings import MSUGrade
 
 # Tissues the renderer knows; their T2 TSE signal (CSF = 1) is drawn per subject around these.
 TISSUE_SIGNAL: dict[str, float] = {

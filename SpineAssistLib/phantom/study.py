@@ -20,15 +20,15 @@ from typing import Any
 
 import numpy as np
 
-from ..anatomy import (DISC_LABELS, HERNIATION_LABEL, NEURAL_LABEL, POSTERIOR_ELEMENTS_LABEL, THECAL_SAC_LABEL,
+from SpineAssistLib.anatomy import (DISC_LABELS, HERNIATION_LABEL, NEURAL_LABEL, POSTERIOR_ELEMENTS_LABEL, THECAL_SAC_LABEL,
                        VERTEBRA_LABELS)
-from ..findings import Assessment
-from .acquisition import Scanner, Series, axial_planes, sagittal_planes
-from .dicom import phantom_uid
-from .geometry import Spine, build_spine
-from .params import PhantomParams, sample_params
-from .tissues import TissueModel
-from .truth import DISC_MARGIN, axial_keypoints, build_assessment, msu_ratio, sagittal_corners
+from SpineAssistLib.findings import Assessment
+from SpineAssistLib.phantom.acquisition import Scanner, Series, axial_planes, sagittal_planes
+from SpineAssistLib.phantom.dicom import phantom_uid
+from SpineAssistLib.phantom.spine import Spine, build_spine
+from SpineAssistLib.phantom.params import PhantomParams, sample_params
+from SpineAssistLib.phantom.tissues import TissueModel
+from SpineAssistLib.phantom.truth import DISC_MARGIN, axial_keypoints, build_assessment, msu_ratio, sagittal_corners
 
 # An axial slice gets MSU keypoints when its disc margin lies within this of the mid-plane's.
 MARGIN_TOLERANCE_MM = 1.0
@@ -211,7 +211,7 @@ def write_study(study: PhantomStudy, out_dir: str | Path) -> Path:
     ``out_dir``. Files are written under temporary names first, so a failed run leaves no study."""
     import shutil
 
-    from .dicom import write_series
+    from SpineAssistLib.phantom.dicom import write_series
 
     out = Path(out_dir)
     tmp = out.with_name(f".{out.name}.partial")

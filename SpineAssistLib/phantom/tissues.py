@@ -17,8 +17,8 @@ import math
 
 import numpy as np
 
-from ..anatomy import HERNIATION_LABEL, NEURAL_LABEL, POSTERIOR_ELEMENTS_LABEL, THECAL_SAC_LABEL
-from .geometry import SUPERELLIPSE_POWER, Disc, Spine, Vertebra, superellipse
+from SpineAssistLib.anatomy import HERNIATION_LABEL, NEURAL_LABEL, POSTERIOR_ELEMENTS_LABEL, THECAL_SAC_LABEL
+from SpineAssistLib.phantom.spine import SUPERELLIPSE_POWER, Disc, Spine, Vertebra, superellipse
 
 F = np.float32
 # Pfirrmann grade -> nucleus/annulus transition width (normalised radius) and texture amplitude:
@@ -402,7 +402,7 @@ class TissueModel:
             vert = np.clip(1 - np.square(np.square(nn / h.half_height)), 0, 1)
             edge_b = _edge_b(d, h)
             top = edge_b + (h.apex_b - edge_b) * prof * np.sqrt(vert)
-            from .geometry import _margin_b
+            from SpineAssistLib.phantom.spine import _margin_b
             herni = (prof >= 0) & (vert > 0) & (bn <= top) & (bn >= _margin_b(d, an) - 2.5) & ~disc_in
             herni &= lab[sel] != POSTERIOR_ELEMENTS_LABEL             # disc material does not pass bone
             if herni.any():
@@ -455,6 +455,6 @@ class TissueModel:
 
 
 def _edge_b(d: Disc, h) -> float:
-    from .geometry import _margin_b
+    from SpineAssistLib.phantom.spine import _margin_b
 
     return float(np.max(_margin_b(d, np.array([h.center_a - h.half_width, h.center_a + h.half_width]))))

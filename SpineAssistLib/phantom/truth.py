@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from ..anatomy import CORNERS, HERNIATION_LABEL, MSU_KEYPOINTS, NEURAL_LABEL, THECAL_SAC_LABEL, corner_name
-from ..findings import (Assessment, Geometry, Level, Measurement, MeyerdingGrade, MSUGrade, PfirrmannGrade)
-from .geometry import KEYPOINT_INSET_MM, Disc, Spine
-from .tissues import TissueModel
+from SpineAssistLib.anatomy import CORNERS, HERNIATION_LABEL, MSU_KEYPOINTS, NEURAL_LABEL, THECAL_SAC_LABEL, corner_name
+from SpineAssistLib.findings import (Assessment, Geometry, Level, Measurement, MeyerdingGrade, MSUGrade, PfirrmannGrade)
+from SpineAssistLib.phantom.spine import KEYPOINT_INSET_MM, Disc, Spine
+from SpineAssistLib.phantom.tissues import TissueModel
 
 LEFT_FACET, RIGHT_FACET, DISC_MARGIN, APEX, CANAL = MSU_KEYPOINTS
 NO_LISTHESIS_PERCENT = 5.0

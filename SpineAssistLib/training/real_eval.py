@@ -29,11 +29,11 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from .. import metrics as M
-from ..anatomy import DISC_LABELS, VERTEBRA_LABELS
-from ..errors import SpineAssistError
-from ..findings import LOW_LEVEL_CONFIDENCE, STANDARD_LUMBAR_LEVELS
-from .spider import HELD_OUT_PATIENTS, RealCase, image_stack, iter_cases, read_gradings
+from SpineAssistLib.training import metrics as M
+from SpineAssistLib.anatomy import DISC_LABELS, VERTEBRA_LABELS
+from SpineAssistLib.errors import SpineAssistError
+from SpineAssistLib.findings import LOW_LEVEL_CONFIDENCE, STANDARD_LUMBAR_LEVELS
+from SpineAssistLib.training.spider import HELD_OUT_PATIENTS, RealCase, image_stack, iter_cases, read_gradings
 
 FOUND_DICE = 0.5
 BOX_MARGIN_MM = 5.0
@@ -234,7 +234,7 @@ def evaluate_real(root: str | Path, gradings_csv: str | Path, patients: Sequence
                   progress: Callable[[str], None] | None = None, variant: str = "as-stored") -> dict[str, Any]:
     """Return the real-data report of the held-out patients (default) of a SPIDER folder, stored as
     ``variant`` says (``variant_case``)."""
-    from ..pipeline import SAGITTAL_MODELS, ModelSet, assess
+    from SpineAssistLib.pipeline.assess import SAGITTAL_MODELS, ModelSet, assess
 
     wanted = sorted(patients or HELD_OUT_PATIENTS, key=int)
     gradings = read_gradings(gradings_csv)
@@ -311,8 +311,8 @@ def store_real_in_manifest(report: Mapping[str, Any], manifest_path: str | Path 
     by the weights it was measured with (the phantom evaluation leaves it in place)."""
     import json
 
-    from ..models.registry import models_dir
-    from ..models.train import _manifest_lock
+    from SpineAssistLib.models.registry import models_dir
+    from SpineAssistLib.training.train import _manifest_lock
 
     path = Path(manifest_path) if manifest_path else models_dir() / "manifest.json"
     measured = {m["name"]: m["sha256"] for m in report["models"]}

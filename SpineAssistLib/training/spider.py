@@ -38,9 +38,9 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from ..anatomy import (DISC_LABELS, POSTERIOR_ELEMENTS_LABEL, THECAL_SAC_LABEL, UNNAMED_DISC_LABEL, VERTEBRA_LABELS,
+from SpineAssistLib.anatomy import (DISC_LABELS, POSTERIOR_ELEMENTS_LABEL, THECAL_SAC_LABEL, UNNAMED_DISC_LABEL, VERTEBRA_LABELS,
                        corner_name)
-from ..errors import SpineAssistError
+from SpineAssistLib.errors import SpineAssistError
 
 # The fixed held-out test patients (issue #18): never trained on, never used to choose a setting.
 HELD_OUT_PATIENTS: frozenset[str] = frozenset(
@@ -463,7 +463,7 @@ def real_study(case: RealCase) -> dict[str, Any]:
 
 def image_stack(case: RealCase) -> Any:
     """Return the case as the sagittal ``ImageStack`` the pipeline assesses (no DICOM headers)."""
-    from ..pipeline_types import ImageStack
+    from SpineAssistLib.pipeline.result import ImageStack
 
     A = np.eye(4)        # ImageStack: (col, row, slice) -> LPS
     A[:3, 0], A[:3, 1], A[:3, 2], A[:3, 3] = case.affine[:3, 2], case.affine[:3, 1], case.affine[:3, 0], case.affine[:3, 3]
@@ -498,7 +498,7 @@ def build_real_sets(root: str | Path, out_dir: str | Path, gradings: Mapping[str
 
     The last ``val_patients`` patients (by number) are the validation split, so a model is chosen
     on patients it was not trained on; existing samples under ``out_dir`` are kept (sets grow)."""
-    from ..models.datasets import YoloWriter, FolderWriter, add_study, make_writers
+    from SpineAssistLib.training.datasets import YoloWriter, FolderWriter, add_study, make_writers
 
     models = list(models)
     bad = [m for m in models if m not in SAGITTAL_MODELS]

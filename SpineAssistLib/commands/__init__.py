@@ -1,1 +1,0 @@
-"""One module per ``spineassist`` subcommand; see ``SpineAssistLib.cli.COMMANDS``."""

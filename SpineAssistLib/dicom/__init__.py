@@ -1,0 +1,2 @@
+"""DICOM in: find the series a lumbar assessment needs in a folder (``index``) and load them as
+image stacks with their geometry (``stacks``)."""
