@@ -2,12 +2,12 @@
 
 Label maps (phantom ground truth, model training sets, segmentation exports) use these values.
 Keypoint names are the ones GRADING.md's rules take. Coordinates in files are patient LPS mm;
-Slicer nodes are RAS (``lps_to_ras`` flips x and y).
+Slicer nodes are RAS (``geometry.lps_to_ras`` flips x and y).
 """
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Sequence
 
 from SpineAssistLib.findings import LEVEL_NAMES
 
@@ -70,11 +70,3 @@ def lumbar_vertebrae(count: int = 5) -> tuple[str, ...]:
 def levels_between(vertebrae: Sequence[str]) -> list[str]:
     """Return the disc levels between consecutive vertebrae, cranial to caudal."""
     return [level_name(a, b) for a, b in zip(vertebrae, vertebrae[1:])]
-
-
-def lps_to_ras(points: Iterable[Sequence[float]]) -> list[tuple[float, float, float]]:
-    """Convert patient LPS mm (DICOM) to RAS mm (Slicer): negate x and y."""
-    return [(-float(p[0]), -float(p[1]), float(p[2])) for p in points]
-
-
-ras_to_lps = lps_to_ras  # the same flip both ways

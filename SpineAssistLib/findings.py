@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Iterable, Mapping, TypeVar
 
+from SpineAssistLib.resources import resource_path
 from SpineAssistLib.version import __version__
 
 SCHEMA = "spineassist.findings/1"
@@ -682,8 +683,6 @@ def carry_reader_values(new: Assessment, previous: Assessment) -> list[str]:
 
 def findings_schema() -> dict[str, Any]:
     """Return the JSON Schema (draft 2020-12) of findings.json, shipped in Resources/."""
-    from SpineAssistLib.resources import resource_path
-
     return json.loads(resource_path("findings.schema.json").read_text(encoding="utf-8"))
 
 

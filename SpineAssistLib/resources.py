@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 _ENV = "SPINEASSIST_RESOURCES"
@@ -33,3 +34,11 @@ def resources_dir() -> Path:
 def resource_path(*parts: str) -> Path:
     """Return the path of one bundled resource file, e.g. ``resource_path("Models", "manifest.json")``."""
     return resources_dir().joinpath(*parts)
+
+
+def cache_root() -> Path:
+    """Return the project's cache folder (``.cache`` of a writable checkout, else one in the temp folder)."""
+    repo = Path(__file__).resolve().parents[1]
+    if (repo / "pyproject.toml").is_file() and os.access(repo, os.W_OK):
+        return repo / ".cache"
+    return Path(tempfile.gettempdir()) / "spineassist-cache"

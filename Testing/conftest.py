@@ -1,4 +1,9 @@
-"""Shared pytest fixtures and markers for SpineAssist."""
+"""Shared pytest fixtures and markers for SpineAssist.
+
+The tests mirror the library's packages (``Testing/<package>/test_<module or topic>.py``); helpers they
+share are the package ``support`` (``Testing/support/``, importable through pytest's ``pythonpath``
+setting in pyproject.toml). Fixtures used by tests of several packages are here; a package's own are in
+its ``conftest.py``."""
 
 from __future__ import annotations
 
@@ -43,3 +48,27 @@ def mrml_scene():
 @pytest.fixture
 def repo_root() -> Path:
     return REPO
+
+
+# ---- the phantom study assessed with oracle models (pipeline, export, cli and training tests) -------------
+# Session-scoped: writing the study and assessing it takes seconds, and the tests only read both.
+
+@pytest.fixture(scope="session")
+def study_dir(tmp_path_factory) -> Path:
+    """A written phantom study (support/pipeline_study.py): DICOM files and truth."""
+    from support.pipeline_study import write_pipeline_study
+
+    return write_pipeline_study(tmp_path_factory.mktemp("phantom") / "study")
+
+
+@pytest.fixture(scope="session")
+def assessed(study_dir, tmp_path_factory):
+    """(done, output folder, progress events) of ``study_dir`` assessed with oracle models (support/oracle_models.py)."""
+    from support.oracle_models import oracle_for
+
+    from SpineAssistLib.pipeline.run import run_assessment
+
+    out = tmp_path_factory.mktemp("out")
+    events = []
+    done = run_assessment(study_dir, out, models=oracle_for(study_dir), progress=events.append)
+    return done, out, events

@@ -275,3 +275,19 @@ def test_rerun_keeps_relabel():
     new = _example()
     carry_reader_values(new, old)
     assert [lv.name for lv in new.levels] == ["L4-L5", "L5-L6"]
+
+
+def test_level_confidence_and_review_round_trip_through_findings_json():
+    from SpineAssistLib.findings import Assessment, Level
+
+    a = Assessment("1.2.3", levels=[Level("L4-L5", confidence=0.42)], review_reasons=["L4-L5 uncertain"])
+    d = a.to_dict()
+    assert d["review"] == {"status": "needs review", "reasons": ["L4-L5 uncertain"]}
+    assert d["levels"][0]["confidence"] == 0.42
+    back = Assessment.from_dict(d)
+    assert back.needs_review and back.level("L4-L5").confidence == 0.42
+    old = dict(d)
+    del old["review"]
+    assert not Assessment.from_dict(old).needs_review          # files written before the flag existed
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        Level("L4-L5", confidence=1.5)

@@ -34,7 +34,8 @@ def run(studies: int, device: str, keep_models: bool = False) -> tuple[list[dict
 
     from SpineAssistLib.export.outputs import WriterProcesses
     from SpineAssistLib.phantom import generate_study, write_study
-    from SpineAssistLib.pipeline.assess import AXIAL_MODELS, SAGITTAL_MODELS, ModelSet, run_assessment
+    from SpineAssistLib.pipeline.assess import AXIAL_MODELS, SAGITTAL_MODELS, ModelSet
+    from SpineAssistLib.pipeline.run import run_assessment
 
     cache: list[ModelSet] = []
 

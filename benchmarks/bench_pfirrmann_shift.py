@@ -33,7 +33,8 @@ def grade_errors(classifier: Any, st: Mapping[str, Any], rng: np.random.Generato
     """Return predicted minus true grade for each disc of the study's mid-sagittal slice (true-mask crops)."""
     from scipy import ndimage
 
-    from SpineAssistLib.training.datasets import DISC_NAMES, disc_crop
+    from SpineAssistLib.models.crops import disc_crop
+    from SpineAssistLib.training.datasets import DISC_NAMES
     from SpineAssistLib.models.imaging import normalize_slice, to_uint8
     from SpineAssistLib.models.orientation import canonical_study
 

@@ -13,12 +13,12 @@ from pathlib import Path
 
 from benchmarks.results import machine, write_section
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "Testing"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "Testing"))   # the tests' helpers: package `support`
 
 
 def build(root: Path, files: int = 2000) -> None:
     """A PACS-like export: 40 series of 50 slices (sagittal, axial, T1/T2), 256x256, one file per slice."""
-    from dicom_fixtures import AX_IOP, SAG_IOP, make_series
+    from support.dicom_fixtures import AX_IOP, SAG_IOP, make_series
 
     per = 50
     for s in range(files // per):

@@ -14,7 +14,7 @@ import signal
 import sys
 from pathlib import Path
 
-from SpineAssistLib.errors import SpineAssistError
+from SpineAssistLib.errors import Cancelled, SpineAssistError
 from SpineAssistLib.pipeline.progress import CancelToken, json_lines_printer, text_printer
 
 
@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
 def _assess_one(args: argparse.Namespace, study: Path, out: Path, cancel: CancelToken, models=None,
                 writers=None) -> int:
     from SpineAssistLib.export.outputs import WriterProcesses
-    from SpineAssistLib.pipeline.assess import run_assessment
+    from SpineAssistLib.pipeline.run import run_assessment
 
     progress = json_lines_printer(sys.stdout) if args.json_progress else text_printer(sys.stderr)
     # the writer processes start first, so they import their libraries while the models run (a batch passes its own)
@@ -94,7 +94,6 @@ def batch_folders(studies: list[Path], out: Path) -> list[Path]:
 
 
 def _assess_batch(args: argparse.Namespace, studies: list[Path], cancel: CancelToken) -> int:
-    from SpineAssistLib.errors import Cancelled
     from SpineAssistLib.export.outputs import WriterProcesses
     from SpineAssistLib.pipeline.assess import AXIAL_MODELS, SAGITTAL_MODELS, ModelSet
 

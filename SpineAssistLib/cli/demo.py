@@ -14,6 +14,9 @@ import time
 from pathlib import Path
 
 from SpineAssistLib.errors import SpineAssistError
+from SpineAssistLib.findings import Assessment
+from SpineAssistLib.pipeline.progress import text_printer
+from SpineAssistLib.resources import resource_path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,11 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     args = parser.parse_args(argv)
 
-    from SpineAssistLib.findings import Assessment
     from SpineAssistLib.export.outputs import WriterProcesses
     from SpineAssistLib.phantom import generate_study, sample_params, write_study
-    from SpineAssistLib.pipeline.assess import findings_table, run_assessment
-    from SpineAssistLib.pipeline.progress import text_printer
+    from SpineAssistLib.pipeline.run import findings_table, run_assessment
 
     study_dir = args.out / "study"
     assessment_dir = args.out / "assessment"
@@ -62,10 +63,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def real_scan(out: Path, device: str) -> bool:
     """Assess the bundled real scan into ``out`` and print what came of it; return True if levels were named."""
-    from SpineAssistLib.pipeline.assess import findings_table, run_assessment
-    from SpineAssistLib.pipeline.progress import text_printer
-    from SpineAssistLib.resources import resource_path
-
+    from SpineAssistLib.pipeline.run import findings_table, run_assessment
     study = resource_path("SampleData", "sct_t2_lumbar", "DICOM")
     print(f"SpineAssist demo, part 2: a real sagittal T2 MRI ({study}; Spinal Cord Toolbox tutorial data, MIT "
           "licence). Its field of view runs from the lower thoracic spine to the mid lumbar spine: the sacrum is "

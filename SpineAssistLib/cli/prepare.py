@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from SpineAssistLib.models import model_names, model_spec, verified_path
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("prepare", help="make the CPU copies (ONNX) of the bundled models ahead of the first run",
@@ -19,7 +21,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from SpineAssistLib.models import model_names, model_spec, verified_path
     from SpineAssistLib.models.runtime import cpu_runtime, onnx_dir, prepare
 
     if cpu_runtime() != "onnx":

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from SpineAssistLib.errors import SpineAssistError
+from SpineAssistLib.findings import Assessment, findings_schema, validate_findings_json
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -18,8 +19,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from SpineAssistLib.findings import Assessment, findings_schema, validate_findings_json
-
     if not args.files:
         print(json.dumps(findings_schema(), indent=2))
         return 0

@@ -9,11 +9,11 @@ found. ``select_series`` picks the sagittal and axial T2 (the user may name eith
 
 Usage::
 
-    from SpineAssistLib import study
-    index = study.index_folder("/data/case1")
-    print(study.series_table(index))
-    choice = study.select_series(index)                  # or sagittal_uid=..., axial_uid=...
-    datasets = study.read_series_datasets(choice.sagittal)
+    from SpineAssistLib.dicom.index import index_folder, read_series_datasets, select_series, series_table
+    index = index_folder("/data/case1")
+    print(series_table(index))
+    choice = select_series(index)                        # or sagittal_uid=..., axial_uid=...
+    datasets = read_series_datasets(choice.sagittal)
 
 Geometry: patient LPS mm, as DICOM. A slice's normal is row direction × column direction.
 """
@@ -29,6 +29,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from SpineAssistLib.errors import StudyError
+from SpineAssistLib.geometry import orientation_normal
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +140,7 @@ def plane_of(iop: Sequence[float]) -> str:
     v = np.asarray(iop, float)
     if v.shape != (6,) or not np.all(np.isfinite(v)):
         return "unknown"
-    n = np.cross(v[:3], v[3:])
+    n = orientation_normal(v)
     norm = np.linalg.norm(n)
     if norm < 1e-6:
         return "unknown"

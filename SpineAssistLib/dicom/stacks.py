@@ -13,7 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from SpineAssistLib.dicom import index as study
 from SpineAssistLib.errors import StudyError
+from SpineAssistLib.geometry import affine_from_dicom, orientation_normal
 from SpineAssistLib.pipeline.result import ImageStack
 
 
@@ -26,24 +28,17 @@ class LoadedStacks:
 
 
 def _affine(datasets: list[Any]) -> np.ndarray:
-    """Return the (i, j, k, 1) → LPS affine of slices sorted along their normal."""
+    """Return the "col,row,slice" (i, j, k, 1) → LPS affine of slices sorted along their normal."""
     first = datasets[0]
-    iop = np.asarray(first.ImageOrientationPatient, float)
-    row, col = iop[:3], iop[3:]
-    normal = np.cross(row, col)
-    dr, dc = (float(v) for v in first.PixelSpacing)  # row spacing, column spacing
     origin = np.asarray(first.ImagePositionPatient, float)
     if len(datasets) > 1:
+        # the mean step from first to last slice, which also holds for a stack whose slices are not
+        # stepped along their normal
         last = np.asarray(datasets[-1].ImagePositionPatient, float)
-        step = (last - origin) / (len(datasets) - 1)
+        step: Any = (last - origin) / (len(datasets) - 1)
     else:
-        step = normal * float(getattr(first, "SpacingBetweenSlices", None) or getattr(first, "SliceThickness", 1.0))
-    a = np.eye(4)
-    a[:3, 0] = row * dc
-    a[:3, 1] = col * dr
-    a[:3, 2] = step
-    a[:3, 3] = origin
-    return a
+        step = float(getattr(first, "SpacingBetweenSlices", None) or getattr(first, "SliceThickness", 1.0))
+    return affine_from_dicom(origin, first.ImageOrientationPatient, first.PixelSpacing, step, "col,row,slice")
 
 
 def consistent_run(datasets: list[Any]) -> tuple[list[Any], str | None]:
@@ -54,8 +49,7 @@ def consistent_run(datasets: list[Any]) -> tuple[list[Any], str | None]:
     """
     if len(datasets) < 3:
         return datasets, None
-    iop = np.asarray(datasets[0].ImageOrientationPatient, float)
-    normal = np.cross(iop[:3], iop[3:])
+    normal = orientation_normal(datasets[0].ImageOrientationPatient)
     pos = np.array([float(np.asarray(d.ImagePositionPatient, float) @ normal) for d in datasets])
     steps = np.diff(pos)
     step = float(np.median(steps))
@@ -96,8 +90,6 @@ def _to_stack(datasets: list[Any], role: str, name: str, warnings: list[str] | N
 def load_stacks(study_dir: Path, *, sagittal_uid: str | None = None, axial_uid: str | None = None,
                 use_axial: bool = True) -> LoadedStacks:
     """Return the chosen sagittal stack and the axial stacks of the study in ``study_dir``."""
-    from SpineAssistLib.dicom import index as study
-
     index = study.index_folder(study_dir)
     choice = study.select_series(index, sagittal_uid=sagittal_uid, axial_uid=axial_uid)
     warnings = list(choice.notes)

@@ -26,8 +26,8 @@ from typing import Iterable
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from SpineAssistLib.version import __version__
 from SpineAssistLib.export.codes import stable_uid
+from SpineAssistLib.version import __version__
 
 ANONYMOUS = "ANONYMOUS"
 

@@ -25,11 +25,19 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from SpineAssistLib.anatomy import DISC_LABELS
-from SpineAssistLib.findings import Assessment, Level
-from SpineAssistLib.version import __version__
 from SpineAssistLib.export.atomic import atomic_path
-from SpineAssistLib.export.codes import ANATOMICAL_STRUCTURE, LUMBAR_SPINE, PRIVATE_SCHEME, coding_scheme_identification, disc_structure, stable_uid
+from SpineAssistLib.export.codes import (
+    ANATOMICAL_STRUCTURE,
+    LUMBAR_SPINE,
+    PRIVATE_SCHEME,
+    coding_scheme_identification,
+    disc_structure,
+    stable_uid,
+)
 from SpineAssistLib.export.deidentify import DeidentificationSettings, deidentify_all, deidentify_derived
+from SpineAssistLib.findings import Assessment, Level
+from SpineAssistLib.geometry import orientation_normal
+from SpineAssistLib.version import __version__
 
 MANUFACTURER = "SpineAssist project"
 SEG_SERIES_NUMBER = 901
@@ -57,8 +65,7 @@ def sort_along_normal(datasets: Sequence[Dataset]) -> list[Dataset]:
     series = {str(ds.SeriesInstanceUID) for ds in datasets}
     if len(series) != 1:
         raise ValueError(f"the source images come from {len(series)} series; give only the series the mask was made on")
-    iop = np.array(next(iter(iops)), dtype=float)
-    normal = np.cross(iop[:3], iop[3:])
+    normal = orientation_normal(next(iter(iops)))
     return sorted(datasets, key=lambda ds: float(np.asarray(ds.ImagePositionPatient, dtype=float) @ normal))
 
 

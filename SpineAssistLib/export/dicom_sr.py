@@ -30,12 +30,12 @@ from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 
-from SpineAssistLib.findings import Assessment, Finding, Level
-from SpineAssistLib.version import __version__
 from SpineAssistLib.export import codes as C
 from SpineAssistLib.export.atomic import atomic_path
 from SpineAssistLib.export.deidentify import DeidentificationSettings, deidentify_all, deidentify_derived
 from SpineAssistLib.export.dicom_seg import MANUFACTURER, _person_name, disc_tracking_uid
+from SpineAssistLib.findings import Assessment, Finding, Level
+from SpineAssistLib.version import __version__
 
 SR_SERIES_NUMBER = 902
 DEVICE_OBSERVER_UID = C.stable_uid("device-observer", "SpineAssist")

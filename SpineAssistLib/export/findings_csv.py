@@ -19,9 +19,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from SpineAssistLib.findings import Assessment, Finding, Level
 from SpineAssistLib.export.atomic import atomic_write
 from SpineAssistLib.export.codes import key_measurement, slip_percent
+from SpineAssistLib.findings import Assessment, Finding, Level
 
 COLUMNS: tuple[str, ...] = (
     "level", "model_level",

@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from SpineAssistLib.findings import Assessment
 from SpineAssistLib.export.atomic import atomic_write
+from SpineAssistLib.findings import Assessment
 
 
 def write_findings_json(assessment: Assessment, path: str | os.PathLike[str]) -> Path:

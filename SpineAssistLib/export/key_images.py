@@ -30,6 +30,8 @@ import numpy as np
 
 from SpineAssistLib.anatomy import DISC_LABELS, HERNIATION_LABEL
 from SpineAssistLib.findings import Assessment, Geometry, Level
+from SpineAssistLib.geometry import pixel_spacing, project_to_xy, slice_affine
+from SpineAssistLib.pipeline.result import AssessmentResult
 
 PLANES = ("sagittal", "axial", "coronal", "other")
 
@@ -112,7 +114,7 @@ class KeyImage:
     @classmethod
     def from_volume(cls, volume: np.ndarray, affine: np.ndarray, k: int, plane: str,
                     labels: np.ndarray | None = None, **kwargs: Any) -> "KeyImage":
-        """Return slice ``k`` of a (k, j, i) volume whose 4x4 ``affine`` maps (i, j, k, 1) to LPS mm.
+        """Return slice ``k`` of a (k, j, i) volume whose 4x4 "col,row,slice" ``affine`` maps (i, j, k, 1) to LPS mm.
 
         ``labels`` is an optional label volume of the same shape; its slice ``k`` becomes the mask.
         """
@@ -130,10 +132,10 @@ class KeyImage:
             if labels.shape != volume.shape:
                 raise ValueError(f"labels shape {labels.shape} must equal volume shape {volume.shape}")
             mask = labels[k]
-        origin = affine @ np.array([0.0, 0.0, float(k), 1.0])
-        col_step, row_step = affine[:3, 0], affine[:3, 1]
-        return cls(volume[k], tuple(origin[:3]), tuple(col_step), tuple(row_step),
-                   (float(np.linalg.norm(row_step)), float(np.linalg.norm(col_step))), plane=plane, mask=mask, **kwargs)
+        s = slice_affine(affine, k, "col,row,slice")
+        # KeyImage normalises the steps to ImageOrientationPatient's direction cosines
+        return cls(volume[k], tuple(s[:3, 3]), tuple(s[:3, 1]), tuple(s[:3, 0]),
+                   pixel_spacing(affine, "col,row,slice"), plane=plane, mask=mask, **kwargs)
 
     @classmethod
     def from_dicom(cls, ds: Any, plane: str, mask: np.ndarray | None = None, **kwargs: Any) -> "KeyImage":
@@ -154,10 +156,7 @@ class KeyImage:
 
     def lps_to_pixel(self, points: Iterable[Sequence[float]]) -> np.ndarray:
         """Return (N, 2) pixel coordinates (col, row) of LPS mm points projected onto the slice plane."""
-        p = np.asarray(list(points), dtype=float).reshape(-1, 3) - np.asarray(self.origin)
-        col = p @ np.asarray(self.row_direction) / self.spacing[1]
-        row = p @ np.asarray(self.column_direction) / self.spacing[0]
-        return np.stack([col, row], axis=1)
+        return project_to_xy(list(points), self.origin, self.row_direction, self.column_direction, self.spacing)
 
     def distance_from_plane(self, point: Sequence[float]) -> float:
         """Return the signed distance (mm) of an LPS point from the slice plane (+ along row x column)."""
@@ -554,3 +553,19 @@ def msu_label_layout(pixels: Mapping[str, Sequence[float]], distance_pt: float =
         va = "top" if d[1] > 0.35 else "bottom" if d[1] < -0.35 else "center"
         out[name] = (_MSU_POINT_LABELS[name], (distance_pt * float(d[0]), -distance_pt * float(d[1])), ha, va)
     return out
+
+
+def key_images_of(result: AssessmentResult) -> list[KeyImage]:
+    """Return the report's key images: the chosen sagittal slice and one axial slice per level."""
+    images = []
+    for stack in result.stacks():
+        if stack.name not in result.key_slices:
+            continue
+        k = result.key_slices[stack.name]
+        boxes = [Box(b.label, *b.pixel_box, confidence=b.confidence)
+                 for b in result.boxes if b.series == stack.name and b.slice_index == k]
+        title = f"{stack.role} slice {k + 1}/{stack.voxels.shape[0]}" + (f" — {stack.level}" if stack.level else "")
+        uid = stack.sop_instance_uids[k] if stack.datasets else ""
+        images.append(KeyImage.from_volume(stack.voxels, stack.affine, k, stack.role, labels=stack.labels,
+                                           level=stack.level, title=title, boxes=boxes, sop_instance_uid=uid))
+    return images

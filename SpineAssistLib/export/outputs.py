@@ -25,11 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from SpineAssistLib import mrml
 from SpineAssistLib.errors import SpineAssistError
+from SpineAssistLib.export.key_images import key_images_of
 from SpineAssistLib.findings import Assessment, carry_reader_values
 
 if TYPE_CHECKING:
-    from SpineAssistLib.pipeline.assess import AssessmentResult
+    from SpineAssistLib.pipeline.result import AssessmentResult
 
 log = logging.getLogger(__name__)
 
@@ -327,7 +329,7 @@ def _warm_up(outputs: tuple[str, ...]) -> None:
     standard's tables (0.5 s) on its first SEG or SR."""
     if {"seg.dcm", "sr.dcm"} & set(outputs):
         try:
-            from highdicom import _standard_utils as standard   # private, but only a warm-up: may change
+            from highdicom import _standard_utils as standard  # private, but only a warm-up: may change
 
             standard.get_sop_class_iod_map()
             standard.get_iod_module_map()
@@ -355,7 +357,7 @@ def _findings_csv(result: "AssessmentResult", path: Path) -> bool:
 def _report(result: "AssessmentResult", path: Path) -> bool:
     from SpineAssistLib.export.report_html import write_report_html
 
-    write_report_html(result.assessment, path, images=result.key_images())
+    write_report_html(result.assessment, path, images=key_images_of(result))
     return True
 
 
@@ -428,11 +430,9 @@ def _header_only(ds: Any) -> Any:
 
 
 def _scene(result: "AssessmentResult", path: Path) -> bool:
-    from SpineAssistLib import mrml
-
     scene = mrml.new_scene()
     try:
-        nodes = mrml.show_assessment(scene, result.assessment, **result.scene_inputs())
+        nodes = mrml.show_assessment(scene, result.assessment, **mrml.scene_inputs(result))
         mrml.save_state(scene, result.assessment, nodes)
         if not mrml.write_mrb(scene, path):
             raise SpineAssistError(f"Slicer could not write the scene {path} (see the messages above); check that "

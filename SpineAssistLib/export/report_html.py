@@ -22,10 +22,10 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from SpineAssistLib.findings import Assessment, Finding, Level
 from SpineAssistLib.export.atomic import atomic_write
 from SpineAssistLib.export.codes import key_measurement, slip_percent
 from SpineAssistLib.export.key_images import KeyImage, LegendEntry, legend_swatch, render_key_image_parts
+from SpineAssistLib.findings import Assessment, Finding, Level
 
 DISCLAIMER = ("Research use only. SpineAssist is not validated for clinical use: its sagittal models were "
               "developed on 29 patients of a public research set (SPIDER) and on synthetic data, its axial models "

@@ -6,12 +6,34 @@ check it and a teacher can show it. Each result's ``to_finding()`` fills a ``fin
 One file per rule: ``levels``, ``meyerding``, ``msu``, ``pfirrmann``, ``slice_mapping``.
 """
 
-from SpineAssistLib.grading.levels import (LabelledDisc, LabelledVertebra, LevelLabelling, SpineDetection, label_levels,
-                     recount_lumbar_levels, relabel_levels, vertebrae_cranial_to_caudal)
+from SpineAssistLib.grading.levels import (
+                     LabelledDisc,
+                     LabelledVertebra,
+                     LevelLabelling,
+                     SpineDetection,
+                     label_levels,
+                     recount_lumbar_levels,
+                     relabel_levels,
+                     vertebrae_cranial_to_caudal,
+)
 from SpineAssistLib.grading.meyerding import MeyerdingResult, meyerding_from_percent, meyerding_grade
-from SpineAssistLib.grading.msu import DiscMaterial, MSUResult, disc_material, herniation_from_masks, msu_grade, msu_size, select_maximal_extrusion
+from SpineAssistLib.grading.msu import (
+                     DiscMaterial,
+                     MSUResult,
+                     disc_material,
+                     herniation_from_masks,
+                     msu_grade,
+                     msu_size,
+                     select_maximal_extrusion,
+)
 from SpineAssistLib.grading.pfirrmann import PfirrmannResult, pfirrmann_grade, rule_based_pfirrmann
-from SpineAssistLib.grading.slice_mapping import SliceAssignment, SliceMapping, SlicePlane, disc_point_clouds, map_axial_slices
+from SpineAssistLib.grading.slice_mapping import (
+                     SliceAssignment,
+                     SliceMapping,
+                     SlicePlane,
+                     disc_point_clouds,
+                     map_axial_slices,
+)
 from SpineAssistLib.grading.vectors import voxel_centers_lps
 
 __all__ = [

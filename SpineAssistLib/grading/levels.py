@@ -42,7 +42,16 @@ import numpy as np
 
 from SpineAssistLib.anatomy import level_name, lumbar_vertebrae
 from SpineAssistLib.findings import Assessment, Correction, Geometry, Level, Measurement
-from SpineAssistLib.grading.vectors import COINCIDENT_MM, FloatArray, Point, PointLike, as_point, lps_point, lps_points, voxel_centers_lps
+from SpineAssistLib.grading.vectors import (
+    COINCIDENT_MM,
+    FloatArray,
+    Point,
+    PointLike,
+    as_point,
+    lps_point,
+    lps_points,
+    voxel_centers_lps,
+)
 
 DETECTION_KINDS = ("vertebra", "disc")
 

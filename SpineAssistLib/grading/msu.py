@@ -48,7 +48,16 @@ import numpy as np
 
 from SpineAssistLib.anatomy import MSU_KEYPOINTS
 from SpineAssistLib.findings import Geometry, HerniationFinding, Measurement, MSUGrade
-from SpineAssistLib.grading.vectors import BOUNDARY_TOLERANCE, COINCIDENT_MM, FloatArray, PointLike, as_point, direction, lps_point, lps_points
+from SpineAssistLib.grading.vectors import (
+    BOUNDARY_TOLERANCE,
+    COINCIDENT_MM,
+    FloatArray,
+    PointLike,
+    as_point,
+    direction,
+    lps_point,
+    lps_points,
+)
 
 LEFT_FACET, RIGHT_FACET, DISC_MARGIN, APEX, CANAL = MSU_KEYPOINTS
 

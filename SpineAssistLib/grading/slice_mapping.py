@@ -24,8 +24,17 @@ import numpy as np
 
 from SpineAssistLib.anatomy import DISC_LABELS
 from SpineAssistLib.findings import validate_level_name
-from SpineAssistLib.grading.vectors import (FloatArray, Point, as_point, index_to_lps_affine, lps_point, lps_points,
-                      voxel_centers_lps, voxel_half_extent)
+from SpineAssistLib.geometry import orientation_normal
+from SpineAssistLib.grading.vectors import (
+    FloatArray,
+    Point,
+    as_point,
+    index_to_lps_affine,
+    lps_point,
+    lps_points,
+    voxel_centers_lps,
+    voxel_half_extent,
+)
 
 
 @dataclass(frozen=True)
@@ -51,7 +60,7 @@ class SlicePlane:
         iop = np.asarray(image_orientation_patient, dtype=float)
         if iop.shape != (6,) or not np.all(np.isfinite(iop)):
             raise ValueError(f"image_orientation_patient must be 6 finite direction cosines; got {list(iop.ravel())}")
-        normal = np.cross(iop[:3], iop[3:])
+        normal = orientation_normal(iop)
         if np.linalg.norm(normal) < 1e-6:
             raise ValueError("image_orientation_patient: row and column directions are parallel or zero")
         return cls(as_point(lps_point("image_position_patient", image_position_patient)), as_point(normal))

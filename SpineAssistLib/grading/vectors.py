@@ -11,6 +11,8 @@ from typing import Any, Sequence, Union
 import numpy as np
 import numpy.typing as npt
 
+from SpineAssistLib.geometry import index_to_world
+
 FloatArray = npt.NDArray[np.float64]
 PointLike = Union[Sequence[float], FloatArray]
 Point = tuple[float, float, float]
@@ -91,8 +93,9 @@ def index_to_lps_affine(name: str, value: Any) -> FloatArray:
 def voxel_centers_lps(mask: Any, index_to_lps: Any, name: str = "mask") -> FloatArray:
     """Return the LPS mm centres (N, 3) of the true voxels of a 2D or 3D boolean ``mask``.
 
-    ``index_to_lps`` maps array indices in numpy order, (i, j[, k], 1), to LPS mm; a 2D mask is
-    taken as the slice k = 0. May return an empty (0, 3) array when the mask has no true voxel.
+    ``index_to_lps`` maps array indices in numpy order, (i, j[, k], 1), to LPS mm ("slice,row,col" for
+    a 3D mask, "row,col,slice" for a 2D one, taken as the slice k = 0). May return an empty (0, 3)
+    array when the mask has no true voxel.
     """
     m = np.asarray(mask)
     if m.ndim not in (2, 3):
@@ -101,7 +104,7 @@ def voxel_centers_lps(mask: Any, index_to_lps: Any, name: str = "mask") -> Float
     idx = np.argwhere(m.astype(bool)).astype(float)
     if m.ndim == 2:
         idx = np.hstack([idx, np.zeros((idx.shape[0], 1))])
-    return idx @ a[:3, :3].T + a[:3, 3]
+    return index_to_world(idx, a)
 
 
 def voxel_half_extent(index_to_lps: FloatArray, normal: FloatArray) -> float:

@@ -14,7 +14,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from SpineAssistLib.models.registry import ModelSpec, load_manifest, model_spec, model_versions, sha256_file, verified_path
+from SpineAssistLib.models.registry import (
+    ModelSpec,
+    load_manifest,
+    model_spec,
+    model_versions,
+    sha256_file,
+    verified_path,
+)
+from SpineAssistLib.models.unet import UNetModel
+from SpineAssistLib.models.yolo import YoloModel
 
 
 def model_names() -> list[str]:
@@ -31,10 +40,7 @@ def load_model(name: str, device: str = "auto", manifest: dict[str, ModelSpec] |
     spec = model_spec(name, manifest)
     path = verified_path(spec)
     if spec.task == "unet-segment":
-        from SpineAssistLib.models.unet import UNetModel
-
         return UNetModel(path, device=device, name=spec.name, spec=spec)
-    from SpineAssistLib.models.yolo import YoloModel
 
     return YoloModel(path, spec.task, names=spec.classes, keypoints=spec.keypoints, imgsz=spec.input_size,
                      device=device, name=spec.name, spec=spec)

@@ -34,6 +34,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from SpineAssistLib.geometry import pixel_spacing_xy
+from SpineAssistLib.models.imaging import normalize_slice, to_uint8
+from SpineAssistLib.models.orientation import SliceOrientation
+
 CROP_SIZE = 192                  # px: the keypoint models' input
 SAGITTAL_CROP_MM = 64.0          # holds the four corners of a disc space, slips up to grade II included
 AXIAL_CROP_MM = 72.0
@@ -45,6 +49,7 @@ AXIAL_SEGMENTATION_CROP_BEHIND_MM = 0.0
 AXIAL_SEGMENTATION_SIZE = 256
 MIDLINE_BAND_MM = 3.0            # disc pixels this near the mid-line give the posterior disc margin
 MIN_MASK_PIXELS = 20
+PFIRRMANN_CROP_FACTOR = 1.8     # Pfirrmann classifier's crop side / disc anteroposterior width
 
 
 @dataclass(frozen=True)
@@ -217,9 +222,6 @@ def _placed_windows(items: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], 
     """Return (item index, the slice's orientation, its canonical image, the window) of every item
     (slice image as stored, its (row, col, 0) -> LPS affine, the disc's mask on it) whose mask can
     place a window (``place``: a crop function of a canonical mask and its spacing)."""
-    from SpineAssistLib.models.imaging import slice_spacing
-    from SpineAssistLib.models.orientation import SliceOrientation
-
     views: dict[int, tuple[Any, np.ndarray]] = {}
     out = []
     for i, (image, affine, mask) in enumerate(items):
@@ -227,7 +229,7 @@ def _placed_windows(items: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], 
         if id(image) not in views:
             views[id(image)] = (o, o.image(image))
         try:
-            crop = place(o.image(mask), slice_spacing(o.affine(affine, np.shape(image))))
+            crop = place(o.image(mask), pixel_spacing_xy(o.affine(affine, np.shape(image)), "row,col,slice"))
         except ValueError:
             continue
         out.append((i, *views[id(image)], crop))
@@ -330,4 +332,24 @@ def disc_segmentations(whole_model: Any, window_model: Any, images: Sequence[np.
 
 __all__ = ["AXIAL_CROP_MM", "CROP_SIZE", "Crop", "SAGITTAL_CROP_MM", "WindowKeypoints", "axial_crop_from_keypoints",
            "axial_disc_crop", "axial_segmentation_crop", "disc_segmentations", "refined_segmentations",
-           "sagittal_disc_crop", "window_keypoints", "window_segmentation"]
+           "disc_crop", "pfirrmann_crop", "sagittal_disc_crop", "window_keypoints", "window_segmentation"]
+
+
+# ---- the Pfirrmann classifier's crop ----------------------------------------------------------
+
+def pfirrmann_crop(slice_image: np.ndarray, disc_mask: np.ndarray) -> np.ndarray:
+    """Return the uint8 crop ``sag_pfirrmann_cls`` takes for one disc: the whole slice normalised
+    (so the disc keeps its brightness relative to CSF and the rest of the slice), then cropped by
+    ``disc_crop``. Pass the raw slice; give the result to the classifier's ``predict`` as is."""
+    return to_uint8(disc_crop(normalize_slice(slice_image), disc_mask))
+
+
+def disc_crop(image01: np.ndarray, disc_mask: np.ndarray) -> np.ndarray:
+    """Return the square crop the Pfirrmann classifier sees: centred on the disc, side 1.8 x its width."""
+    rows, cols = np.nonzero(disc_mask)
+    cy, cx = rows.mean(), cols.mean()
+    side = int(max(16, PFIRRMANN_CROP_FACTOR * max(np.ptp(cols) + 1, np.ptp(rows) + 1)))
+    half = side // 2
+    pad = np.pad(image01, half, mode="constant")
+    y0, x0 = int(round(cy)), int(round(cx))
+    return pad[y0:y0 + 2 * half, x0:x0 + 2 * half]

@@ -1,9 +1,8 @@
-"""Return images prepared the way every SpineAssist model sees them, and pixel <-> LPS conversions.
+"""Return images prepared the way every SpineAssist model sees them, and the masks' regions.
 
 Per-image intensity normalisation makes the models independent of a scanner's signal scale:
 the 0.5th-99.5th percentile range of the slice maps to 0-1 (``normalize_slice``), as 8-bit
-grey for YOLO (``to_uint8``). Pixel coordinates are (x = column, y = row) with pixel centres at
-integers, the numpy index convention; ``pixels_to_lps`` takes a slice's (row, col, 0) -> LPS affine.
+grey for YOLO (``to_uint8``). Pixel <-> LPS conversions are in ``SpineAssistLib.geometry``.
 """
 
 from __future__ import annotations
@@ -39,48 +38,12 @@ def to_bgr(image: np.ndarray) -> np.ndarray:
     return np.repeat(img[:, :, None], 3, axis=2)
 
 
-def pixels_to_lps(xy: np.ndarray, index_to_lps: np.ndarray) -> np.ndarray:
-    """Return (N, 3) LPS mm of (N, 2) pixel points (x = column, y = row) on a slice.
-
-    ``index_to_lps`` is the 4x4 affine from (row, column, 0) - or, for a stack, (slice, row,
-    column) with the slice index given by ``slice_index`` baked in - to LPS mm.
-    """
-    xy = np.asarray(xy, float).reshape(-1, 2)
-    A = np.asarray(index_to_lps, float)
-    idx = np.column_stack([xy[:, 1], xy[:, 0], np.zeros(len(xy)), np.ones(len(xy))])
-    return (idx @ A.T)[:, :3]
-
-
-def slice_spacing(slice_affine: np.ndarray) -> tuple[float, float]:
-    """Return a slice's pixel spacing (column, row) in mm from its (row, col, 0) -> LPS affine."""
-    A = np.asarray(slice_affine, float)
-    return float(np.linalg.norm(A[:3, 1])), float(np.linalg.norm(A[:3, 0]))
-
-
-def stack_slice_affine(stack_affine: np.ndarray, slice_index: int) -> np.ndarray:
-    """Return the (row, col, 0) -> LPS affine of one slice of a (slice, row, col) -> LPS stack affine."""
-    A = np.asarray(stack_affine, float)
-    out = np.eye(4)
-    out[:3, 0] = A[:3, 1]
-    out[:3, 1] = A[:3, 2]
-    out[:3, 2] = A[:3, 0]
-    out[:3, 3] = A[:3, 3] + slice_index * A[:3, 0]
-    return out
-
-
-def lps_to_pixels(points: np.ndarray, index_to_lps: np.ndarray) -> np.ndarray:
-    """Return (N, 3) (row, column, out-of-plane index) of LPS points on a slice's affine."""
-    P = np.asarray(points, float).reshape(-1, 3)
-    A = np.asarray(index_to_lps, float)
-    return np.linalg.solve(A[:3, :3], (P - A[:3, 3]).T).T
-
-
 # --- masks ------------------------------------------------------------------------------------
 #
 # Connected regions, their centroids and erosion of 2D masks, computed with OpenCV (which the models
 # need anyway) and equal to scipy.ndimage's results with its default structuring element (edge
 # neighbours): a run of the pipeline then never imports scipy, which took 0.45 s of a fresh process.
-# Testing/test_models_crops.py checks them against scipy on random masks.
+# Testing/models/test_crops.py checks them against scipy on random masks.
 
 def label_regions(mask: np.ndarray) -> tuple[np.ndarray, int]:
     """Return (labels, n) of a 2D mask's 4-connected regions, numbered 1..n in the order their first

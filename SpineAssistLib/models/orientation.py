@@ -26,6 +26,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from SpineAssistLib.geometry import reorder_index, slice_affine
+
 _TARGETS = {   # (row direction, column direction) in LPS
     "sagittal": (np.array([0.0, 0.0, -1.0]), np.array([0.0, 1.0, 0.0])),
     "axial": (np.array([0.0, 1.0, 0.0]), np.array([1.0, 0.0, 0.0])),
@@ -42,7 +44,7 @@ class SliceOrientation:
 
     @classmethod
     def of(cls, slice_affine: np.ndarray, plane: str) -> "SliceOrientation":
-        """Return the orientation of a slice from its (row, column, 0) -> LPS affine."""
+        """Return the orientation of a slice from its "row,col,slice" -> LPS affine."""
         if plane not in _TARGETS:
             raise ValueError(f"plane must be sagittal or axial; got {plane!r}")
         A = np.asarray(slice_affine, float)
@@ -113,10 +115,12 @@ class SliceOrientation:
         return float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1])
 
     def affine(self, slice_affine: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-        """Return the (row, column, 0) -> LPS affine of the canonical view of a slice of ``shape``."""
+        """Return the "row,col,slice" -> LPS affine of the canonical view of a slice of ``shape``."""
         A = np.asarray(slice_affine, float)
         back = self.xy_back(np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]]), self.canonical_shape(shape))
 
+        # point by point, not geometry.xy_to_world: the two round the last bit differently, and the
+        # crops placed from this affine must stay exactly those the models were trained and tested on
         def lps(p: np.ndarray) -> np.ndarray:
             return A[:3, :3] @ np.array([p[1], p[0], 0.0]) + A[:3, 3]
 
@@ -191,19 +195,16 @@ class Oriented:
 def canonical_study(st: Mapping[str, Any]) -> dict[str, Any]:
     """Return a training study (``phantom_cache`` form) with its slices, labels, affines and pixel
     boxes in the canonical view, so that training sees what inference (``Oriented``) shows."""
-    from SpineAssistLib.models.imaging import stack_slice_affine
-
     out = dict(st)
     sag = np.asarray(st["sag_images"])
-    o = SliceOrientation.of(stack_slice_affine(st["sag_affine"], 0), "sagittal")
+    first = slice_affine(st["sag_affine"], 0, "slice,row,col")
+    o = SliceOrientation.of(first, "sagittal")
     if not o.identity and len(sag):
         shape = sag.shape[1:]
         out["sag_images"] = np.stack([o.image(x) for x in sag])
         out["sag_labels"] = np.stack([o.image(x) for x in st["sag_labels"]])
-        A = o.affine(stack_slice_affine(st["sag_affine"], 0), shape)
-        N = np.array(st["sag_affine"], float)
-        N[:3, 1], N[:3, 2], N[:3, 3] = A[:3, 0], A[:3, 1], A[:3, 3]
-        out["sag_affine"] = N
+        # slice_affine keeps the slice step as its third column, so the stack's comes back unchanged
+        out["sag_affine"] = reorder_index(o.affine(first, shape), "row,col,slice", "slice,row,col")
         out["vertebra_boxes"] = {k: o.box(b, shape) for k, b in (st.get("vertebra_boxes") or {}).items()}
     ax = np.asarray(st["ax_images"])
     if len(ax):

@@ -26,7 +26,6 @@ import importlib.util
 import json
 import logging
 import os
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -35,7 +34,10 @@ from typing import Any, Callable
 import numpy as np
 
 from SpineAssistLib.errors import ModelError
+from SpineAssistLib.export.atomic import atomic_path
+from SpineAssistLib.models.networks import load_unet_network, load_yolo_network, yolo_outputs
 from SpineAssistLib.models.registry import ModelSpec, sha256_file
+from SpineAssistLib.resources import cache_root
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +45,6 @@ ONNX_OPSET = 17
 RUNTIME_ENV = "SPINEASSIST_CPU_RUNTIME"
 EXPORT_CHECK_ATOL = 1e-3   # an exported network must answer as torch does, to float rounding
 _ANNOUNCED = False
-
-
-def cache_root() -> Path:
-    """Return the project's cache folder (``.cache`` of a writable checkout, else one in the temp folder)."""
-    repo = Path(__file__).resolve().parents[2]
-    if (repo / "pyproject.toml").is_file() and os.access(repo, os.W_OK):
-        return repo / ".cache"
-    return Path(tempfile.gettempdir()) / "spineassist-cache"
 
 
 def onnx_dir() -> Path:
@@ -154,8 +148,6 @@ def optimized_onnx(spec: ModelSpec, weights: Path) -> Path:
     plain = ensure_onnx(spec, weights)
     import onnxruntime as ort
 
-    from SpineAssistLib.export.atomic import atomic_path
-
     with atomic_path(path) as tmp:
         options = ort.SessionOptions()
         options.log_severity_level = 3
@@ -210,33 +202,11 @@ def prepare(specs: list[ModelSpec], weights: Callable[[ModelSpec], Path],
 
 # ---- torch ----------------------------------------------------------------------------------
 
-def yolo_outputs(y: Any, task: str) -> list[Any]:
-    """Return the arrays a YOLO network's eval output holds, in the order the module docstring gives."""
-    if task == "classify":
-        return [y[0] if isinstance(y, (tuple, list)) else y]
-    first = y[0] if isinstance(y, (tuple, list)) else y
-    return list(first) if isinstance(first, (tuple, list)) else [first]
-
-
-def load_yolo_network(weights: Path, task: str) -> Any:
-    """Return the fused eval-mode torch network of a YOLO ``.pt`` file (as ultralytics' predictor fuses it)."""
-    from SpineAssistLib.models.yolo import configure_offline
-
-    configure_offline()
-    from ultralytics import YOLO
-
-    net = YOLO(str(weights), task=task).model
-    net = net.fuse() if hasattr(net, "fuse") else net
-    return net.float().eval()
-
-
 def _export_module(spec: ModelSpec, weights: Path) -> tuple[Any, tuple[int, ...], dict[str, dict[int, str]]]:
     """Return (module whose outputs are the arrays above, example input shape, dynamic axes)."""
     import torch
 
     if spec.task == "unet-segment":
-        from SpineAssistLib.models.unet import load_unet_network
-
         return load_unet_network(weights), (1, 1, 256, 256), {"images": {0: "batch", 2: "height", 3: "width"}}
     net = load_yolo_network(weights, spec.task)
     for m in net.modules():
@@ -259,8 +229,6 @@ def _export_module(spec: ModelSpec, weights: Path) -> tuple[Any, tuple[int, ...]
 
 def export_onnx(spec: ModelSpec, weights: Path) -> Path:
     """Export ``spec``'s network to its ONNX copy (atomically), check it answers as torch does, record it."""
-    from SpineAssistLib.export.atomic import atomic_path
-
     try:
         import onnx  # noqa: F401 - torch's exporter needs it
         import torch

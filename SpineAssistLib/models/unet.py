@@ -19,29 +19,13 @@ from typing import Any, Callable
 
 import numpy as np
 
+from SpineAssistLib.models import runtime
 from SpineAssistLib.models.device import run_with_fallback, select_device
-from SpineAssistLib.models.imaging import normalize_slice
+from SpineAssistLib.models.imaging import label_regions, normalize_slice
+from SpineAssistLib.models.networks import load_unet_network
 
-UNET_CHANNELS: tuple[int, ...] = (16, 32, 64, 128, 256)
-UNET_STRIDES: tuple[int, ...] = (2, 2, 2, 2)
-UNET_RES_UNITS = 2
 PAD_MULTIPLE = 16
 MIN_DISC_PIXELS = 20
-
-
-def build_unet() -> Any:
-    """Return a fresh MONAI 2D U-Net: 1 input channel, 2 output classes (background, disc) - for training."""
-    from monai.networks.nets import UNet
-
-    return UNet(spatial_dims=2, in_channels=1, out_channels=2, channels=UNET_CHANNELS, strides=UNET_STRIDES,
-                num_res_units=UNET_RES_UNITS)
-
-
-def build_inference_unet() -> Any:
-    """Return the same network built without importing MONAI (``unet_net``; 7 s less per process)."""
-    from SpineAssistLib.models.unet_net import ResidualUNet2D
-
-    return ResidualUNet2D(1, 2, UNET_CHANNELS, UNET_STRIDES, UNET_RES_UNITS)
 
 
 @dataclass
@@ -53,8 +37,6 @@ class UNetResult:
 
     def instances(self, min_pixels: int = MIN_DISC_PIXELS) -> list[np.ndarray]:
         """Return one bool mask per connected disc region of at least ``min_pixels``, top of the image first."""
-        from SpineAssistLib.models.imaging import label_regions
-
         lab, n = label_regions(self.mask)
         sizes = np.bincount(lab.ravel(), minlength=n + 1)
         out = [lab == k for k in range(1, n + 1) if sizes[k] >= min_pixels]
@@ -62,23 +44,11 @@ class UNetResult:
         return out
 
 
-def load_unet_network(weights: str | Path) -> Any:
-    """Return the eval-mode torch U-Net with the state dict of ``weights``."""
-    import torch
-
-    net = build_inference_unet()
-    state = torch.load(str(weights), map_location="cpu", weights_only=True)
-    net.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
-    return net.eval()
-
-
 class UNetModel:
     """The disc U-Net with weights loaded from a state-dict file; its network runs in ONNX Runtime
     on a CPU and in torch on a GPU (``runtime``)."""
 
     def __init__(self, weights: str | Path, device: str = "auto", name: str = "sag_disc_unet", spec: Any = None):
-        from SpineAssistLib.models import runtime
-
         self.name = name
         self.weights = Path(weights)
         self.device = select_device(device)

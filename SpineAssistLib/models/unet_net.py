@@ -4,7 +4,7 @@
 CPU, paid by every ``spineassist assess`` process and so by every run from the Slicer module. The
 disc U-Net is trained with ``monai.networks.nets.UNet`` (``unet.build_unet``); this module builds
 the same network - same layers, same order, same state-dict keys - so the trained weights load into
-it with ``strict=True``, and ``Testing/test_models.py`` checks that both give the same output.
+it with ``strict=True``, and ``Testing/models/test_unet.py`` checks that both give the same output.
 
 The architecture (MONAI 1.x, ``UNet(spatial_dims=2, num_res_units=2)``, norm INSTANCE, act PReLU,
 ADN order norm-dropout-activation, dropout 0): each level is ``down -> skip(subnet) -> up`` where

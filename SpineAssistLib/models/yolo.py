@@ -16,50 +16,16 @@ Usage::
 
 from __future__ import annotations
 
-import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from SpineAssistLib.models import runtime
 from SpineAssistLib.models.device import run_with_fallback, select_device
-from SpineAssistLib.models.imaging import to_bgr, to_uint8
-from SpineAssistLib.models.runtime import cache_root
-
-_CONFIGURED: Path | None = None
-
-
-def configure_offline() -> Path:
-    """Return the folder ultralytics uses for settings, after making it work offline.
-
-    Sets ``YOLO_OFFLINE=1``, ``YOLO_CONFIG_DIR`` (holding ``Ultralytics/Arial.ttf``, a copy of
-    matplotlib's DejaVu Sans, so no font is fetched) and ``MPLCONFIGDIR``. Call before importing
-    ultralytics; calling again is free.
-    """
-    global _CONFIGURED
-    if _CONFIGURED is not None:
-        return _CONFIGURED
-    root = Path(os.environ.get("YOLO_CONFIG_DIR") or cache_root() / "ultralytics")
-    font_dir = root / "Ultralytics"
-    font_dir.mkdir(parents=True, exist_ok=True)
-    os.environ["YOLO_OFFLINE"] = "1"
-    os.environ["YOLO_CONFIG_DIR"] = str(root)
-    os.environ.setdefault("MPLCONFIGDIR", str(root.parent / "matplotlib"))
-    os.environ.setdefault("YOLO_VERBOSE", "False")
-    for name in ("Arial.ttf", "Arial.Unicode.ttf"):
-        target = font_dir / name
-        if not target.is_file():
-            try:
-                import matplotlib
-
-                src = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
-                shutil.copyfile(src, target)
-            except (ImportError, OSError):  # no font: ultralytics only needs it for plots we never draw
-                pass
-    _CONFIGURED = root
-    return root
+from SpineAssistLib.models.imaging import normalize_slice, to_bgr, to_uint8
+from SpineAssistLib.models.networks import configure_offline, load_yolo_network, yolo_outputs
 
 
 @dataclass
@@ -114,8 +80,6 @@ class YoloModel:
 
     def __init__(self, weights: str | Path, task: str, names: Sequence[str] = (), keypoints: Sequence[str] = (),
                  imgsz: int = 256, device: str = "auto", name: str = "", spec: Any = None):
-        from SpineAssistLib.models import runtime
-
         self.name = name or Path(weights).stem
         self.weights = Path(weights)
         self.task = task
@@ -168,8 +132,6 @@ class YoloModel:
         """Return the detections (at most ``max_det`` each) in windows of slices, run as one batch:
         each pair is (slice image, ``crops.Crop``); the slice is normalised whole, then the window
         cut from it, as in training. Answers are in the window's pixels."""
-        from SpineAssistLib.models.imaging import normalize_slice
-
         normalised: dict[int, np.ndarray] = {}
         windows = []
         for image, crop in pairs:
@@ -197,8 +159,6 @@ class YoloModel:
     def _torch_network(self, device: str) -> Any:
         """Return the fused torch network on ``device`` (made once per device)."""
         if device not in self._torch:
-            from SpineAssistLib.models.runtime import load_yolo_network
-
             self._torch[device] = load_yolo_network(self.weights, self.task).to(device)   # its own copy per device
         return self._torch[device]
 
@@ -209,8 +169,6 @@ class YoloModel:
 
         def call(device: str) -> list[np.ndarray]:
             import torch
-
-            from SpineAssistLib.models.runtime import yolo_outputs
 
             net = self._torch_network(device)
             with torch.inference_mode():

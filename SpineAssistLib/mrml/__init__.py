@@ -18,12 +18,37 @@ Usage (Slicer's Python console, or a terminal with slicer-core)::
 
 from __future__ import annotations
 
-from SpineAssistLib.mrml.edits import (KeypointEdit, LiveRegrading, NodeEdits, apply_correction, corrections_from_nodes,
-                    grade_from_keypoints, level_keypoints, observe_keypoints, regrade_from_keypoints,
-                    relabel_levels, reset_finding, shifted_level_names)
-from SpineAssistLib.mrml.nodes import (LAYERS, TABLE_COLUMNS, DetectionBox, NodeSet, center_views_on_level, ijk_to_ras_matrix,
-                    keypoint_level, layer_visible, level_center_ras, refresh_table, set_keypoints_locked,
-                    set_layer_visible, show_assessment, table_rows)
+from SpineAssistLib.mrml.edits import (
+                    KeypointEdit,
+                    LiveRegrading,
+                    NodeEdits,
+                    apply_correction,
+                    corrections_from_nodes,
+                    grade_from_keypoints,
+                    level_keypoints,
+                    observe_keypoints,
+                    regrade_from_keypoints,
+                    relabel_levels,
+                    reset_finding,
+                    shifted_level_names,
+)
+from SpineAssistLib.mrml.nodes import (
+                    LAYERS,
+                    TABLE_COLUMNS,
+                    DetectionBox,
+                    NodeSet,
+                    center_views_on_level,
+                    ijk_to_ras_matrix,
+                    keypoint_level,
+                    layer_visible,
+                    level_center_ras,
+                    refresh_table,
+                    scene_inputs,
+                    set_keypoints_locked,
+                    set_layer_visible,
+                    show_assessment,
+                    table_rows,
+)
 from SpineAssistLib.mrml.scene import new_scene, read_mrb, register_segmentation_converters, write_mrb
 from SpineAssistLib.mrml.state import load_state, parameter_node, save_state
 from SpineAssistLib.mrml.terminology import terminology_for, terminology_types
@@ -33,7 +58,7 @@ __all__ = [
     "apply_correction", "center_views_on_level", "corrections_from_nodes", "grade_from_keypoints",
     "ijk_to_ras_matrix", "keypoint_level", "layer_visible", "level_center_ras", "level_keypoints", "load_state",
     "new_scene", "observe_keypoints", "parameter_node", "read_mrb", "refresh_table", "register_segmentation_converters",
-    "regrade_from_keypoints", "relabel_levels", "reset_finding", "save_state", "set_keypoints_locked",
+    "regrade_from_keypoints", "relabel_levels", "reset_finding", "save_state", "scene_inputs", "set_keypoints_locked",
     "set_layer_visible", "shifted_level_names", "show_assessment", "table_rows", "terminology_for",
     "terminology_types", "write_mrb",
 ]

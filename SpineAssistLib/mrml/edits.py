@@ -15,9 +15,24 @@ from typing import Any, Callable, Mapping, Sequence
 
 from SpineAssistLib import anatomy
 from SpineAssistLib.findings import Assessment, Correction
-from SpineAssistLib.mrml.nodes import (ATTR_LINE, ATTR_MODEL_LEVEL, ATTR_FINDING, TAG_MODEL_NAME, TAG_STRUCTURE, NodeSet,
-                    control_point_lps, keypoint_kind, keypoint_records, level_by_model_name, line_node_name,
-                    refresh_table, segment_tag, update_lines)
+from SpineAssistLib.grading.meyerding import DEFAULT_NO_LISTHESIS_PERCENT, meyerding_grade
+from SpineAssistLib.grading.msu import msu_grade
+from SpineAssistLib.mrml.nodes import (
+    ATTR_FINDING,
+    ATTR_LINE,
+    ATTR_MODEL_LEVEL,
+    TAG_MODEL_NAME,
+    TAG_STRUCTURE,
+    NodeSet,
+    control_point_lps,
+    keypoint_kind,
+    keypoint_records,
+    level_by_model_name,
+    line_node_name,
+    refresh_table,
+    segment_tag,
+    update_lines,
+)
 from SpineAssistLib.mrml.state import save_state
 from SpineAssistLib.mrml.terminology import apply_terminology, disc_segment_name, vertebral_body_segment_name
 
@@ -188,14 +203,10 @@ def grade_from_keypoints(level: str, kind: str, points_lps: Mapping[str, Sequenc
         return [points_lps[n] for n in names]
 
     if kind == "listhesis":
-        from SpineAssistLib.grading.meyerding import DEFAULT_NO_LISTHESIS_PERCENT, meyerding_grade
-
         p, q, r = need(f"{lower} posterior-superior", f"{lower} anterior-superior", f"{upper} posterior-inferior")
         return meyerding_grade(p, q, r, no_listhesis_percent=settings.get("no_listhesis_percent",
                                                                           DEFAULT_NO_LISTHESIS_PERCENT))
     if kind == "ldh":
-        from SpineAssistLib.grading.msu import msu_grade
-
         prefixed = any(name.startswith(f"{level} ") for name in points_lps)
 
         def named(n: str) -> str:

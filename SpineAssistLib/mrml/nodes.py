@@ -18,7 +18,10 @@ import numpy as np
 
 from SpineAssistLib import anatomy
 from SpineAssistLib.findings import FINDING_KINDS, Assessment, Level, _point
+from SpineAssistLib.geometry import affine_lps_to_ras, lps_to_ras, ras_to_lps
+from SpineAssistLib.mrml.scene import register_segmentation_converters, segmentations_logic
 from SpineAssistLib.mrml.terminology import apply_terminology, disc_segment_name, vertebral_body_segment_name
+from SpineAssistLib.pipeline.result import AssessmentResult
 
 # Node attributes and segment tags (names are part of the saved scene: do not rename).
 ATTR_LAYER = "SpineAssist.Layer"
@@ -111,11 +114,8 @@ class NodeSet:
 # Small conversions
 # ------------------------------------------------------------------------------------------------
 
-LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
-
-
 def ijk_to_ras_matrix(affine_lps: Any) -> Any:
-    """Return Slicer's IJKToRAS vtkMatrix4x4 from a 4x4 affine mapping (i, j, k, 1) to LPS mm."""
+    """Return Slicer's IJKToRAS vtkMatrix4x4 from a 4x4 "col,row,slice" affine mapping (i, j, k, 1) to LPS mm."""
     from vtkmodules.vtkCommonMath import vtkMatrix4x4
 
     a = np.asarray(affine_lps, dtype=float)
@@ -124,7 +124,7 @@ def ijk_to_ras_matrix(affine_lps: Any) -> Any:
     if abs(np.linalg.det(a[:3, :3])) < 1e-12:
         raise ValueError("affine's 3x3 part is singular: a voxel must have a non-zero size along i, j and k")
     m = vtkMatrix4x4()
-    ras = LPS_TO_RAS @ a
+    ras = affine_lps_to_ras(a)
     for r in range(4):
         for c in range(4):
             m.SetElement(r, c, float(ras[r, c]))
@@ -159,18 +159,16 @@ def _image_data(array: np.ndarray) -> Any:
     return img
 
 
-def lps_to_ras(p: Sequence[float]) -> tuple[float, float, float]:
-    return (-float(p[0]), -float(p[1]), float(p[2]))
-
-
-ras_to_lps = lps_to_ras
+def _as_tuple(p: np.ndarray) -> tuple[float, float, float]:
+    """Return a point as three plain floats, the form findings and callers compare with ``==``."""
+    return (float(p[0]), float(p[1]), float(p[2]))
 
 
 def control_point_lps(node: Any, index: int) -> tuple[float, float, float]:
     """Return a markups control point's position in LPS mm."""
     xyz = [0.0, 0.0, 0.0]
     node.GetNthControlPointPosition(index, xyz)
-    return ras_to_lps(xyz)
+    return _as_tuple(ras_to_lps(xyz))
 
 
 def level_by_model_name(assessment: Assessment, model_name: str) -> Level | None:
@@ -340,8 +338,6 @@ def _add_volume(scene: Any, series: str, image: Any, parent: int) -> Any:
 
 
 def _add_segmentation(scene: Any, assessment: Assessment, series: str, image: Any, volume: Any | None, parent: int) -> Any:
-    from SpineAssistLib.mrml.scene import register_segmentation_converters, segmentations_logic
-
     register_segmentation_converters()
     array, affine = _image(f"label_maps[{series!r}]", image)
     labels = np.asarray(array).astype(np.int16)
@@ -548,7 +544,7 @@ def level_center_ras(nodes: NodeSet, assessment: Assessment, level_name: str) ->
     """Return the RAS mm point to centre the views on for a level: its disc centre, segment centre, or keypoints' mean."""
     level = assessment.level(level_name)
     if level.disc_center is not None:
-        return lps_to_ras(level.disc_center)
+        return _as_tuple(lps_to_ras(level.disc_center))
     if nodes.segmentation is not None:
         segmentation = nodes.segmentation.GetSegmentation()
         for i in range(segmentation.GetNumberOfSegments()):
@@ -561,7 +557,7 @@ def level_center_ras(nodes: NodeSet, assessment: Assessment, level_name: str) ->
               for node in nodes.keypoints.values() for cid, rec in keypoint_records(node).items()
               if rec["level"] == level.model_name and node.GetNthControlPointIndexByID(cid) >= 0]
     if points:
-        return lps_to_ras(np.mean(np.array(points), axis=0))
+        return _as_tuple(lps_to_ras(np.mean(np.array(points), axis=0)))
     raise ValueError(f"level {level_name}: no disc centre, disc segment or keypoints to centre the views on")
 
 
@@ -580,3 +576,16 @@ def segment_tag(segment: Any, name: str) -> str:
 
     value = reference("")
     return str(value) if segment.GetTag(name, value) else ""
+
+
+def scene_inputs(result: AssessmentResult) -> dict[str, Any]:
+    """Return the keyword arguments of ``show_assessment`` for a pipeline result."""
+    volumes = {s.name: (s.voxels, s.affine) for s in result.stacks()}
+    label_maps = {}
+    if result.sagittal is not None and result.sagittal.labels is not None:
+        label_maps[result.sagittal.name] = (result.sagittal.labels, result.sagittal.affine)
+    boxes: dict[str, list[Any]] = {}
+    for b in result.boxes:
+        boxes.setdefault(b.series, []).append(
+            DetectionBox(b.label, b.corner_a_lps, b.corner_b_lps, b.level, b.confidence))
+    return {"volumes": volumes, "label_maps": label_maps, "keypoints": result.keypoints, "boxes": boxes}

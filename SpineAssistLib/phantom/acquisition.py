@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from SpineAssistLib.geometry import affine_from_dicom
 from SpineAssistLib.phantom.spine import Spine, _rot
 from SpineAssistLib.phantom.tissues import TissueModel
 
@@ -45,6 +46,11 @@ class SliceGeometry:
     def normal(self) -> np.ndarray:
         return np.cross(self.row_direction, self.column_direction)
 
+    @property
+    def orientation(self) -> np.ndarray:
+        """Return the plane as DICOM ImageOrientationPatient: row direction, then column direction."""
+        return np.concatenate([self.row_direction, self.column_direction])
+
     def points(self, rows: int, cols: int, offset: float = 0.0):
         """Return LPS (x, y, z) arrays (rows, cols) of a grid covering this slice's field of view."""
         fov_r = self.rows * self.pixel_spacing[0]
@@ -62,12 +68,11 @@ class SliceGeometry:
         return out
 
     def index_to_lps(self) -> np.ndarray:
-        """Return the 4x4 affine from (row, column, 0) pixel index to LPS mm (numpy order)."""
-        A = np.eye(4)
-        A[:3, 0] = self.column_direction * self.pixel_spacing[0]
-        A[:3, 1] = self.row_direction * self.pixel_spacing[1]
-        A[:3, 3] = self.position
-        return A
+        """Return the 4x4 "row,col,slice" affine from pixel index (row, column, 0) to LPS mm."""
+        # the slice column is LPS +z, not the normal: the training studies cached on disk hold it so,
+        # and a point on the slice lies at slice index 0 either way
+        return affine_from_dicom(self.position, self.orientation, self.pixel_spacing, (0.0, 0.0, 1.0),
+                                 "row,col,slice")
 
 
 @dataclass
@@ -82,15 +87,11 @@ class Series:
     spacing_between_slices: float
 
     def affine(self, first: int = 0) -> np.ndarray:
-        """Return the 4x4 affine from numpy index (slice, row, column) to LPS mm for a regular stack
-        starting at slice ``first`` (the whole sagittal series, or one axial block)."""
+        """Return the 4x4 "slice,row,col" affine from numpy index (slice, row, column) to LPS mm for a
+        regular stack starting at slice ``first`` (the whole sagittal series, or one axial block)."""
         g = self.slices[first]
-        A = np.eye(4)
-        A[:3, 0] = g.normal * self.spacing_between_slices
-        A[:3, 1] = g.column_direction * g.pixel_spacing[0]
-        A[:3, 2] = g.row_direction * g.pixel_spacing[1]
-        A[:3, 3] = g.position
-        return A
+        return affine_from_dicom(g.position, g.orientation, g.pixel_spacing, self.spacing_between_slices,
+                                 "slice,row,col")
 
     def blocks(self) -> list[tuple[int, int]]:
         """Return (first, stop) slice ranges of the regular blocks (one for sagittal, one per disc for axial)."""

@@ -37,7 +37,7 @@ def _fmt(v: float) -> str:
 def write_series(study: "PhantomStudy", which: str, out_dir: Path) -> list[Path]:
     """Write the sagittal (``"SAG"``) or axial (``"AX"``) series as IM0001.dcm...; return the paths."""
     from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, PYDICOM_IMPLEMENTATION_UID
+    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, MRImageStorage
 
     p = study.params
     series = study.sagittal if which == "SAG" else study.axial

@@ -20,13 +20,20 @@ from typing import Any
 
 import numpy as np
 
-from SpineAssistLib.anatomy import (DISC_LABELS, HERNIATION_LABEL, NEURAL_LABEL, POSTERIOR_ELEMENTS_LABEL, THECAL_SAC_LABEL,
-                       VERTEBRA_LABELS)
+from SpineAssistLib.anatomy import (
+    DISC_LABELS,
+    HERNIATION_LABEL,
+    NEURAL_LABEL,
+    POSTERIOR_ELEMENTS_LABEL,
+    THECAL_SAC_LABEL,
+    VERTEBRA_LABELS,
+)
 from SpineAssistLib.findings import Assessment
+from SpineAssistLib.geometry import itk_geometry, world_to_index
 from SpineAssistLib.phantom.acquisition import Scanner, Series, axial_planes, sagittal_planes
-from SpineAssistLib.phantom.dicom import phantom_uid
-from SpineAssistLib.phantom.spine import Spine, build_spine
+from SpineAssistLib.phantom.dicom import phantom_uid, write_series
 from SpineAssistLib.phantom.params import PhantomParams, sample_params
+from SpineAssistLib.phantom.spine import Spine, build_spine
 from SpineAssistLib.phantom.tissues import TissueModel
 from SpineAssistLib.phantom.truth import DISC_MARGIN, axial_keypoints, build_assessment, msu_ratio, sagittal_corners
 
@@ -139,7 +146,7 @@ def _in_view(points: dict[str, list[float]], series: Series) -> dict[str, list[f
     shape = series.images.shape
     out = {}
     for name, p in points.items():
-        idx = np.linalg.solve(A[:3, :3], np.asarray(p) - A[:3, 3])
+        idx = world_to_index(p, A)
         if all(-0.5 <= i <= n - 0.5 for i, n in zip(idx, shape)):
             out[name] = p
     return out
@@ -198,11 +205,10 @@ def _write_label_image(labels: np.ndarray, affine: np.ndarray, path: Path) -> No
     import SimpleITK as sitk
 
     img = sitk.GetImageFromArray(labels)
-    spacing = [float(np.linalg.norm(affine[:3, k])) for k in (2, 1, 0)]
+    origin, spacing, direction = itk_geometry(affine, "slice,row,col")
     img.SetSpacing(spacing)
-    img.SetOrigin([float(v) for v in affine[:3, 3]])
-    cols = [affine[:3, k] / np.linalg.norm(affine[:3, k]) for k in (2, 1, 0)]
-    img.SetDirection([float(v) for v in np.column_stack(cols).ravel()])
+    img.SetOrigin(origin)
+    img.SetDirection(direction)
     sitk.WriteImage(img, str(path), useCompression=True)
 
 
@@ -210,8 +216,6 @@ def write_study(study: PhantomStudy, out_dir: str | Path) -> Path:
     """Write the study as DICOM (``DICOM/SAG``, ``DICOM/AX``), ``truth.json`` and ``truth/``; return
     ``out_dir``. Files are written under temporary names first, so a failed run leaves no study."""
     import shutil
-
-    from SpineAssistLib.phantom.dicom import write_series
 
     out = Path(out_dir)
     tmp = out.with_name(f".{out.name}.partial")

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from SpineAssistLib.anatomy import CORNERS, HERNIATION_LABEL, MSU_KEYPOINTS, NEURAL_LABEL, THECAL_SAC_LABEL, corner_name
-from SpineAssistLib.findings import (Assessment, Geometry, Level, Measurement, MeyerdingGrade, MSUGrade, PfirrmannGrade)
+from SpineAssistLib.findings import Assessment, Geometry, Level, Measurement, MeyerdingGrade, PfirrmannGrade
 from SpineAssistLib.phantom.spine import KEYPOINT_INSET_MM, Disc, Spine
 from SpineAssistLib.phantom.tissues import TissueModel
 

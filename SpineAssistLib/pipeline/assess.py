@@ -9,28 +9,62 @@ The models only find points and masks; every grade comes from ``SpineAssistLib.g
 
 Usage::
 
-    from SpineAssistLib.pipeline.assess import run_assessment
-    done = run_assessment("study_dir", "out_dir")          # load, assess, write every output
-    print(done.summary())
+    from SpineAssistLib.pipeline.assess import ModelSet, SAGITTAL_MODELS, assess
+    result = assess(sagittal_stack, axial_stacks, study_instance_uid=uid,
+                    models=ModelSet.load(SAGITTAL_MODELS))     # -> AssessmentResult
+
+The whole job from a study folder to written outputs is ``SpineAssistLib.pipeline.run``.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from SpineAssistLib.anatomy import CORNERS, DISC_LABELS, HERNIATION_LABEL, THECAL_SAC_LABEL, corner_name
-from SpineAssistLib.errors import SpineAssistError
-from SpineAssistLib.findings import LOW_LEVEL_CONFIDENCE, Assessment, HerniationFinding, Level, ModelInfo
-from SpineAssistLib.models.orientation import Oriented, SliceOrientation
-from SpineAssistLib.pipeline.result import AssessmentResult, Box, ImageStack
-from SpineAssistLib.pipeline.progress import CancelToken, ProgressEvent, StageReporter
+from SpineAssistLib.anatomy import (
+    CORNERS,
+    DISC_LABELS,
+    HERNIATION_LABEL,
+    THECAL_SAC_LABEL,
+    corner_name,
+    disc_space_corners,
+)
 from SpineAssistLib.dicom.index import NO_AXIAL_WARNING
+from SpineAssistLib.errors import SpineAssistError
+from SpineAssistLib.findings import (
+    LOW_LEVEL_CONFIDENCE,
+    STANDARD_LUMBAR_LEVELS,
+    Assessment,
+    HerniationFinding,
+    Level,
+    ModelInfo,
+    PfirrmannFinding,
+    PfirrmannGrade,
+)
+from SpineAssistLib.geometry import pixel_spacing
+from SpineAssistLib.grading import (
+    SlicePlane,
+    SpineDetection,
+    herniation_from_masks,
+    label_levels,
+    map_axial_slices,
+    meyerding_grade,
+    msu_grade,
+    pfirrmann_grade,
+    select_maximal_extrusion,
+    voxel_centers_lps,
+)
+from SpineAssistLib.models import load_model, model_spec
+from SpineAssistLib.models.crops import disc_segmentations, pfirrmann_crop, window_keypoints
+from SpineAssistLib.models.imaging import erode, region_centroids
+from SpineAssistLib.models.orientation import Oriented, SliceOrientation
+from SpineAssistLib.models.unet import UNetResult, segment_sagittal_stack
+from SpineAssistLib.pipeline.progress import StageReporter
+from SpineAssistLib.pipeline.result import AssessmentResult, Box, ImageStack
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +100,6 @@ class ModelSet:
     def load(cls, names: Sequence[str], device: str = "auto", manifest: Mapping[str, Any] | None = None) -> "ModelSet":
         """Load and verify (SHA-256) the named bundled models on ``device`` (``manifest``: model specs
         by name instead of the bundled manifest's)."""
-        from SpineAssistLib.models import load_model, model_spec
-
         models, infos = {}, []
         for name in names:
             spec = model_spec(name, manifest)
@@ -176,10 +208,8 @@ def _source(stack: ImageStack, k: int) -> dict[str, str]:
 
 def _segment_disc_slices(unet: Any, stack: ImageStack, reporter: StageReporter) -> np.ndarray:
     """Return the U-Net's disc masks of the sagittal slices (``models.unet.segment_sagittal_stack``)."""
-    from SpineAssistLib.models.unet import segment_sagittal_stack
-
     n = stack.voxels.shape[0]
-    spacing = (float(np.linalg.norm(stack.affine[:3, 1])), float(np.linalg.norm(stack.affine[:3, 0])))
+    spacing = pixel_spacing(stack.affine, "col,row,slice")
     return segment_sagittal_stack(Oriented(unet, _orientation(stack)), stack.voxels, spacing,
                                   on_slice=lambda done: reporter.stage("sagittal models", 0.7 * done / n))
 
@@ -217,9 +247,6 @@ def _find_vertebrae(pose_model: Any, stack: ImageStack, mid: int) -> tuple[int, 
 
 
 def _label_levels(stack: ImageStack, k: int, pose: Any, disc_mask: np.ndarray, settings: Mapping[str, Any]):
-    from SpineAssistLib.grading import SpineDetection, label_levels
-    from SpineAssistLib.models.unet import UNetResult
-
     detections: list[SpineDetection] = []
     corner_px: list[np.ndarray] = []
     classes = list(pose.names)
@@ -268,9 +295,6 @@ def _refine_corners(model: Any, stack: ImageStack, k: int, levels: list[Level],
     """Replace the whole-slice corners around each segmented disc with ``sag_disc_corners``' answer
     on a window around that disc (0.33 mm a pixel instead of about 1.2): the points Meyerding and
     the disc heights are measured from. A corner the window model does not score is kept as found."""
-    from SpineAssistLib.anatomy import disc_space_corners
-    from SpineAssistLib.models.crops import window_keypoints
-
     A = stack.slice_numpy_affine(k)
     found = window_keypoints(model, [(stack.voxels[k], A, stack.labels[k] == DISC_LABELS[lv.name]) for lv in levels],
                              "sagittal")
@@ -350,8 +374,6 @@ def review_reasons(levels: Sequence[Level], labelling: Any, mid: int, n_slices: 
     """Return why a reader should look closely at this study (empty: nothing flagged): a level or
     the sacrum (``sacrum_score``: its detection's, None without one) found with low confidence, fewer lumbar levels than expected, an implausible spacing
     or order of the discs, or a spine far off the middle slice."""
-    from SpineAssistLib.findings import STANDARD_LUMBAR_LEVELS
-
     reasons = []
     weak = [f"{lv.name} ({lv.confidence:.2f})" for lv in levels
             if lv.confidence is not None and lv.confidence < LOW_LEVEL_CONFIDENCE]
@@ -389,8 +411,6 @@ def review_reasons(levels: Sequence[Level], labelling: Any, mid: int, n_slices: 
 
 def _disc_label_volume(stack: ImageStack, disc_masks: np.ndarray, levels: list[Level]) -> np.ndarray:
     """Return a label volume: each disc region, on every slice, labelled with the nearest level's disc label."""
-    from SpineAssistLib.models.imaging import region_centroids
-
     labels = np.zeros(disc_masks.shape, np.uint16)
     centres = {lv.name: np.asarray(lv.disc_center) for lv in levels if lv.disc_center is not None}
     if not centres:
@@ -420,9 +440,6 @@ def _corner(corners: Mapping[str, Any], vertebra: str, corner: str) -> np.ndarra
 
 def _grade_pfirrmann(level: Level, stack: ImageStack, k: int, corners: Mapping[str, Any], classifier: Any,
                      a: Assessment) -> None:
-    from SpineAssistLib.grading import pfirrmann_grade
-    from SpineAssistLib.models.imaging import erode
-
     if level.pfirrmann.status == "not_assessed":
         return
     upper, lower = level.name.split("-")
@@ -435,7 +452,6 @@ def _grade_pfirrmann(level: Level, stack: ImageStack, k: int, corners: Mapping[s
     if nucleus.sum() < 4:
         nucleus = mask
     annulus = mask & ~nucleus
-    from SpineAssistLib.training.datasets import pfirrmann_crop
 
     o = _orientation(stack)   # the crop the classifier was trained on: canonical view, whole slice normalised
     probs = classifier.predict(pfirrmann_crop(o.image(stack.voxels[k]), o.image(mask))).probs
@@ -461,8 +477,6 @@ def _grade_pfirrmann(level: Level, stack: ImageStack, k: int, corners: Mapping[s
                                    source=_source(stack, k))
         level.pfirrmann = measured.to_finding(model_grade=grade, confidence=confidence)
     except ValueError as e:
-        from SpineAssistLib.findings import PfirrmannFinding, PfirrmannGrade
-
         level.pfirrmann = PfirrmannFinding(model=PfirrmannGrade(grade), confidence=confidence)
         a.warnings.append(f"{level.name}: Pfirrmann measurements not available ({e}); classifier grade only")
 
@@ -496,8 +510,6 @@ def _csf_signal(stack: ImageStack, k: int, corners: Mapping[str, Any], upper: st
 
 def _grade_listhesis(level: Level, corners: Mapping[str, Any], settings: Mapping[str, Any],
                      source: Mapping[str, str], a: Assessment) -> None:
-    from SpineAssistLib.grading import meyerding_grade
-
     upper, lower = level.name.split("-")
     p = _corner(corners, lower, "posterior-superior")
     q = _corner(corners, lower, "anterior-superior")
@@ -525,8 +537,6 @@ class _AxialSlice:
 
 
 def _map_axial(sagittal: ImageStack, axial: Sequence[ImageStack], a: Assessment) -> dict[str, list[tuple[ImageStack, int]]]:
-    from SpineAssistLib.grading import SlicePlane, map_axial_slices
-
     planes, where = [], []
     for stack in axial:
         for k in range(stack.voxels.shape[0]):
@@ -551,8 +561,6 @@ def _map_axial(sagittal: ImageStack, axial: Sequence[ImageStack], a: Assessment)
 
 def _run_axial_models(axial: Sequence[ImageStack], slices_by_level: Mapping[str, list[tuple[ImageStack, int]]],
                       models: ModelSet, reporter: StageReporter, result: AssessmentResult) -> dict[str, list[_AxialSlice]]:
-    from SpineAssistLib.models.crops import disc_segmentations, window_keypoints
-
     total = sum(len(v) for v in slices_by_level.values()) or 1
     done = 0
     out: dict[str, list[_AxialSlice]] = {}
@@ -602,8 +610,6 @@ def _paint_axial_labels(s: _AxialSlice, level: str) -> None:
 
 
 def _grade_msu(level: Level, slices: list[_AxialSlice], result: AssessmentResult) -> None:
-    from SpineAssistLib.grading import herniation_from_masks, msu_grade, select_maximal_extrusion, voxel_centers_lps
-
     if not slices:
         level.ldh = HerniationFinding(status="not_assessed", reason="no axial slice crosses this disc")
         return
@@ -654,78 +660,3 @@ def _grade_msu(level: Level, slices: list[_AxialSlice], result: AssessmentResult
     names = ("left medial facet", "right medial facet", "posterior disc margin", "herniation apex", "posterior canal")
     pts = {f"{level.name} {n}": p for n, p in res.geometry.points.items() if n in names}
     result.keypoints.setdefault("axial", {}).update(pts)
-
-
-# ---- the whole job --------------------------------------------------------------------------
-
-@dataclass
-class Done:
-    """A finished run: the result, what was written where, and how long it took."""
-
-    result: AssessmentResult
-    written: Any
-    seconds: float
-    truth: Assessment | None = None
-    lines: list[str] = field(default_factory=list)
-
-    def summary(self) -> str:
-        from SpineAssistLib.export.outputs import describe
-
-        return "\n".join([findings_table(self.result.assessment), "", describe(self.written),
-                          f"assessed in {self.seconds:.1f} s"] + [f"warning: {w}" for w in self.result.assessment.warnings])
-
-
-def findings_table(a: Assessment, truth: Assessment | None = None) -> str:
-    """Return a plain-text per-level table (and the truth beside it when given); a level name ending
-    in "?" was found or named with low confidence."""
-    def val(f: Any) -> str:
-        if f.status != "assessed" or f.value is None:
-            return "n/a"
-        return f.value.label + (" *" if f.corrected else "")
-
-    head = f"{'level':7s} {'herniation (MSU)':18s} {'Pfirrmann':13s} {'listhesis':32s}"
-    rows = [head, "-" * len(head)]
-    tl = {lv.name: lv for lv in truth.levels} if truth else {}
-    for lv in a.levels:
-        # a level found or named with low confidence is marked, as the panel marks it
-        name = lv.name + ("?" if lv.confidence is not None and lv.confidence < LOW_LEVEL_CONFIDENCE else "")
-        rows.append(f"{name:7s} {val(lv.ldh):18s} {val(lv.pfirrmann):13s} {val(lv.listhesis):32s}")
-        if lv.name in tl:
-            t = tl[lv.name]
-            rows.append(f"{'  truth':7s} {val(t.ldh):18s} {val(t.pfirrmann):13s} {val(t.listhesis):32s}")
-    return "\n".join(rows)
-
-
-def run_assessment(study_dir: str | Path, out_dir: str | Path, *, device: str = "auto",
-                   sagittal_uid: str | None = None, axial_uid: str | None = None, use_axial: bool = True,
-                   progress: Callable[[ProgressEvent], None] | None = None, cancel: CancelToken | None = None,
-                   settings: Mapping[str, Any] | None = None,
-                   models: Callable[[Any], ModelSet] | None = None, parallel_outputs: bool = True,
-                   writers: Any = None) -> Done:
-    """Load the study in ``study_dir``, assess it and write every output into ``out_dir``; return what was done.
-
-    ``models`` builds the ModelSet from the loaded stacks (tests inject oracle models); by default
-    the bundled models are loaded and verified on ``device``. ``writers``: writer processes started
-    before (``outputs.WriterProcesses``; the command line starts them first, so they import their
-    libraries while the models run) write the report, SEG, SR and scene; without them
-    ``parallel_outputs`` forks one now for the report, SEG and scene. The Slicer module runs this in its
-    own process (the ``assess`` command), never inside Slicer.
-    """
-    from SpineAssistLib.export.outputs import write_outputs
-    from SpineAssistLib.dicom.stacks import load_stacks
-
-    t0 = time.perf_counter()
-    reporter = StageReporter(STAGES, progress, cancel)
-    reporter.stage("loading", 0.0, f"indexing {study_dir}")
-    loaded = load_stacks(Path(study_dir), sagittal_uid=sagittal_uid, axial_uid=axial_uid, use_axial=use_axial)
-    reporter.stage("loading", 0.6, "loading models")
-    names = SAGITTAL_MODELS + (AXIAL_MODELS if loaded.axial else ())
-    model_set = models(loaded) if models is not None else ModelSet.load(names, device=device)
-    result = assess(loaded.sagittal, loaded.axial, study_instance_uid=loaded.study_instance_uid, models=model_set,
-                    settings=settings, reporter=reporter)
-    # the series choice and the assessment may say the same thing (no axial series): say it once
-    result.assessment.warnings[:0] = [w for w in loaded.warnings if w not in result.assessment.warnings]
-    reporter.stage("outputs", 0.0, f"writing {out_dir}")
-    written = write_outputs(result, out_dir, check=reporter.cancel.check, parallel=parallel_outputs, writers=writers)
-    reporter.done()
-    return Done(result, written, time.perf_counter() - t0)

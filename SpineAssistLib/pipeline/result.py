@@ -11,6 +11,7 @@ import numpy as np
 
 from SpineAssistLib.anatomy import DISC_LABELS
 from SpineAssistLib.findings import Assessment
+from SpineAssistLib.geometry import index_to_world, reorder_index, slice_affine, slice_normal, world_to_index
 
 Point = tuple[float, float, float]
 
@@ -18,7 +19,8 @@ Point = tuple[float, float, float]
 @dataclass
 class ImageStack:
     """One stack of parallel slices: voxels shaped (k, j, i) = (slices, rows, columns) and a 4x4
-    affine mapping (i, j, k, 1) to patient LPS mm, with the DICOM headers of its slices in k order.
+    "col,row,slice" affine mapping (i, j, k, 1) to patient LPS mm (``SpineAssistLib.geometry``), with the
+    DICOM headers of its slices in k order.
 
     ``labels`` is the label map the models predicted on it (values from ``anatomy``), same shape.
     """
@@ -51,37 +53,27 @@ class ImageStack:
         return np.where(keep, self.labels, 0).astype(np.uint16)
 
     def numpy_affine(self) -> np.ndarray:
-        """Return the 4x4 affine mapping numpy indices (k, j, i, 1) of ``voxels`` to LPS mm (the grading package's order)."""
-        a = self.affine.copy()
-        a[:3, :3] = self.affine[:3, [2, 1, 0]]
-        return a
+        """Return the "slice,row,col" affine: numpy indices (k, j, i, 1) of ``voxels`` to LPS mm (the grading package's order)."""
+        return reorder_index(self.affine, "col,row,slice", "slice,row,col")
 
     def slice_numpy_affine(self, k: int) -> np.ndarray:
-        """Return the affine mapping (row, col, 0, 1) of slice ``k`` to LPS mm (for a 2D mask of that slice)."""
-        a = np.eye(4)
-        origin, normal = self.slice_plane(k)
-        a[:3, 0], a[:3, 1], a[:3, 2], a[:3, 3] = self.affine[:3, 1], self.affine[:3, 0], normal, origin
-        return a
+        """Return the "row,col,slice" affine of slice ``k`` to LPS mm (for a 2D mask of that slice); its third
+        column is the unit normal."""
+        return slice_affine(self.affine, k, "col,row,slice", unit_normal=True)
 
     def slice_plane(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Return (origin, unit normal) of slice ``k`` in LPS mm."""
-        origin = (self.affine @ np.array([0.0, 0.0, float(k), 1.0]))[:3]
-        normal = np.cross(self.affine[:3, 0], self.affine[:3, 1])
-        return origin, normal / np.linalg.norm(normal)
+        return index_to_world((0.0, 0.0, float(k)), self.affine), slice_normal(self.affine, "col,row,slice")
 
     def pixel_to_lps(self, k: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """Return LPS mm of pixel centres (row, col) on slice ``k``; arrays of equal shape → (..., 3)."""
         rows = np.asarray(rows, dtype=float)
         cols = np.asarray(cols, dtype=float)
-        ijk1 = np.stack([cols, rows, np.full_like(rows, float(k)), np.ones_like(rows)], axis=-1)
-        return (ijk1 @ self.affine.T)[..., :3]
+        return index_to_world(np.stack([cols, rows, np.full_like(rows, float(k))], axis=-1), self.affine)
 
     def lps_to_index(self, points: np.ndarray) -> np.ndarray:
         """Return continuous (i, j, k) indices of LPS points (..., 3)."""
-        pts = np.asarray(points, dtype=float)
-        inv = np.linalg.inv(self.affine)
-        h = np.concatenate([pts, np.ones(pts.shape[:-1] + (1,))], axis=-1)
-        return (h @ inv.T)[..., :3]
+        return world_to_index(points, self.affine)
 
     @property
     def sop_instance_uids(self) -> list[str]:
@@ -119,35 +111,3 @@ class AssessmentResult:
 
     def source_datasets(self) -> list[Any]:
         return [ds for s in self.stacks() for ds in s.datasets]
-
-    def scene_inputs(self) -> dict[str, Any]:
-        """Return the keyword arguments of ``mrml.show_assessment`` for this result."""
-        from SpineAssistLib.mrml import DetectionBox
-
-        volumes = {s.name: (s.voxels, s.affine) for s in self.stacks()}
-        label_maps = {}
-        if self.sagittal is not None and self.sagittal.labels is not None:
-            label_maps[self.sagittal.name] = (self.sagittal.labels, self.sagittal.affine)
-        boxes: dict[str, list[Any]] = {}
-        for b in self.boxes:
-            boxes.setdefault(b.series, []).append(
-                DetectionBox(b.label, b.corner_a_lps, b.corner_b_lps, b.level, b.confidence))
-        return {"volumes": volumes, "label_maps": label_maps, "keypoints": self.keypoints, "boxes": boxes}
-
-    def key_images(self) -> list[Any]:
-        """Return the report's key images: the chosen sagittal slice and one axial slice per level."""
-        from SpineAssistLib.export.key_images import Box as KeyBox
-        from SpineAssistLib.export.key_images import KeyImage
-
-        images = []
-        for stack in self.stacks():
-            if stack.name not in self.key_slices:
-                continue
-            k = self.key_slices[stack.name]
-            boxes = [KeyBox(b.label, *b.pixel_box, confidence=b.confidence)
-                     for b in self.boxes if b.series == stack.name and b.slice_index == k]
-            title = f"{stack.role} slice {k + 1}/{stack.voxels.shape[0]}" + (f" — {stack.level}" if stack.level else "")
-            uid = stack.sop_instance_uids[k] if stack.datasets else ""
-            images.append(KeyImage.from_volume(stack.voxels, stack.affine, k, stack.role, labels=stack.labels,
-                                               level=stack.level, title=title, boxes=boxes, sop_instance_uid=uid))
-        return images

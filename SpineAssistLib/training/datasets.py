@@ -22,16 +22,34 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from SpineAssistLib.anatomy import (CORNERS, DISC_LABELS, HERNIATION_LABEL, MSU_KEYPOINTS, NEURAL_LABEL, THECAL_SAC_LABEL,
-                       UNNAMED_DISC_LABEL, VERTEBRA_LABELS, corner_name, disc_space_corners)
-from SpineAssistLib.training.augment import augment_intensity, randomise_contrast, scale_brightness
+from SpineAssistLib.anatomy import (
+    CORNERS,
+    DISC_LABELS,
+    HERNIATION_LABEL,
+    MSU_KEYPOINTS,
+    NEURAL_LABEL,
+    THECAL_SAC_LABEL,
+    UNNAMED_DISC_LABEL,
+    VERTEBRA_LABELS,
+    corner_name,
+    disc_space_corners,
+)
+from SpineAssistLib.geometry import pixel_spacing_xy, slice_affine, world_to_index
 from SpineAssistLib.models.catalog import MODEL_DEFS, PFIRRMANN_CLASSES
-from SpineAssistLib.models.crops import (MIN_MASK_PIXELS, Crop, axial_crop_from_keypoints, axial_disc_crop, axial_segmentation_crop,
-                    sagittal_disc_crop)
-from SpineAssistLib.models.imaging import lps_to_pixels, normalize_slice, slice_spacing, stack_slice_affine, to_uint8
+from SpineAssistLib.models.crops import (
+    MIN_MASK_PIXELS,
+    Crop,
+    axial_crop_from_keypoints,
+    axial_disc_crop,
+    axial_segmentation_crop,
+    disc_crop,
+    sagittal_disc_crop,
+)
+from SpineAssistLib.models.imaging import normalize_slice, to_uint8
+from SpineAssistLib.models.orientation import canonical_study
+from SpineAssistLib.training.augment import augment_intensity, randomise_contrast, scale_brightness
 
 DISC_NAMES = {v: k for k, v in DISC_LABELS.items()}
-PFIRRMANN_CROP_FACTOR = 1.8     # crop side / disc anteroposterior width
 MIN_POLYGON_PIXELS = 6
 # Training windows of the keypoint models are moved, turned and scaled by up to this much, so that
 # a window placed from an imperfect segmentation at inference still gives the right points.
@@ -197,11 +215,11 @@ def _corner_pixels(study: Mapping[str, Any], slice_index: int) -> dict[str, tupl
     onto it, or a real scan's corners found on that slice (``corners_px``)."""
     if "corners_px" in study:
         return dict(study["corners_px"].get(slice_index, {}))
-    A = stack_slice_affine(study["sag_affine"], slice_index)
+    A = slice_affine(study["sag_affine"], slice_index, "slice,row,col")
     names = list(study["corners"])
     if not names:
         return {}
-    rc = lps_to_pixels(np.array([study["corners"][n] for n in names]), A)
+    rc = world_to_index(np.array([study["corners"][n] for n in names]), A)
     return {n: (float(c), float(r)) for n, (r, c, _) in zip(names, rc)}
 
 
@@ -260,24 +278,6 @@ def pfirrmann_crops(image01: np.ndarray, labels: np.ndarray, grades: Mapping[str
     return out
 
 
-def pfirrmann_crop(slice_image: np.ndarray, disc_mask: np.ndarray) -> np.ndarray:
-    """Return the uint8 crop ``sag_pfirrmann_cls`` takes for one disc: the whole slice normalised
-    (so the disc keeps its brightness relative to CSF and the rest of the slice), then cropped by
-    ``disc_crop``. Pass the raw slice; give the result to the classifier's ``predict`` as is."""
-    return to_uint8(disc_crop(normalize_slice(slice_image), disc_mask))
-
-
-def disc_crop(image01: np.ndarray, disc_mask: np.ndarray) -> np.ndarray:
-    """Return the square crop the Pfirrmann classifier sees: centred on the disc, side 1.8 x its width."""
-    rows, cols = np.nonzero(disc_mask)
-    cy, cx = rows.mean(), cols.mean()
-    side = int(max(16, PFIRRMANN_CROP_FACTOR * max(np.ptp(cols) + 1, np.ptp(rows) + 1)))
-    half = side // 2
-    pad = np.pad(image01, half, mode="constant")
-    y0, x0 = int(round(cy)), int(round(cx))
-    return pad[y0:y0 + 2 * half, x0:x0 + 2 * half]
-
-
 def _window_line(crop: Crop, keypoints: Sequence[tuple[float, float] | None]) -> str | None:
     """Return the pose label line of one window: keypoints (slice px or None) mapped into it, boxed."""
     inside = []
@@ -323,13 +323,13 @@ def msu_window(labels: np.ndarray, affine: np.ndarray, keypoints: Mapping[str, A
         if p is None:
             pts.append(None)
             continue
-        r, c, _ = lps_to_pixels(np.array(p), affine)[0]
+        r, c, _ = world_to_index(p, affine)
         pts.append((float(c), float(r)))
     if pts[0] is None or pts[1] is None:
         return None
     if pts[0][0] > pts[1][0]:
         pts[0], pts[1] = pts[1], pts[0]
-    spacing = slice_spacing(affine)
+    spacing = pixel_spacing_xy(affine, "row,col,slice")
     disc = np.isin(labels, list(DISC_LABELS.values()))
     if disc.sum() >= MIN_MASK_PIXELS:
         crop = axial_disc_crop(disc, spacing)
@@ -344,7 +344,7 @@ def segmentation_window(labels: np.ndarray, affine: np.ndarray) -> Crop | None:
     """Return the ``ax_disc_window_seg`` window of one canonical axial slice, placed from its disc
     label (``crops.axial_segmentation_crop``), or None where the slice shows too little disc."""
     disc = np.isin(labels, list(DISC_LABELS.values()))
-    return axial_segmentation_crop(disc, slice_spacing(affine)) if disc.sum() >= MIN_MASK_PIXELS else None
+    return axial_segmentation_crop(disc, pixel_spacing_xy(affine, "row,col,slice")) if disc.sum() >= MIN_MASK_PIXELS else None
 
 
 def _ordered_by_column(crop: Crop, pts: list[tuple[float, float] | None]) -> list[tuple[float, float] | None]:
@@ -437,15 +437,13 @@ def add_study(writers: Mapping[str, Any], st: Mapping[str, Any], split: str, cop
     random brightness (``augment.randomise_contrast``) for every sagittal model but the Pfirrmann
     classifier; its own random stream.
     """
-    from SpineAssistLib.models.orientation import canonical_study
-
     st = canonical_study(st)
     # the keypoint windows' jitter has its own stream: every other set is as it was without them
     crop_rng = crop_rng or np.random.default_rng([CROP_STREAM, int(st.get("seed") or 0)])
     sag, lab = st["sag_images"], st["sag_labels"]
     mid = int(st["sag_mid"])
     grades = {lv: int(g) for lv, g in st["params"]["pfirrmann"].items()}
-    sag_spacing = slice_spacing(stack_slice_affine(st["sag_affine"], 0))
+    sag_spacing = pixel_spacing_xy(st["sag_affine"], "slice,row,col")
     disc_any = np.isin(lab, [*DISC_LABELS.values(), UNNAMED_DISC_LABEL])
     contrast_rng = np.random.default_rng([0x5C, int(st.get("seed") or 0)])
     for s in range(len(sag)):

@@ -33,15 +33,36 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from SpineAssistLib.training import metrics as M
-# as the pipeline: a corner scored lower is not used, a smaller herniation mask is noise
-from SpineAssistLib.pipeline.assess import CORNER_MIN_SCORE, HERNIATION_MIN_PIXELS
-from SpineAssistLib.anatomy import CORNERS, DISC_LABELS, HERNIATION_LABEL, MSU_KEYPOINTS, corner_name, disc_space_corners
-from SpineAssistLib.models.crops import disc_segmentations, window_keypoints
-from SpineAssistLib.training.datasets import DISC_NAMES, pfirrmann_crop
+from SpineAssistLib.anatomy import CORNERS, DISC_LABELS, MSU_KEYPOINTS, corner_name, disc_space_corners
+from SpineAssistLib.errors import SpineAssistError
+from SpineAssistLib.geometry import pixel_spacing, reorder_index, slice_affine, slice_normal, world_to_index, xy_to_world
+from SpineAssistLib.grading import (
+    herniation_from_masks,
+    meyerding_grade,
+    msu_grade,
+    select_maximal_extrusion,
+    voxel_centers_lps,
+)
+from SpineAssistLib.models import load_model
+from SpineAssistLib.models.crops import disc_segmentations, pfirrmann_crop, window_keypoints
 from SpineAssistLib.models.orientation import Oriented, SliceOrientation
-from SpineAssistLib.models.imaging import lps_to_pixels, pixels_to_lps, stack_slice_affine
+from SpineAssistLib.models.registry import models_dir
 from SpineAssistLib.models.unet import UNetResult, segment_sagittal_stack
+
+# as the pipeline: a corner scored lower is not used, a smaller herniation mask is noise
+from SpineAssistLib.pipeline.assess import (
+    AXIAL_MODELS,
+    CORNER_MIN_SCORE,
+    HERNIATION_MIN_PIXELS,
+    SAGITTAL_MODELS,
+    ModelSet,
+    assess,
+)
+from SpineAssistLib.pipeline.result import ImageStack
+from SpineAssistLib.training import metrics as M
+from SpineAssistLib.training.datasets import DISC_NAMES
+from SpineAssistLib.training.phantom_cache import EXTERNAL_OVERRIDES, load_phantom
+from SpineAssistLib.training.train import _manifest_lock
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +78,6 @@ class Models:
     def __init__(self, device: str = "cpu", manifest: Mapping[str, Any] | None = None,
                  loaded: Mapping[str, Any] | None = None):
         """``loaded``: models by name already loaded (a ``pipeline.ModelSet``'s), used instead of loading again."""
-        from SpineAssistLib.models import load_model
-
         def get(name: str) -> Any:
             return loaded[name] if loaded is not None and name in loaded else load_model(name, device, manifest)
 
@@ -86,17 +105,14 @@ def _value(finding: Mapping[str, Any] | None) -> Any:
 
 def evaluate_sagittal(models: Models, st: Mapping[str, Any], acc: dict[str, list]) -> None:
     """Add one study's sagittal results (segmentation, corners, Meyerding, Pfirrmann) to ``acc``."""
-    from SpineAssistLib.grading import meyerding_grade
-
     mid = int(st["sag_mid"])
     img, lab = st["sag_images"], st["sag_labels"]
-    A = stack_slice_affine(st["sag_affine"], mid)
-    spacing = float(np.linalg.norm(A[:3, 0]))
+    A = slice_affine(st["sag_affine"], mid, "slice,row,col")
+    spacing, col_spacing = pixel_spacing(A, "row,col,slice")
     # --- disc segmentation over the stack, per disc
     o = SliceOrientation.of(A, "sagittal")       # the models see the canonical view (models.orientation)
     # as the pipeline segments a stack (central slices out, cropped around the discs)
-    pred_mask = segment_sagittal_stack(Oriented(models.unet, o), np.asarray(img),
-                                       (spacing, float(np.linalg.norm(A[:3, 1]))))
+    pred_mask = segment_sagittal_stack(Oriented(models.unet, o), np.asarray(img), (spacing, col_spacing))
     from scipy import ndimage
 
     in_plane = np.zeros((3, 3, 3), bool)
@@ -122,7 +138,7 @@ def evaluate_sagittal(models: Models, st: Mapping[str, Any], acc: dict[str, list
     r = Oriented(models.vertebra, o).predict(img[mid])
     truth_px = {}
     for name, p in st["corners"].items():
-        rr, cc, kk = lps_to_pixels(np.array(p), A)[0]
+        rr, cc, kk = world_to_index(p, A)
         if abs(kk) < 0.5 and 0 <= rr < img.shape[1] and 0 <= cc < img.shape[2]:
             truth_px[name] = np.array([cc, rr])
     vertebrae = sorted({n.split(" ")[0] for n in truth_px})
@@ -171,7 +187,7 @@ def evaluate_sagittal(models: Models, st: Mapping[str, Any], acc: dict[str, list
         if not all(n in corners for n in (p_name, q_name, r_name)):
             acc["meyerding_missed"].append(lv["level"])
             continue
-        R, P, Q = (pixels_to_lps(corners[n][None], A)[0] for n in (r_name, p_name, q_name))
+        R, P, Q = (xy_to_world(corners[n][None], A)[0] for n in (r_name, p_name, q_name))
         try:
             res = meyerding_grade(P, Q, R)
         except ValueError:
@@ -221,14 +237,12 @@ def _predicted_discs(pred: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarr
 
 def evaluate_axial(models: Models, st: Mapping[str, Any], acc: dict[str, list]) -> None:
     """Add one study's axial results (disc segmentation, MSU keypoints, herniation grades) to ``acc``."""
-    from SpineAssistLib.grading import herniation_from_masks, msu_grade, select_maximal_extrusion, voxel_centers_lps
-
     kp_truth = {a["slice_index"]: a for a in st["axial_keypoints"]}
     per_level: dict[str, list] = {}
     segs = _axial_segmentations(models, st)
     for s in range(len(st["ax_images"])):
         img, lab, A = st["ax_images"][s], st["ax_labels"][s], st["ax_affines"][s]
-        spacing = float(np.linalg.norm(A[:3, 0]))
+        spacing = pixel_spacing(A, "row,col,slice")[0]
         whole = Oriented(models.ax_seg, SliceOrientation.of(A, "axial")).predict(img)   # the whole-slice model alone
         seg = segs[s]
         disc_pred = seg.mask_of("disc")
@@ -245,7 +259,7 @@ def evaluate_axial(models: Models, st: Mapping[str, Any], acc: dict[str, list]) 
                 acc["msu_slices_without_keypoints"].append(s)
             continue
         kp = w.keypoints
-        lps = pixels_to_lps(kp, A)
+        lps = xy_to_world(kp, A)
         # patient left is +x in LPS: name the facets by it, not by image side
         left, right = (lps[0], lps[1]) if lps[0][0] >= lps[1][0] else (lps[1], lps[0])
         hp = voxel_centers_lps(hern_pred, A) if hern_pred.sum() >= HERNIATION_MIN_PIXELS else None
@@ -301,11 +315,7 @@ def study_stacks(st: Mapping[str, Any]) -> tuple[Any, list[Any]]:
     """Return a ``phantom_cache`` study as the pipeline's input: the sagittal ``ImageStack`` and one
     axial ``ImageStack`` per block (a run of parallel slices through one truth level), the arrays and
     geometry its DICOM series carries (no headers)."""
-    from SpineAssistLib.pipeline.result import ImageStack
-
-    S = np.asarray(st["sag_affine"], float)           # (slice, row, col) -> LPS
-    A = np.eye(4)
-    A[:3, 0], A[:3, 1], A[:3, 2], A[:3, 3] = S[:3, 2], S[:3, 1], S[:3, 0], S[:3, 3]
+    A = reorder_index(st["sag_affine"], "slice,row,col", "col,row,slice")
     sagittal = ImageStack("sagittal", "sagittal", np.asarray(st["sag_images"]), A)
     images, affines, levels = st["ax_images"], np.asarray(st["ax_affines"], float), list(st["ax_levels"])
     blocks: list[list[int]] = []
@@ -318,10 +328,9 @@ def study_stacks(st: Mapping[str, Any]) -> tuple[Any, list[Any]]:
     axial = []
     for i, block in enumerate(blocks, start=1):
         first = affines[block[0]]
-        step = (affines[block[1]][:3, 3] - first[:3, 3]) if len(block) > 1 else \
-            np.cross(first[:3, 1], first[:3, 0]) / np.linalg.norm(np.cross(first[:3, 1], first[:3, 0]))
-        B = np.eye(4)
-        B[:3, 0], B[:3, 1], B[:3, 2], B[:3, 3] = first[:3, 1], first[:3, 0], step, first[:3, 3]
+        step = (affines[block[1]][:3, 3] - first[:3, 3]) if len(block) > 1 else slice_normal(first, "row,col,slice")
+        B = reorder_index(first, "row,col,slice", "col,row,slice")
+        B[:3, 2] = step
         axial.append(ImageStack("axial", f"axial block {i}", np.stack([images[k] for k in block]), B))
     return sagittal, axial
 
@@ -332,9 +341,6 @@ def evaluate_pipeline(model_set: Any, st: Mapping[str, Any], acc: dict[str, list
     Each truth level is matched to the reported level of the same name; a level the pipeline did not
     report, or named wrongly (its disc's named Dice below 0.5), gets no grade from it and counts as
     wrong for every grading. ``stacks``: (sagittal, axial) to assess instead of ``study_stacks(st)``."""
-    from SpineAssistLib.errors import SpineAssistError
-    from SpineAssistLib.pipeline.assess import assess
-
     sagittal, axial = stacks or study_stacks(st)
     try:
         result = assess(sagittal, axial, study_instance_uid=f"phantom-{st['seed']}", models=model_set)
@@ -553,10 +559,6 @@ def evaluate_models(internal_seeds: Sequence[int], external_seeds: Sequence[int]
                     device: str = "cpu", n_boot: int = M.N_BOOTSTRAP, manifest: Mapping[str, Any] | None = None
                     ) -> dict[str, Any]:
     """Return ``{"internal": table, "external": table, "targets": TARGETS}`` on phantom test studies."""
-    from SpineAssistLib.training.phantom_cache import EXTERNAL_OVERRIDES, load_phantom
-
-    from SpineAssistLib.pipeline.assess import AXIAL_MODELS, SAGITTAL_MODELS, ModelSet
-
     model_set = ModelSet.load(SAGITTAL_MODELS + AXIAL_MODELS, device=device, manifest=manifest)
     models = Models(device, manifest, loaded=model_set.models)
     out: dict[str, Any] = {"targets": TARGETS}
@@ -659,9 +661,6 @@ def markdown_tables(report: Mapping[str, Any]) -> str:
 
 def store_in_manifest(report: Mapping[str, Any], manifest_path: str | Path | None = None) -> None:
     """Write each model's headline metrics (internal and external, with CIs) into the manifest."""
-    from SpineAssistLib.models.registry import models_dir
-    from SpineAssistLib.training.train import _manifest_lock
-
     path = Path(manifest_path) if manifest_path else models_dir() / "manifest.json"
     groups = {
         "sag_vertebra_pose": ("corner_keypoints",),

@@ -38,6 +38,20 @@ import numpy as np
 from SpineAssistLib.anatomy import DISC_LABELS, MSU_KEYPOINTS
 from SpineAssistLib.errors import SpineAssistError
 from SpineAssistLib.findings import Assessment
+from SpineAssistLib.geometry import affine_ras_to_lps, ras_to_lps, reorder_index, slice_affine, world_to_index
+from SpineAssistLib.mrml.nodes import (
+    ATTR_BOX,
+    ATTR_SERIES,
+    TAG_MODEL_NAME,
+    TAG_STRUCTURE,
+    control_point_lps,
+    keypoint_records,
+    level_by_model_name,
+    segment_tag,
+)
+from SpineAssistLib.mrml.scene import read_mrb, segmentations_logic
+from SpineAssistLib.mrml.state import load_state
+from SpineAssistLib.training.datasets import FolderWriter, add_study, make_writers
 
 EXPORTED_MODELS = ("sag_disc_unet", "sag_pfirrmann_cls", "sag_vertebra_pose", "sag_disc_corners", "ax_msu_pose")
 VAL_EVERY = 10          # about one case in ten is validation
@@ -82,25 +96,18 @@ def _array(node: Any) -> np.ndarray:
 
 
 def _numpy_affine(node: Any) -> np.ndarray:
-    """Return the (slice, row, column) -> LPS affine of a volume node."""
+    """Return the "slice,row,col" -> LPS affine of a volume node (numpy order of its voxels)."""
     from vtkmodules.vtkCommonMath import vtkMatrix4x4
-
-    from SpineAssistLib.mrml.nodes import LPS_TO_RAS
 
     m = vtkMatrix4x4()
     node.GetIJKToRASMatrix(m)
-    ijk_to_lps = LPS_TO_RAS @ np.array([[m.GetElement(r, c) for c in range(4)] for r in range(4)])
-    out = ijk_to_lps.copy()
-    out[:, 0], out[:, 2] = ijk_to_lps[:, 2], ijk_to_lps[:, 0]
-    return out
+    ijk_to_lps = affine_ras_to_lps([[m.GetElement(r, c) for c in range(4)] for r in range(4)])
+    return reorder_index(ijk_to_lps, "col,row,slice", "slice,row,col")
 
 
 def _disc_label_map(scene: Any, segmentation: Any, volume: Any, assessment: Assessment) -> np.ndarray:
     """Return the segmentation's discs as a label map on ``volume``'s grid, valued by the level in force."""
     from vtkmodules.vtkCommonCore import vtkStringArray
-
-    from SpineAssistLib.mrml.nodes import TAG_MODEL_NAME, TAG_STRUCTURE, level_by_model_name, segment_tag
-    from SpineAssistLib.mrml.scene import segmentations_logic
 
     seg = segmentation.GetSegmentation()
     ids, values = vtkStringArray(), []
@@ -130,8 +137,6 @@ def _disc_label_map(scene: Any, segmentation: Any, volume: Any, assessment: Asse
 
 def _points(node: Any) -> list[tuple[str, str | None, np.ndarray]]:
     """Return (keypoint model name, model level, LPS as it is now) of every control point of a keypoints node."""
-    from SpineAssistLib.mrml.nodes import control_point_lps, keypoint_records
-
     records = keypoint_records(node)
     out = []
     for i in range(node.GetNumberOfControlPoints()):
@@ -141,16 +146,13 @@ def _points(node: Any) -> list[tuple[str, str | None, np.ndarray]]:
     return out
 
 
-def _box_pixels(roi: Any, slice_affine: np.ndarray) -> tuple[float, float, float, float]:
-    from SpineAssistLib.mrml.nodes import LPS_TO_RAS
-    from SpineAssistLib.models.imaging import lps_to_pixels
-
+def _box_pixels(roi: Any, slice_to_lps: np.ndarray) -> tuple[float, float, float, float]:
     center = np.zeros(3)
     roi.GetCenter(center)
     size = np.array(roi.GetSize(), float)
     signs = [np.array(s) * 2 - 1 for s in np.ndindex(2, 2, 2)]
-    lps = np.array([LPS_TO_RAS[:3, :3] @ (center + c * size / 2) for c in signs])   # RAS -> LPS
-    rc = lps_to_pixels(lps, slice_affine)
+    lps = ras_to_lps(np.array([center + c * size / 2 for c in signs]))
+    rc = world_to_index(lps, slice_to_lps)
     return (float(rc[:, 1].min()), float(rc[:, 0].min()), float(rc[:, 1].max()), float(rc[:, 0].max()))
 
 
@@ -158,10 +160,6 @@ def training_case(scene: Any, assessment: Assessment | None = None) -> tuple[dic
     """Return one reviewed case from a scene SpineAssist made, in the form ``models.datasets.add_study``
     takes, and notes on what it lacks. ``assessment`` (e.g. the latest findings.json) overrides
     the one kept in the scene's parameter node."""
-    from SpineAssistLib.mrml.nodes import ATTR_BOX, ATTR_SERIES
-    from SpineAssistLib.mrml.state import load_state
-    from SpineAssistLib.models.imaging import stack_slice_affine
-
     try:
         stored, nodes = load_state(scene)
     except ValueError as e:
@@ -183,7 +181,7 @@ def training_case(scene: Any, assessment: Assessment | None = None) -> tuple[dic
         notes.append("no disc segments: nothing for sag_disc_unet or sag_pfirrmann_cls")
 
     corners = {name: tuple(p) for name, _, p in (_points(nodes.keypoints[sag_name]) if sag_name in nodes.keypoints else [])}
-    A_mid = stack_slice_affine(sag_affine, mid)
+    A_mid = slice_affine(sag_affine, mid, "slice,row,col")
     vertebra_boxes = {}
     for roi in nodes.boxes:
         label = roi.GetAttribute(ATTR_BOX) or ""
@@ -211,7 +209,7 @@ def training_case(scene: Any, assessment: Assessment | None = None) -> tuple[dic
             continue
         series, k = where
         voxels, A = axial[series]
-        S = stack_slice_affine(A, k)
+        S = slice_affine(A, k, "slice,row,col")
         keypoints = {name: (tuple(pts[name]) if name in pts else None) for name in MSU_KEYPOINTS}
         ldh = level.ldh.value
         if ldh is not None and ldh.size == 0:
@@ -238,7 +236,7 @@ def _axial_slice(axial: Mapping[str, tuple[np.ndarray, np.ndarray]], points: lis
     """Return (series, slice) of the axial volume slice all ``points`` lie on, or None."""
     best = None
     for series, (voxels, A) in axial.items():
-        idx = np.linalg.solve(A[:3, :3], (np.array(points) - A[:3, 3]).T).T   # (slice, row, column)
+        idx = world_to_index(np.array(points).reshape(-1, 3), A)        # A is "slice,row,col"
         k = int(round(float(np.median(idx[:, 0]))))
         off = float(np.max(np.abs(idx[:, 0] - k)))
         inside = 0 <= k < voxels.shape[0] and np.all((idx[:, 1:] >= -0.5) & (idx[:, 1:] <= np.array(voxels.shape[1:]) - 0.5))
@@ -252,8 +250,6 @@ def _axial_slice(axial: Mapping[str, tuple[np.ndarray, np.ndarray]], points: lis
 def write_training_data_from_scene(scene: Any, dest: str | os.PathLike[str], *, assessment: Assessment | None = None,
                                    salt: str = "", case_id: str | None = None) -> TrainingExport:
     """Add the reviewed case shown in ``scene`` to the training sets under ``dest``; return what was added."""
-    from SpineAssistLib.training.datasets import FolderWriter, add_study, make_writers
-
     case, notes = training_case(scene, assessment)
     study_uid = (assessment or _stored(scene)).study_instance_uid
     case_id = case_id or case_pseudonym(study_uid, salt)
@@ -284,8 +280,6 @@ def write_training_data_from_scene(scene: Any, dest: str | os.PathLike[str], *, 
 
 
 def _stored(scene: Any) -> Assessment:
-    from SpineAssistLib.mrml.state import load_state
-
     return load_state(scene)[0]
 
 
@@ -293,8 +287,6 @@ def write_training_data(out_dir: str | os.PathLike[str], dest: str | os.PathLike
                         case_id: str | None = None) -> TrainingExport:
     """Add the assessment in ``out_dir`` (its scene.mrb, with the corrections in its findings.json)
     to the training sets under ``dest``."""
-    from SpineAssistLib.mrml.scene import read_mrb
-
     out = Path(out_dir)
     mrb = out / "scene.mrb"
     if not mrb.is_file():

@@ -29,11 +29,15 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from SpineAssistLib.training import metrics as M
 from SpineAssistLib.anatomy import DISC_LABELS, VERTEBRA_LABELS
 from SpineAssistLib.errors import SpineAssistError
 from SpineAssistLib.findings import LOW_LEVEL_CONFIDENCE, STANDARD_LUMBAR_LEVELS
+from SpineAssistLib.geometry import flip_index
+from SpineAssistLib.models.registry import models_dir
+from SpineAssistLib.pipeline.assess import SAGITTAL_MODELS, ModelSet, assess
+from SpineAssistLib.training import metrics as M
 from SpineAssistLib.training.spider import HELD_OUT_PATIENTS, RealCase, image_stack, iter_cases, read_gradings
+from SpineAssistLib.training.train import _manifest_lock
 
 FOUND_DICE = 0.5
 BOX_MARGIN_MM = 5.0
@@ -211,8 +215,7 @@ def variant_case(case: RealCase, variant: str) -> RealCase:
     A = case.affine.copy()
     if variant == "flipped":
         n, w = case.images.shape[0], case.images.shape[2]
-        A[:3, 3] = A[:3, 3] + (n - 1) * A[:3, 0] + (w - 1) * A[:3, 2]
-        A[:3, 0], A[:3, 2] = -A[:3, 0], -A[:3, 2]
+        A = flip_index(flip_index(A, 0, n), 2, w)
         corners = {n - 1 - s: {k: (w - 1 - x, y) for k, (x, y) in c.items()} for s, c in case.corners_px.items()}
         return replace(case, images=case.images[::-1, :, ::-1].copy(), labels=case.labels[::-1, :, ::-1].copy(),
                        affine=A, mid=n - 1 - case.mid, corners_px=corners)
@@ -234,8 +237,6 @@ def evaluate_real(root: str | Path, gradings_csv: str | Path, patients: Sequence
                   progress: Callable[[str], None] | None = None, variant: str = "as-stored") -> dict[str, Any]:
     """Return the real-data report of the held-out patients (default) of a SPIDER folder, stored as
     ``variant`` says (``variant_case``)."""
-    from SpineAssistLib.pipeline.assess import SAGITTAL_MODELS, ModelSet, assess
-
     wanted = sorted(patients or HELD_OUT_PATIENTS, key=int)
     gradings = read_gradings(gradings_csv)
     models = ModelSet.load(SAGITTAL_MODELS, device=device)
@@ -310,9 +311,6 @@ def store_real_in_manifest(report: Mapping[str, Any], manifest_path: str | Path 
     """Write the held-out real patients' summary beside each sagittal model's phantom metrics, keyed
     by the weights it was measured with (the phantom evaluation leaves it in place)."""
     import json
-
-    from SpineAssistLib.models.registry import models_dir
-    from SpineAssistLib.training.train import _manifest_lock
 
     path = Path(manifest_path) if manifest_path else models_dir() / "manifest.json"
     measured = {m["name"]: m["sha256"] for m in report["models"]}

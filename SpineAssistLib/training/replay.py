@@ -29,6 +29,9 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from SpineAssistLib.errors import SpineAssistError
+from SpineAssistLib.models.registry import models_dir, sha256_file
+from SpineAssistLib.training.command import add_train_options
+from SpineAssistLib.training.train import update_manifest
 
 # `spineassist train` options that define a phantom training set (and so its folder)
 DATASET_OPTIONS = ("phantoms", "first_seed", "sagittal_phantoms", "sagittal_first_seed", "herniation_rate",
@@ -51,10 +54,8 @@ class Step:
 
 
 def _train_parser() -> argparse.ArgumentParser:
-    from SpineAssistLib.cli.train import add_parser
-
     root = argparse.ArgumentParser(prog="spineassist", add_help=False)
-    add_parser(root.add_subparsers(dest="command"))
+    add_train_options(root.add_subparsers(dest="command").add_parser("train", add_help=False))
     return root
 
 
@@ -82,8 +83,6 @@ def training_plan(manifest: Mapping[str, Any] | None = None) -> list[Step]:
     """Return the steps that retrain every model of ``manifest`` (default: the bundled one's JSON),
     parents before the steps that start from their weights; shared steps appear once."""
     if manifest is None:
-        from SpineAssistLib.models.registry import models_dir
-
         manifest = json.loads((models_dir() / "manifest.json").read_text(encoding="utf-8"))
     steps: dict[str, Step] = {}
     for entry in manifest.get("models", []):
@@ -154,11 +153,8 @@ def run_replay(scratch: Path, out_dir: Path | None = None, device: str = "cpu", 
     """Run every step of the plan (or, with ``dry_run``, only return their arguments), then put each
     model's final weights and manifest entry into ``out_dir`` (default: the bundled models folder;
     metrics emptied until ``spineassist evaluate --update-manifest`` scores them). ``runner`` runs
-    one argument list (default: ``spineassist`` in this process)."""
+    one argument list of ``spineassist`` (the command line passes its ``main``)."""
     import shutil
-
-    from SpineAssistLib.models.registry import models_dir, sha256_file
-    from SpineAssistLib.training.train import update_manifest
 
     plan = training_plan(manifest)
     scratch = Path(scratch)
@@ -173,7 +169,7 @@ def run_replay(scratch: Path, out_dir: Path | None = None, device: str = "cpu", 
     if dry_run:
         return all_argv
     if runner is None:
-        from SpineAssistLib.cli import main as runner
+        raise ValueError("run_replay needs a runner (the command line's `main`) unless dry_run is set")
     for step, argv in zip(plan, all_argv):
         done = scratch / "models" / step.key / f"{step.model}.pt"
         if done.is_file():

@@ -38,9 +38,25 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from SpineAssistLib.anatomy import (DISC_LABELS, POSTERIOR_ELEMENTS_LABEL, THECAL_SAC_LABEL, UNNAMED_DISC_LABEL, VERTEBRA_LABELS,
-                       corner_name)
+from SpineAssistLib.anatomy import (
+    DISC_LABELS,
+    POSTERIOR_ELEMENTS_LABEL,
+    THECAL_SAC_LABEL,
+    UNNAMED_DISC_LABEL,
+    VERTEBRA_LABELS,
+    corner_name,
+)
 from SpineAssistLib.errors import SpineAssistError
+from SpineAssistLib.geometry import (
+    affine_from_dicom,
+    affine_from_itk,
+    flip_index,
+    pixel_spacing_xy,
+    reorder_index,
+    transpose_index,
+)
+from SpineAssistLib.pipeline.result import ImageStack
+from SpineAssistLib.training.datasets import FolderWriter, YoloWriter, add_study, make_writers
 
 # The fixed held-out test patients (issue #18): never trained on, never used to choose a setting.
 HELD_OUT_PATIENTS: frozenset[str] = frozenset(
@@ -72,7 +88,7 @@ class RealCase:
     patient: str
     images: np.ndarray               # (slices, rows, cols) float32, as stored
     labels: np.ndarray               # same shape, SpineAssist label values (anatomy)
-    affine: np.ndarray               # (slice, row, col) -> LPS mm
+    affine: np.ndarray               # "slice,row,col" -> LPS mm
     mid: int                         # mid-sagittal slice (largest disc area)
     corners_px: dict[int, dict[str, tuple[float, float]]]   # slice -> corner name -> (x = col, y = row)
     levels: list[str]                # named discs present, cranial to caudal
@@ -83,7 +99,7 @@ class RealCase:
     @property
     def pixel_spacing(self) -> tuple[float, float]:
         """Return (column, row) mm per pixel."""
-        return float(np.linalg.norm(self.affine[:3, 2])), float(np.linalg.norm(self.affine[:3, 1]))
+        return pixel_spacing_xy(self.affine, "slice,row,col")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -194,10 +210,9 @@ def read_png_patient(root: str | Path, patient: str,
     disc = msk == PNG_GREYS["disc"]
     named = _disc_components(disc)
     spacing = estimate_pixel_spacing(named, disc.shape)
-    affine = np.eye(4)
-    affine[:3, 0] = (PNG_SLICE_MM, 0.0, 0.0)       # slices left to right (their true order is not recorded)
-    affine[:3, 1] = (0.0, 0.0, -spacing)          # rows head to feet
-    affine[:3, 2] = (0.0, spacing, 0.0)           # columns front to back
+    # rows run head to feet, columns front to back, slices left to right (their true order is not recorded)
+    affine = affine_from_dicom((0.0, 0.0, 0.0), (0.0, 1.0, 0.0, 0.0, 0.0, -1.0), (spacing, spacing),
+                               (PNG_SLICE_MM, 0.0, 0.0), "slice,row,col")
     return _case(str(patient), vol, msk == PNG_GREYS["vertebra"], named, msk == PNG_GREYS["canal"], affine,
                  gradings, source=f"SPIDER PNG slices {Path(root).name}", spacing_estimated=True, paint_s1=True)
 
@@ -232,16 +247,8 @@ def read_spider_case(image_path: str | Path, mask_path: str | Path) -> tuple[np.
     m = sitk.GetArrayFromImage(lab).astype(np.int32)
     images = np.transpose(a[::-1], (2, 0, 1))              # (x, -z, y)
     labels = np.transpose(m[::-1], (2, 0, 1))
-    sx, sy, sz = img.GetSpacing()
-    nz = img.GetSize()[2]
-    D = np.array(img.GetDirection()).reshape(3, 3)
-    o = np.array(img.GetOrigin())
-    A = np.eye(4)
-    A[:3, 0] = D[:, 0] * sx
-    A[:3, 1] = -D[:, 2] * sz
-    A[:3, 2] = D[:, 1] * sy
-    A[:3, 3] = o + D[:, 2] * sz * (nz - 1)
-    return images, labels, A
+    A = affine_from_itk(img.GetOrigin(), img.GetSpacing(), img.GetDirection(), "slice,row,col")   # of a
+    return images, labels, transpose_index(flip_index(A, 0, a.shape[0]), (2, 0, 1))
 
 
 def mha_patients(root: str | Path, sequence: str = "t2") -> list[tuple[Path, Path]]:
@@ -463,10 +470,7 @@ def real_study(case: RealCase) -> dict[str, Any]:
 
 def image_stack(case: RealCase) -> Any:
     """Return the case as the sagittal ``ImageStack`` the pipeline assesses (no DICOM headers)."""
-    from SpineAssistLib.pipeline.result import ImageStack
-
-    A = np.eye(4)        # ImageStack: (col, row, slice) -> LPS
-    A[:3, 0], A[:3, 1], A[:3, 2], A[:3, 3] = case.affine[:3, 2], case.affine[:3, 1], case.affine[:3, 0], case.affine[:3, 3]
+    A = reorder_index(case.affine, "slice,row,col", "col,row,slice")
     return ImageStack("sagittal", f"SPIDER {case.patient}", case.images, A)
 
 
@@ -498,8 +502,6 @@ def build_real_sets(root: str | Path, out_dir: str | Path, gradings: Mapping[str
 
     The last ``val_patients`` patients (by number) are the validation split, so a model is chosen
     on patients it was not trained on; existing samples under ``out_dir`` are kept (sets grow)."""
-    from SpineAssistLib.training.datasets import YoloWriter, FolderWriter, add_study, make_writers
-
     models = list(models)
     bad = [m for m in models if m not in SAGITTAL_MODELS]
     if bad:

@@ -27,7 +27,11 @@ import numpy as np
 
 from SpineAssistLib.errors import ModelError
 from SpineAssistLib.models.catalog import MODEL_DEFS, ModelDef
+from SpineAssistLib.models.networks import build_unet, configure_offline
 from SpineAssistLib.models.registry import MANIFEST_SCHEMA, models_dir, sha256_file
+from SpineAssistLib.models.unet import PAD_MULTIPLE
+from SpineAssistLib.training.augment import augment_geometry
+from SpineAssistLib.training.datasets import FolderWriter
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +82,6 @@ def train_yolo(defn: ModelDef, data: str | Path, work_dir: Path, epochs: int, ba
                device: str = "cpu", imgsz: int | None = None, init: str | Path | None = None, **overrides: Any) -> Path:
     """Return the best weights of a YOLOv8 model trained on ``data``: from scratch (the .yaml; no
     download), or fine-tuned from the local weights file ``init``."""
-    from SpineAssistLib.models.yolo import configure_offline
-
     configure_offline()
     from ultralytics import YOLO
 
@@ -115,8 +117,6 @@ class _DiscPatches:
         self.cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def sample(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        from SpineAssistLib.training.augment import augment_geometry
-
         if i not in self.cache:
             with np.load(self.files[i]) as z:
                 self.cache[i] = (z["image"].astype(np.float32), z["mask"].astype(np.uint8))
@@ -151,8 +151,6 @@ def train_unet(data_dir: str | Path, out_file: Path, epochs: int, batch: int = 8
     """
     import torch
     from monai.losses import DiceCELoss
-
-    from SpineAssistLib.models.unet import build_unet
 
     data_dir = Path(data_dir)
     train_files = sorted((data_dir / "train").glob("*.npz"))
@@ -208,8 +206,6 @@ def train_unet(data_dir: str | Path, out_file: Path, epochs: int, batch: int = 8
 def _unet_val_dice(net: Any, files: list[Path], device: str) -> float:
     import torch
 
-    from SpineAssistLib.models.unet import PAD_MULTIPLE
-
     net.eval()
     inter = total = 0.0
     with torch.inference_mode():
@@ -227,7 +223,6 @@ def _unet_val_dice(net: Any, files: list[Path], device: str) -> float:
 @contextlib.contextmanager
 def _manifest_lock(path: Path):
     import fcntl
-
     import hashlib
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -311,8 +306,6 @@ def train_model(name: str, data: str | Path, *, epochs: int | None = None, batch
                      final_loss=history["history"][-1]["loss"] if history["history"] else None)
     else:
         if defn.task == "classify":
-            from SpineAssistLib.training.datasets import FolderWriter
-
             FolderWriter(Path(data), defn.classes).finish()   # every class in both splits (ultralytics needs it)
         settings.update(nbs=settings["batch"], warmup_epochs=float(min(3, max(1, settings["epochs"] // 10))))
         best = train_yolo(defn, data, work, settings["epochs"], settings["batch"], seed, device, init=init)

@@ -6,7 +6,7 @@ computer's GPU, so any installed version is accepted and a missing one is instal
 
 Usage (Slicer's Python console; the panel does this on first use)::
 
-    from SpineAssistLib import dependencies
+    from SpineAssistLib.ui import dependencies
     dependencies.missing_requirements()           # ['ultralytics==8.4.190', 'monai==1.6.1']
     dependencies.install_in_slicer()              # asks first, then installs; returns what it installed
 """
@@ -19,6 +19,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
+
+from SpineAssistLib.resources import resource_path
 
 TORCH_PACKAGES = ("torch", "torchvision")
 MINIMUM_TORCH = "2.0"
@@ -49,8 +51,6 @@ def normalize(name: str) -> str:
 
 def requirements_path() -> Path:
     """Return the bundled requirements.txt."""
-    from SpineAssistLib.resources import resource_path
-
     return resource_path("requirements.txt")
 
 

@@ -25,6 +25,10 @@ import numpy as np
 
 from SpineAssistLib import mrml
 from SpineAssistLib.findings import Assessment, Correction
+from SpineAssistLib.geometry import lps_to_ras
+from SpineAssistLib.mrml.edits import current_reader
+from SpineAssistLib.mrml.nodes import ATTR_FINDING, ATTR_LINE, ATTR_MODEL_LEVEL
+from SpineAssistLib.training.reader_cases import write_training_data_from_scene
 from SpineAssistLib.ui.panel_model import LevelView, chosen_value, level_view
 from SpineAssistLib.ui.teaching import TeachingStep, teaching_steps
 
@@ -98,8 +102,6 @@ class SpineAssistLogic:
     """One assessment shown in a scene, and every edit a reader makes to it."""
 
     def __init__(self, scene: Any, reader: str | None = None) -> None:
-        from SpineAssistLib.mrml.edits import current_reader
-
         self.scene = scene
         self.reader = reader or current_reader()
         self.assessment: Assessment | None = None
@@ -208,8 +210,6 @@ class SpineAssistLogic:
     def export_training_data(self, dest: str | Path, salt: str = "") -> Any:
         """Add this case, as the reader left it (segments, keypoints, grades in force), to the
         training sets under ``dest``; return the ``TrainingExport`` (what was added)."""
-        from SpineAssistLib.training.reader_cases import write_training_data_from_scene
-
         assessment, _ = self._need()
         return write_training_data_from_scene(self.scene, dest, assessment=assessment, salt=salt)
 
@@ -220,8 +220,6 @@ class SpineAssistLogic:
     def show_teaching_step(self, level: str, kind: str, index: int) -> TeachingStep:
         """Show only the lines and points step ``index`` names for one finding; return the step."""
         from vtkmodules.vtkCommonDataModel import vtkVector3d
-
-        from SpineAssistLib.mrml.nodes import ATTR_FINDING, ATTR_LINE, ATTR_MODEL_LEVEL, lps_to_ras
 
         assessment, nodes = self._need()
         lv = assessment.level(level)

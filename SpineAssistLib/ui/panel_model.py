@@ -17,8 +17,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from SpineAssistLib.findings import (LOW_LEVEL_CONFIDENCE, FINDING_KINDS, LISTHESIS_DIRECTIONS, MEYERDING_GRADES, MSU_SIZES, MSU_ZONES,
-                       PFIRRMANN_GRADES, SIDES, Finding, Level, MeyerdingGrade, MSUGrade, PfirrmannGrade)
+from SpineAssistLib.findings import (
+    FINDING_KINDS,
+    LISTHESIS_DIRECTIONS,
+    LOW_LEVEL_CONFIDENCE,
+    MEYERDING_GRADES,
+    MSU_SIZES,
+    MSU_ZONES,
+    PFIRRMANN_GRADES,
+    SIDES,
+    Finding,
+    Level,
+    MeyerdingGrade,
+    MSUGrade,
+    PfirrmannGrade,
+)
 
 _ROMAN = {0: "0", 1: "I", 2: "II", 3: "III", 4: "IV", 5: "V"}
 

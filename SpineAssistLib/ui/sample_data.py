@@ -8,7 +8,7 @@ panel's series selectors find them.
 
 Usage (Slicer's Python console)::
 
-    from SpineAssistLib import sample_data
+    from SpineAssistLib.ui import sample_data
     folder, series_uids = sample_data.write_sample_study()
     node_ids = sample_data.load_into_slicer(folder, series_uids)
 """
@@ -18,6 +18,8 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from SpineAssistLib.resources import resource_path
 
 SAMPLE_NAME = "SpineAssist synthetic lumbar study"
 REAL_SAMPLE_NAME = "SpineAssist real sagittal T2 (thoracolumbar, no sacrum)"
@@ -65,8 +67,6 @@ def load_sample(*_: Any) -> list[Any]:
 def real_sample() -> tuple[Path, list[str]]:
     """Return (the bundled real scan's DICOM folder, [its sagittal SeriesInstanceUID])."""
     import pydicom
-
-    from SpineAssistLib.resources import resource_path
 
     folder = resource_path("SampleData", "sct_t2_lumbar", "DICOM")
     first = next(iter(sorted(folder.glob("*.dcm"))), None)

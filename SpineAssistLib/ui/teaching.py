@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from SpineAssistLib.anatomy import MSU_KEYPOINTS
 from SpineAssistLib.findings import FINDING_KINDS, Finding, Level
+from SpineAssistLib.ui.panel_model import value_text
 
 LEFT_FACET, RIGHT_FACET, DISC_MARGIN, APEX, CANAL = MSU_KEYPOINTS
 ZONE_BOUNDARIES = ("zone boundary A|B left", "zone boundary B|C left", "zone boundary A|B right",
@@ -154,8 +155,6 @@ def _pfirrmann_steps(level: Level) -> list[TeachingStep]:
 
 
 def _result_step(level: Level, kind: str, lines: tuple[str, ...]) -> TeachingStep:
-    from SpineAssistLib.ui.panel_model import value_text
-
     f = level.finding(kind)
     if f.status != "assessed":
         text = f"Not assessed{': ' + f.reason if f.reason else ''}."

@@ -13,8 +13,15 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from SpineAssistLib.ui.logic import SpineAssistLogic, default_series, dicom_files_for_volume, new_work_folder, volume_plane
 from SpineAssistLib.mrml import LAYERS
+from SpineAssistLib.ui import dependencies
+from SpineAssistLib.ui.logic import (
+    SpineAssistLogic,
+    default_series,
+    dicom_files_for_volume,
+    new_work_folder,
+    volume_plane,
+)
 from SpineAssistLib.ui.panel_model import COLUMNS, KIND_COLUMN, choices, review_text
 from SpineAssistLib.ui.process import DEVICES, AssessOutcome, AssessProcess, stage_dicom_files
 
@@ -266,8 +273,6 @@ class SpineAssistPanel:
         self.folder_label.text = ""
 
     def _ensure_dependencies(self) -> bool:
-        from SpineAssistLib.ui import dependencies
-
         if self._deps_checked:
             return True
         if dependencies.missing_requirements():

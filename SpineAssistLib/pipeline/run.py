@@ -1,0 +1,90 @@
+"""The whole job: load a study folder, assess it, write every output; and the terminal's findings table.
+
+Usage::
+
+    from SpineAssistLib.pipeline.run import run_assessment
+    done = run_assessment("study_dir", "out_dir")          # load, assess, write every output
+    print(done.summary())
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from SpineAssistLib.dicom.stacks import load_stacks
+from SpineAssistLib.export.outputs import describe, write_outputs
+from SpineAssistLib.findings import LOW_LEVEL_CONFIDENCE, Assessment
+from SpineAssistLib.pipeline.assess import AXIAL_MODELS, SAGITTAL_MODELS, STAGES, ModelSet, assess
+from SpineAssistLib.pipeline.progress import CancelToken, ProgressEvent, StageReporter
+from SpineAssistLib.pipeline.result import AssessmentResult
+
+
+@dataclass
+class Done:
+    """A finished run: the result, what was written where, and how long it took."""
+
+    result: AssessmentResult
+    written: Any
+    seconds: float
+    truth: Assessment | None = None
+    lines: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return "\n".join([findings_table(self.result.assessment), "", describe(self.written),
+                          f"assessed in {self.seconds:.1f} s"] + [f"warning: {w}" for w in self.result.assessment.warnings])
+
+
+def findings_table(a: Assessment, truth: Assessment | None = None) -> str:
+    """Return a plain-text per-level table (and the truth beside it when given); a level name ending
+    in "?" was found or named with low confidence."""
+    def val(f: Any) -> str:
+        if f.status != "assessed" or f.value is None:
+            return "n/a"
+        return f.value.label + (" *" if f.corrected else "")
+
+    head = f"{'level':7s} {'herniation (MSU)':18s} {'Pfirrmann':13s} {'listhesis':32s}"
+    rows = [head, "-" * len(head)]
+    tl = {lv.name: lv for lv in truth.levels} if truth else {}
+    for lv in a.levels:
+        # a level found or named with low confidence is marked, as the panel marks it
+        name = lv.name + ("?" if lv.confidence is not None and lv.confidence < LOW_LEVEL_CONFIDENCE else "")
+        rows.append(f"{name:7s} {val(lv.ldh):18s} {val(lv.pfirrmann):13s} {val(lv.listhesis):32s}")
+        if lv.name in tl:
+            t = tl[lv.name]
+            rows.append(f"{'  truth':7s} {val(t.ldh):18s} {val(t.pfirrmann):13s} {val(t.listhesis):32s}")
+    return "\n".join(rows)
+
+
+def run_assessment(study_dir: str | Path, out_dir: str | Path, *, device: str = "auto",
+                   sagittal_uid: str | None = None, axial_uid: str | None = None, use_axial: bool = True,
+                   progress: Callable[[ProgressEvent], None] | None = None, cancel: CancelToken | None = None,
+                   settings: Mapping[str, Any] | None = None,
+                   models: Callable[[Any], ModelSet] | None = None, parallel_outputs: bool = True,
+                   writers: Any = None) -> Done:
+    """Load the study in ``study_dir``, assess it and write every output into ``out_dir``; return what was done.
+
+    ``models`` builds the ModelSet from the loaded stacks (tests inject oracle models); by default
+    the bundled models are loaded and verified on ``device``. ``writers``: writer processes started
+    before (``outputs.WriterProcesses``; the command line starts them first, so they import their
+    libraries while the models run) write the report, SEG, SR and scene; without them
+    ``parallel_outputs`` forks one now for the report, SEG and scene. The Slicer module runs this in its
+    own process (the ``assess`` command), never inside Slicer.
+    """
+    t0 = time.perf_counter()
+    reporter = StageReporter(STAGES, progress, cancel)
+    reporter.stage("loading", 0.0, f"indexing {study_dir}")
+    loaded = load_stacks(Path(study_dir), sagittal_uid=sagittal_uid, axial_uid=axial_uid, use_axial=use_axial)
+    reporter.stage("loading", 0.6, "loading models")
+    names = SAGITTAL_MODELS + (AXIAL_MODELS if loaded.axial else ())
+    model_set = models(loaded) if models is not None else ModelSet.load(names, device=device)
+    result = assess(loaded.sagittal, loaded.axial, study_instance_uid=loaded.study_instance_uid, models=model_set,
+                    settings=settings, reporter=reporter)
+    # the series choice and the assessment may say the same thing (no axial series): say it once
+    result.assessment.warnings[:0] = [w for w in loaded.warnings if w not in result.assessment.warnings]
+    reporter.stage("outputs", 0.0, f"writing {out_dir}")
+    written = write_outputs(result, out_dir, check=reporter.cancel.check, parallel=parallel_outputs, writers=writers)
+    reporter.done()
+    return Done(result, written, time.perf_counter() - t0)
