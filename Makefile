@@ -18,7 +18,7 @@ $(STAMP): requirements-dev.txt Resources/requirements.txt Resources/constraints.
 	$(PY) -m pip install --quiet -r requirements-dev.txt -c Resources/constraints.txt
 	$(PY) -m pip install --quiet --no-deps -e .
 	@# the package's bytecode, as a wheel install compiles it: a fresh `spineassist assess` otherwise compiles
-	@# every module it imports (0.3-0.9 s) where PYTHONDONTWRITEBYTECODE is set, as on the project's machines
+	@# every module it imports where PYTHONDONTWRITEBYTECODE is set, as on the project's machines
 	$(PY) -m compileall -q SpineAssistLib
 	@bash .ci/system-packages.sh
 	$(VENV)/bin/spineassist prepare

@@ -25,7 +25,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Generic, Iterable, Mapping, TypeVar
+from typing import Any, ClassVar, Generic, Iterable, Literal, Mapping, TypeVar, get_args
 
 from SpineAssistLib.resources import resource_path
 from SpineAssistLib.version import __version__
@@ -47,8 +47,10 @@ MSU_ZONES = ("A", "AB", "B", "BC", "C")
 SIDES = ("left", "right", "bilateral")
 MEYERDING_GRADES = (0, 1, 2, 3, 4, 5)
 LISTHESIS_DIRECTIONS = ("antero", "retro")
-FINDING_KINDS = ("pfirrmann", "ldh", "listhesis")
-STATUSES = ("assessed", "not_assessed")
+FindingKind = Literal["pfirrmann", "ldh", "listhesis"]
+FindingStatus = Literal["assessed", "not_assessed"]
+FINDING_KINDS: tuple[str, ...] = get_args(FindingKind)
+STATUSES: tuple[str, ...] = get_args(FindingStatus)
 
 _ROMAN = {1: "I", 2: "II", 3: "III", 4: "IV", 5: "V"}
 
@@ -317,7 +319,7 @@ class Finding(Generic[V]):
     measurements: list[Measurement] = field(default_factory=list)
     geometry: Geometry = field(default_factory=Geometry)
     corrections: list[Correction] = field(default_factory=list)
-    status: str = "assessed"
+    status: FindingStatus = "assessed"
     reason: str = ""
     confidence: float | None = None
 
@@ -482,7 +484,7 @@ class Level:
             if not isinstance(getattr(self, kind), cls):
                 raise TypeError(f"Level.{kind} must be a {cls.__name__}")
 
-    def finding(self, kind: str) -> Finding:
+    def finding(self, kind: FindingKind) -> Finding:
         _allowed("finding kind", kind, FINDING_KINDS)
         return getattr(self, kind)
 

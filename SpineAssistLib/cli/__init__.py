@@ -64,8 +64,8 @@ def entry() -> None:
     """The ``spineassist`` command (and ``python -m SpineAssistLib.cli``): ``main``, then exit.
 
     What the run left in memory (torch, pydicom and VTK objects: millions) is moved out of the
-    garbage collector's reach before the interpreter exits; its final collection otherwise takes
-    1-2 s after the work is done. Files are closed and written by then; nothing is skipped but
+    garbage collector's reach before the interpreter exits; its final collection otherwise keeps
+    the user waiting after the work is done. Files are closed and written by then; nothing is skipped but
     that collection.
     """
     import gc

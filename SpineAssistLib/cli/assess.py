@@ -1,7 +1,7 @@
 """``spineassist assess STUDY --out OUT``: a DICOM folder in, findings, report, DICOM SEG/SR and a Slicer scene out.
 
 Several studies in one command (``spineassist assess A B C --out OUT``) go to ``OUT/A``, ``OUT/B``, ...:
-the models are loaded once (a fresh process spends about 7 s on imports and loading), and a study
+the models are loaded once (a fresh process spends seconds on imports and loading), and a study
 that cannot be read is reported and skipped while the others are assessed.
 """
 

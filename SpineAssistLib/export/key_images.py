@@ -166,8 +166,8 @@ class KeyImage:
 #
 # A key image is drawn as SVG: the slice itself is one embedded grey-scale PNG, and everything drawn on
 # it (outlines, boxes, lines, keypoints, their labels) is vector graphics on top, so the browser draws
-# them crisp at any zoom and the text in the viewer's own fonts. Drawing them into the pixels with
-# matplotlib took 0.15 s per image; this takes a few milliseconds.
+# them crisp at any zoom and the text in the viewer's own fonts, and no plotting library is imported or
+# run per image.
 #
 # Display units: the image is ``width`` units wide (CSS pixels in the report); a pixel of the slice is
 # ``sx`` x ``sy`` units, in the ratio of its column and row spacing, so millimetres are the same in

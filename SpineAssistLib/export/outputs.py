@@ -8,7 +8,7 @@ read first and its corrections are carried into the new findings (the reader has
 With ``parallel=True`` (the command line's default) two writer processes (``WriterProcesses``)
 write the report, SEG and scene, and the SR: each writer is single-threaded Python, so two
 cores halve the time. The command line starts them before the models run, so they import their
-libraries (slicer-core, highdicom: 3-4 s in a new process) while the models compute.
+libraries (slicer-core, highdicom: seconds in a new process) while the models compute.
 They only write into the staging folder; nothing is moved into place until both have finished
 without error.
 """
@@ -119,9 +119,8 @@ def write_outputs(result: "AssessmentResult", out_dir: str | os.PathLike[str], *
     return written
 
 
-# one process each, about equal time on the 2-core CPU: report 0.1 s + SEG 0.2 s + scene 0.5 s, and SR
-# 1.0 s (the outputs stage: median 1.38 s against 1.59 s with report + scene and SEG + SR, 9 studies each,
-# alternating)
+# one process each, groups of about equal time on a 2-core CPU (the SR takes as long as the other three;
+# the per-stage times in benchmarks/RESULTS.md, "Assessment")
 WRITER_GROUPS = (("report.html", "seg.dcm", "scene.mrb"), ("sr.dcm",))
 VOXEL_OUTPUTS = {"report.html", "seg.dcm", "scene.mrb"}    # the outputs that draw or save voxels or labels
 WRITER_IMPORTS = {      # what each writer imports (and its first use loads), ahead of the work
@@ -131,8 +130,8 @@ WRITER_IMPORTS = {      # what each writer imports (and its first use loads), ah
     "scene.mrb": ("slicer", "SpineAssistLib.mrml", "SpineAssistLib.mrml.nodes", "vtkmodules.util.numpy_support"),
 }
 # imported in this process before the writers are forked: this process needs them (it reads the study)
-# and every writer does, so the writers start with them instead of importing them again (pydicom alone
-# is 0.5 s of CPU: it imports requests and its pixel decoders) while the models need the two cores
+# and every writer does, so the writers start with them instead of importing them again (pydicom imports
+# requests and its pixel decoders) while the models need the cores
 PARENT_IMPORTS = ("numpy", "pydicom")
 WRITER_NICENESS = 10     # added to the writer processes' nice value
 CHILD_TIMEOUT_S = 600.0   # writer processes that have not answered by then are stopped
@@ -164,7 +163,7 @@ class WriterProcesses:
 
     Start them early (``start()`` before the models run: the command line does): each imports
     its writers' libraries at once, in parallel with the models, and then waits. ``send`` hands
-    them a result (pickled, about 45 MB and 0.1 s for a lumbar study) and ``wait`` collects what
+    them a result (pickled: voxels and masks) and ``wait`` collects what
     they wrote or raises their error. One result at a time; they serve every study of a batch.
     A cancel, an error or a timeout stops them (``closed``); ``close`` ends them.
     """
@@ -300,9 +299,8 @@ def _writer_main(conn: Any, outputs: tuple[str, ...], parent_ends: list[Any]) ->
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)    # Ctrl-C is the parent's to handle: it stops us
     signal.signal(signal.SIGTERM, signal.SIG_DFL)   # not the parent's cancel handler: terminate ends us
-    # lower priority: the imports below then take the CPU the models leave, not the models' (a fresh
-    # `spineassist assess` 6.8-7.3 s against 7.3-7.7 s, 3 alternating runs); while the parent waits
-    # for the outputs the writers have the CPU to themselves anyway
+    # lower priority: the imports below then take the CPU the models leave, not the models'; while the
+    # parent waits for the outputs the writers have the CPU to themselves anyway
     if hasattr(os, "nice"):
         os.nice(WRITER_NICENESS)
     for module in dict.fromkeys(m for name in outputs for m in WRITER_IMPORTS.get(name, ())):
@@ -326,7 +324,7 @@ def _writer_main(conn: Any, outputs: tuple[str, ...], parent_ends: list[Any]) ->
 
 def _warm_up(outputs: tuple[str, ...]) -> None:
     """Pay the libraries' first-use costs before a result arrives: highdicom reads the DICOM
-    standard's tables (0.5 s) on its first SEG or SR."""
+    standard's tables on its first SEG or SR."""
     if {"seg.dcm", "sr.dcm"} & set(outputs):
         try:
             from highdicom import _standard_utils as standard  # private, but only a warm-up: may change

@@ -36,7 +36,7 @@ Usage::
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence, get_args
 
 import numpy as np
 
@@ -53,7 +53,8 @@ from SpineAssistLib.grading.vectors import (
     voxel_centers_lps,
 )
 
-DETECTION_KINDS = ("vertebra", "disc")
+DetectionKind = Literal["vertebra", "disc"]
+DETECTION_KINDS: tuple[str, ...] = get_args(DetectionKind)
 
 # A real centroid lies within a few mm of the smooth spine curve; half a vertebral spacing (~18 mm)
 # off it is a detection of something else (a kidney, bowel, a paraspinal muscle).
@@ -77,7 +78,7 @@ class SpineDetection:
     of two overlapping detections is kept.
     """
 
-    kind: str
+    kind: DetectionKind
     centroid: Point
     is_sacrum: bool = False
     confidence: float | None = None
@@ -96,13 +97,13 @@ class SpineDetection:
                 raise ValueError(f"detection confidence must be a number between 0 and 1; got {c!r}")
 
     @classmethod
-    def from_box(cls, kind: str, corner_a: PointLike, corner_b: PointLike, **kwargs: Any) -> "SpineDetection":
+    def from_box(cls, kind: DetectionKind, corner_a: PointLike, corner_b: PointLike, **kwargs: Any) -> "SpineDetection":
         """Return a detection centred on the box between two opposite corners (LPS mm)."""
         a, b = lps_point(f"{kind} box corner_a", corner_a), lps_point(f"{kind} box corner_b", corner_b)
         return cls(kind, as_point(0.5 * (a + b)), **kwargs)
 
     @classmethod
-    def from_mask(cls, kind: str, mask: Any, index_to_lps: Any, **kwargs: Any) -> "SpineDetection":
+    def from_mask(cls, kind: DetectionKind, mask: Any, index_to_lps: Any, **kwargs: Any) -> "SpineDetection":
         """Return a detection at the centroid of a boolean mask (numpy index order, 4x4 index -> LPS mm)."""
         points = voxel_centers_lps(mask, index_to_lps, name=f"{kind} mask")
         if points.shape[0] == 0:

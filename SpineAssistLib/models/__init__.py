@@ -12,8 +12,7 @@ Usage::
 
 from __future__ import annotations
 
-from typing import Any
-
+from SpineAssistLib.models.predictor import Predictor
 from SpineAssistLib.models.registry import (
     ModelSpec,
     load_manifest,
@@ -31,7 +30,7 @@ def model_names() -> list[str]:
     return sorted(load_manifest())
 
 
-def load_model(name: str, device: str = "auto", manifest: dict[str, ModelSpec] | None = None) -> Any:
+def load_model(name: str, device: str = "auto", manifest: dict[str, ModelSpec] | None = None) -> Predictor:
     """Return a ready model (``YoloModel`` or ``UNetModel``) after verifying its weights' SHA-256.
 
     Raises ModelError when the file is missing or altered (the message names the file and how to

@@ -37,6 +37,7 @@ import numpy as np
 from SpineAssistLib.geometry import pixel_spacing_xy
 from SpineAssistLib.models.imaging import normalize_slice, to_uint8
 from SpineAssistLib.models.orientation import SliceOrientation
+from SpineAssistLib.models.predictor import BatchPredictor, WindowPredictor
 
 CROP_SIZE = 192                  # px: the keypoint models' input
 SAGITTAL_CROP_MM = 64.0          # holds the four corners of a disc space, slips up to grade II included
@@ -236,7 +237,7 @@ def _placed_windows(items: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], 
     return out
 
 
-def window_keypoints(model: Any, items: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], plane: str,
+def window_keypoints(model: WindowPredictor, items: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], plane: str,
                      conf: float = 0.1) -> list[WindowKeypoints | None]:
     """Return the keypoints a window model (``sag_disc_corners``, ``ax_msu_pose``) finds around each
     disc, one per item (slice image as stored, its (row, col, 0) -> LPS affine, the disc's mask on
@@ -260,7 +261,7 @@ def window_keypoints(model: Any, items: Sequence[tuple[np.ndarray, np.ndarray, n
     return out
 
 
-def window_segmentation(model: Any, items: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> list[Any]:
+def window_segmentation(model: WindowPredictor, items: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> list[Any]:
     """Return, per item (axial slice image as stored, its (row, col, 0) -> LPS affine, the disc's mask
     on it from a whole-slice segmentation), the masks a window segmentation model
     (``ax_disc_window_seg``) finds on the window around that disc, as a ``YoloResult`` in the slice's
@@ -286,7 +287,7 @@ def window_segmentation(model: Any, items: Sequence[tuple[np.ndarray, np.ndarray
     return out
 
 
-def refined_segmentations(window_model: Any, images: Sequence[np.ndarray], affines: Sequence[np.ndarray],
+def refined_segmentations(window_model: WindowPredictor, images: Sequence[np.ndarray], affines: Sequence[np.ndarray],
                           whole: Sequence[Any]) -> list[Any]:
     """Return each axial slice's segmentation (disc, herniation, thecal sac) in the slice's pixels:
     the window model's on the window around the disc the whole-slice model found (``whole``: its
@@ -296,7 +297,7 @@ def refined_segmentations(window_model: Any, images: Sequence[np.ndarray], affin
     return [r if r is not None and r.mask_of("disc").any() else w for r, w in zip(refined, whole)]
 
 
-def disc_segmentations(whole_model: Any, window_model: Any, images: Sequence[np.ndarray],
+def disc_segmentations(whole_model: BatchPredictor, window_model: WindowPredictor, images: Sequence[np.ndarray],
                        affines: Sequence[np.ndarray]) -> list[Any]:
     """Return the segmentations of the axial slices through one disc (parallel slices of one stack, a
     few millimetres apart, in order), as ``refined_segmentations`` gives them, but with the

@@ -58,7 +58,7 @@ def select_device(requested: str = "auto") -> str:
 
 def accelerator_possible() -> bool:
     """Return False when this machine surely has no GPU torch could use, so ``auto`` need not import
-    torch (4-5 s) to learn it: Linux without an NVIDIA or AMD driver's device files. Elsewhere
+    torch (seconds) to learn it: Linux without an NVIDIA or AMD driver's device files. Elsewhere
     (macOS: MPS; Windows) only torch can tell."""
     if not sys.platform.startswith("linux"):
         return True

@@ -42,7 +42,7 @@ def to_bgr(image: np.ndarray) -> np.ndarray:
 #
 # Connected regions, their centroids and erosion of 2D masks, computed with OpenCV (which the models
 # need anyway) and equal to scipy.ndimage's results with its default structuring element (edge
-# neighbours): a run of the pipeline then never imports scipy, which took 0.45 s of a fresh process.
+# neighbours): a run of the pipeline then never imports scipy, a large share of a fresh process's start.
 # Testing/models/test_crops.py checks them against scipy on random masks.
 
 def label_regions(mask: np.ndarray) -> tuple[np.ndarray, int]:

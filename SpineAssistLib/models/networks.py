@@ -80,7 +80,7 @@ def build_unet() -> Any:
 
 
 def build_inference_unet() -> Any:
-    """Return the same network built without importing MONAI (``unet_net``; 7 s less per process)."""
+    """Return the same network built without importing MONAI (``unet_net``: MONAI's import is slow)."""
     from SpineAssistLib.models.unet_net import ResidualUNet2D
 
     return ResidualUNet2D(1, 2, UNET_CHANNELS, UNET_STRIDES, UNET_RES_UNITS)

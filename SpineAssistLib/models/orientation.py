@@ -27,6 +27,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from SpineAssistLib.geometry import reorder_index, slice_affine
+from SpineAssistLib.models.predictor import Predictor
 
 _TARGETS = {   # (row direction, column direction) in LPS
     "sagittal": (np.array([0.0, 0.0, -1.0]), np.array([0.0, 1.0, 0.0])),
@@ -154,7 +155,7 @@ class SliceOrientation:
 class Oriented:
     """A loaded model that sees slices in the canonical view and answers in the slice's own pixels."""
 
-    def __init__(self, model: Any, orientation: SliceOrientation):
+    def __init__(self, model: Predictor, orientation: SliceOrientation):
         self.model = model
         self.orientation = orientation
 

@@ -20,13 +20,14 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping, get_args
 
 from SpineAssistLib.errors import ModelError
 from SpineAssistLib.resources import resource_path
 
 MANIFEST_SCHEMA = "spineassist.models/1"
-TASKS = ("detect", "segment", "pose", "classify", "unet-segment")
+ModelTask = Literal["detect", "segment", "pose", "classify", "unet-segment"]
+TASKS: tuple[str, ...] = get_args(ModelTask)
 REQUIRED_FIELDS = ("name", "file", "sha256", "task", "architecture", "input", "version", "training", "metrics")
 
 
@@ -37,7 +38,7 @@ class ModelSpec:
     name: str
     file: str
     sha256: str
-    task: str
+    task: ModelTask
     architecture: str
     input: Mapping[str, Any]
     version: str

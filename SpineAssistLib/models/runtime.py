@@ -5,9 +5,8 @@ file, exported once on this machine into the cache. ``spineassist prepare`` make
 ``make setup`` runs it; otherwise the first use makes them. Each copy is keyed by the ``.pt`` file's
 SHA-256 and checked against its own SHA-256 before use.
 
-A CPU process built this way never imports torch or ultralytics, which take 4-5 s to import on the
-project's 2-core machines. The networks also run faster: 0.4-0.7x the time of torch's per slice
-(``benchmarks/RESULTS.md``, "Models"). On a GPU (CUDA, MPS), or where
+A CPU process built this way never imports torch or ultralytics, which take seconds to import. The
+networks also run faster than in torch (``benchmarks/RESULTS.md``, "Models"). On a GPU (CUDA, MPS), or where
 onnxruntime is not installed, torch runs the networks from the ``.pt`` file as before.
 
 ``SPINEASSIST_CPU_RUNTIME=torch`` makes the CPU use torch too; the tests use it to compare the two.
@@ -137,8 +136,8 @@ def _cpu_key() -> str:
 
 def optimized_onnx(spec: ModelSpec, weights: Path) -> Path:
     """Return ``spec``'s ONNX copy as ONNX Runtime optimises it for this CPU (made once from the
-    plain copy and checked against its recorded SHA-256 when used): a session opens from it in
-    about a third of the time (35 against 118 ms for a YOLOv8n), with the same answers and speed.
+    plain copy and checked against its recorded SHA-256 when used): a session opens from it much
+    faster, with the same answers and speed.
     It is keyed by the CPU and the ONNX Runtime version, because its fused kernels and memory
     layouts are chosen for them."""
     plain_path = onnx_path(spec)
@@ -291,7 +290,7 @@ class OnnxNetwork:
         options = ort.SessionOptions()
         options.log_severity_level = 3
         # worker threads wait without spinning between operators: spinning took the CPU the writer
-        # processes need (a fresh `spineassist assess` 7.5-7.7 s against 7.9-9.0 s, 3 alternating runs)
+        # processes need
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if optimized:      # ``optimized_onnx``: optimised once already
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL

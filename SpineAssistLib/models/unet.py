@@ -23,6 +23,7 @@ from SpineAssistLib.models import runtime
 from SpineAssistLib.models.device import run_with_fallback, select_device
 from SpineAssistLib.models.imaging import label_regions, normalize_slice
 from SpineAssistLib.models.networks import load_unet_network
+from SpineAssistLib.models.predictor import Predictor
 
 PAD_MULTIPLE = 16
 MIN_DISC_PIXELS = 20
@@ -107,7 +108,7 @@ MIN_DISC_SLICE_PIXELS = 20  # a slice with fewer disc pixels shows no disc
 DISC_ROI_MARGIN_MM = 30.0   # margin around the central slices' discs where the other slices are segmented
 
 
-def segment_sagittal_stack(unet: Any, voxels: np.ndarray, pixel_spacing_mm: tuple[float, float],
+def segment_sagittal_stack(unet: Predictor, voxels: np.ndarray, pixel_spacing_mm: tuple[float, float],
                            on_slice: Callable[[int], None] | None = None,
                            margin_mm: float | None = DISC_ROI_MARGIN_MM) -> np.ndarray:
     """Return the disc masks (slices, rows, cols) of a sagittal stack, as the pipeline segments it.

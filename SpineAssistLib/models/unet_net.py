@@ -1,7 +1,7 @@
 """MONAI's 2D residual U-Net, rebuilt from torch.nn alone, for inference without importing MONAI.
 
-``import monai`` loads every MONAI sub-package (and torchvision with it): about 7 s on this 2-core
-CPU, paid by every ``spineassist assess`` process and so by every run from the Slicer module. The
+``import monai`` loads every MONAI sub-package (and torchvision with it): seconds of CPU paid by
+every ``spineassist assess`` process and so by every run from the Slicer module. The
 disc U-Net is trained with ``monai.networks.nets.UNet`` (``unet.build_unet``); this module builds
 the same network - same layers, same order, same state-dict keys - so the trained weights load into
 it with ``strict=True``, and ``Testing/models/test_unet.py`` checks that both give the same output.

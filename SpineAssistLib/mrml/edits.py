@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 from SpineAssistLib import anatomy
-from SpineAssistLib.findings import Assessment, Correction
+from SpineAssistLib.findings import Assessment, Correction, FindingKind
 from SpineAssistLib.grading.meyerding import DEFAULT_NO_LISTHESIS_PERCENT, meyerding_grade
 from SpineAssistLib.grading.msu import msu_grade
 from SpineAssistLib.mrml.nodes import (
@@ -63,7 +63,7 @@ def _after_edit(scene: Any, nodes: NodeSet, assessment: Assessment) -> None:
 # Corrections typed in the panel
 # ------------------------------------------------------------------------------------------------
 
-def apply_correction(scene: Any, nodes: NodeSet, assessment: Assessment, level: str, kind: str, new_value: Any,
+def apply_correction(scene: Any, nodes: NodeSet, assessment: Assessment, level: str, kind: FindingKind, new_value: Any,
                      reader: str, note: str = "") -> Correction:
     """Return the record of a reader's correction of one finding; the table row and parameter node follow."""
     c = assessment.level(level).finding(kind).correct(new_value, reader, note)
@@ -71,7 +71,7 @@ def apply_correction(scene: Any, nodes: NodeSet, assessment: Assessment, level: 
     return c
 
 
-def reset_finding(scene: Any, nodes: NodeSet, assessment: Assessment, level: str, kind: str, reader: str,
+def reset_finding(scene: Any, nodes: NodeSet, assessment: Assessment, level: str, kind: FindingKind, reader: str,
                   note: str = "reset to the model's value") -> Correction | None:
     """Drop the reader's value of one finding (the model's is in force again); return the record, or None."""
     c = assessment.level(level).finding(kind).reset(reader, note)
@@ -184,7 +184,7 @@ def _relabel_nodes(nodes: NodeSet, assessment: Assessment, levels: Mapping[str, 
 # Live regrading from keypoints
 # ------------------------------------------------------------------------------------------------
 
-def grade_from_keypoints(level: str, kind: str, points_lps: Mapping[str, Sequence[float]],
+def grade_from_keypoints(level: str, kind: FindingKind, points_lps: Mapping[str, Sequence[float]],
                          settings: Mapping[str, Any] | None = None, herniation_points: Any = None) -> Any:
     """Return the grading rule's result (``MeyerdingResult`` or ``MSUResult``) for one level from named LPS points.
 
@@ -228,7 +228,7 @@ def model_extent(finding: Any) -> Any:
     return None if line is None else [list(line[0]), list(line[1])]
 
 
-def regrade_from_keypoints(assessment: Assessment, level: str, kind: str, points_lps: Mapping[str, Sequence[float]],
+def regrade_from_keypoints(assessment: Assessment, level: str, kind: FindingKind, points_lps: Mapping[str, Sequence[float]],
                            reader: str | None = None, note: str = KEYPOINT_MOVED_NOTE) -> Correction | None:
     """Return the correction recording the grade recomputed from moved keypoints as the reader's value.
 

@@ -17,7 +17,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from SpineAssistLib import anatomy
-from SpineAssistLib.findings import FINDING_KINDS, Assessment, Level, _point
+from SpineAssistLib.findings import FINDING_KINDS, Assessment, FindingKind, Level, _point
 from SpineAssistLib.geometry import affine_lps_to_ras, lps_to_ras, ras_to_lps
 from SpineAssistLib.mrml.scene import register_segmentation_converters, segmentations_logic
 from SpineAssistLib.mrml.terminology import apply_terminology, disc_segment_name, vertebral_body_segment_name
@@ -424,11 +424,11 @@ def _add_box(scene: Any, series: str, box: DetectionBox, parent: int) -> Any:
     return node
 
 
-def line_node_name(level_name: str, kind: str, line_name: str) -> str:
+def line_node_name(level_name: str, kind: FindingKind, line_name: str) -> str:
     return f"{level_name} {kind}: {line_name}"
 
 
-def _add_line(scene: Any, level: Level, kind: str, line_name: str, a: Sequence[float], b: Sequence[float], parent: int) -> Any:
+def _add_line(scene: Any, level: Level, kind: FindingKind, line_name: str, a: Sequence[float], b: Sequence[float], parent: int) -> Any:
     from vtkmodules.vtkCommonDataModel import vtkVector3d
 
     node = scene.AddNewNodeByClass("vtkMRMLMarkupsLineNode", line_node_name(level.name, kind, line_name))
@@ -444,7 +444,7 @@ def _add_line(scene: Any, level: Level, kind: str, line_name: str, a: Sequence[f
     return node
 
 
-def update_lines(nodes: NodeSet, level: Level, kind: str, lines: Mapping[str, tuple[Sequence[float], Sequence[float]]]) -> None:
+def update_lines(nodes: NodeSet, level: Level, kind: FindingKind, lines: Mapping[str, tuple[Sequence[float], Sequence[float]]]) -> None:
     """Move (or add) the line nodes of one finding to ``lines`` (LPS mm), e.g. after a regrade."""
     existing = {(n.GetAttribute(ATTR_MODEL_LEVEL), n.GetAttribute(ATTR_FINDING), n.GetAttribute(ATTR_LINE)): n
                 for n in nodes.lines}
@@ -473,7 +473,7 @@ def _add_table(scene: Any, parent: int) -> Any:
     return table
 
 
-def _value_text(kind: str, value: Any) -> str:
+def _value_text(kind: FindingKind, value: Any) -> str:
     if value is None:
         return ""
     if kind == "pfirrmann":

@@ -67,9 +67,8 @@ def write_mrb(scene: Any, path: str | Path) -> bool:
     writer refuses relative paths); return whether Slicer wrote it.
 
     The image volumes are stored as raw NRRD (no gzip), the segmentations and label maps
-    compressed: gzip took 0.4 s of the 0.6 s the bundle took and made noisy MR voxels only a fifth
-    smaller (6.8 MB -> 5.4 MB for a 13 x 512 x 512 int16 sagittal series), while masks shrink a
-    few hundred times. A volume that already has a storage node keeps its setting.
+    compressed: gzip took most of the bundle's time and shrinks noisy MR voxels little, while masks
+    shrink a few hundred times. A volume that already has a storage node keeps its setting.
     """
     for i in range(scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode")):
         node = scene.GetNthNodeByClass(i, "vtkMRMLScalarVolumeNode")

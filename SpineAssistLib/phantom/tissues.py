@@ -344,7 +344,6 @@ class TissueModel:
         lab[sel[fluid]] = POSTERIOR_ELEMENTS_LABEL
 
     def _disc(self, d: Disc, x, y, z, a, b, s, sig, lab):
-        sp = self.spine
         lo, up = d.lower, d.upper
         s_lo = self.vert_s[id(lo)] + 0.5 * lo.height - 7
         s_up = self.vert_s[id(up)] - 0.5 * up.height + 7

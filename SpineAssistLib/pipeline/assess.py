@@ -62,6 +62,7 @@ from SpineAssistLib.models import load_model, model_spec
 from SpineAssistLib.models.crops import disc_segmentations, pfirrmann_crop, window_keypoints
 from SpineAssistLib.models.imaging import erode, region_centroids
 from SpineAssistLib.models.orientation import Oriented, SliceOrientation
+from SpineAssistLib.models.predictor import BatchPredictor, Predictor, WindowPredictor
 from SpineAssistLib.models.unet import UNetResult, segment_sagittal_stack
 from SpineAssistLib.pipeline.progress import StageReporter
 from SpineAssistLib.pipeline.result import AssessmentResult, Box, ImageStack
@@ -76,6 +77,12 @@ STAGES: dict[str, float] = {
 
 SAGITTAL_MODELS = ("sag_disc_unet", "sag_vertebra_pose", "sag_disc_corners", "sag_pfirrmann_cls")
 AXIAL_MODELS = ("ax_disc_seg", "ax_disc_window_seg", "ax_msu_pose")
+# what the pipeline asks of each model (a site's own model, or a test's, must answer the same way)
+MODEL_ROLES: dict[str, type] = {
+    "sag_disc_unet": Predictor, "sag_vertebra_pose": Predictor, "sag_disc_corners": WindowPredictor,
+    "sag_pfirrmann_cls": Predictor, "ax_disc_seg": BatchPredictor, "ax_disc_window_seg": WindowPredictor,
+    "ax_msu_pose": WindowPredictor,
+}
 
 VERTEBRA_MIN_SCORE = 0.25
 SACRUM_RETRY_SCORE = 0.1      # the sacrum anchors the count: accept a weaker detection rather than none
@@ -93,8 +100,15 @@ DEFAULT_SETTINGS: dict[str, Any] = {"no_listhesis_percent": 5.0, "lumbar_count":
 class ModelSet:
     """The loaded models, by manifest name, and their identities for the findings file."""
 
-    models: dict[str, Any]
+    models: dict[str, Predictor | WindowPredictor]
     infos: list[ModelInfo]
+
+    def __post_init__(self) -> None:
+        for name, model in self.models.items():
+            role = MODEL_ROLES.get(name)
+            if role is not None and not isinstance(model, role):
+                raise TypeError(f"model {name!r} must be a {role.__name__} (see models.predictor); "
+                                f"got {type(model).__name__}")
 
     @classmethod
     def load(cls, names: Sequence[str], device: str = "auto", manifest: Mapping[str, Any] | None = None) -> "ModelSet":
@@ -108,6 +122,7 @@ class ModelSet:
         return cls(models, infos)
 
     def __getitem__(self, name: str) -> Any:
+        # a Predictor, or a WindowPredictor for the models that read windows around each disc
         return self.models[name]
 
 
@@ -206,7 +221,7 @@ def _source(stack: ImageStack, k: int) -> dict[str, str]:
     return {"series_instance_uid": str(ds.SeriesInstanceUID), "sop_instance_uid": str(ds.SOPInstanceUID)}
 
 
-def _segment_disc_slices(unet: Any, stack: ImageStack, reporter: StageReporter) -> np.ndarray:
+def _segment_disc_slices(unet: Predictor, stack: ImageStack, reporter: StageReporter) -> np.ndarray:
     """Return the U-Net's disc masks of the sagittal slices (``models.unet.segment_sagittal_stack``)."""
     n = stack.voxels.shape[0]
     spacing = pixel_spacing(stack.affine, "col,row,slice")
@@ -230,7 +245,7 @@ def _mid_sagittal_slice(disc_masks: np.ndarray) -> int:
     return int(near[len(near) // 2])
 
 
-def _find_vertebrae(pose_model: Any, stack: ImageStack, mid: int) -> tuple[int, Any]:
+def _find_vertebrae(pose_model: Predictor, stack: ImageStack, mid: int) -> tuple[int, Any]:
     """Return the slice and the vertebra detections to count levels from: the mid-sagittal slice, or a
     neighbour, or a lower confidence, whichever first shows the sacrum (the anchor of the count)."""
     n = stack.voxels.shape[0]
@@ -290,7 +305,7 @@ def _label_levels(stack: ImageStack, k: int, pose: Any, disc_mask: np.ndarray, s
     return labelling, corners, boxes
 
 
-def _refine_corners(model: Any, stack: ImageStack, k: int, levels: list[Level],
+def _refine_corners(model: WindowPredictor, stack: ImageStack, k: int, levels: list[Level],
                     corners: dict[str, tuple[float, float, float]]) -> None:
     """Replace the whole-slice corners around each segmented disc with ``sag_disc_corners``' answer
     on a window around that disc (0.33 mm a pixel instead of about 1.2): the points Meyerding and
@@ -438,7 +453,7 @@ def _corner(corners: Mapping[str, Any], vertebra: str, corner: str) -> np.ndarra
     return None if p is None else np.asarray(p, float)
 
 
-def _grade_pfirrmann(level: Level, stack: ImageStack, k: int, corners: Mapping[str, Any], classifier: Any,
+def _grade_pfirrmann(level: Level, stack: ImageStack, k: int, corners: Mapping[str, Any], classifier: Predictor,
                      a: Assessment) -> None:
     if level.pfirrmann.status == "not_assessed":
         return

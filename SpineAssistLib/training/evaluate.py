@@ -35,7 +35,14 @@ import numpy as np
 
 from SpineAssistLib.anatomy import CORNERS, DISC_LABELS, MSU_KEYPOINTS, corner_name, disc_space_corners
 from SpineAssistLib.errors import SpineAssistError
-from SpineAssistLib.geometry import pixel_spacing, reorder_index, slice_affine, slice_normal, world_to_index, xy_to_world
+from SpineAssistLib.geometry import (
+    pixel_spacing,
+    reorder_index,
+    slice_affine,
+    slice_normal,
+    world_to_index,
+    xy_to_world,
+)
 from SpineAssistLib.grading import (
     herniation_from_masks,
     meyerding_grade,

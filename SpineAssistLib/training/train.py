@@ -320,7 +320,7 @@ def drop_classify_transforms(weights: str | Path) -> bool:
     """Remove the torchvision preprocessing object ultralytics pickles into a classifier's
     checkpoint (``model.transforms``); return whether the file changed.
 
-    Unpickling it imports torchvision and torch._dynamo, 2 s of every run; inference makes the
+    Unpickling it imports torchvision and torch._dynamo, seconds of every run; inference makes the
     same input without it (``yolo.classify_input``) and ultralytics rebuilds it when absent.
     """
     import torch

@@ -24,7 +24,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from SpineAssistLib import mrml
-from SpineAssistLib.findings import Assessment, Correction
+from SpineAssistLib.findings import Assessment, Correction, FindingKind
 from SpineAssistLib.geometry import lps_to_ras
 from SpineAssistLib.mrml.edits import current_reader
 from SpineAssistLib.mrml.nodes import ATTR_FINDING, ATTR_LINE, ATTR_MODEL_LEVEL
@@ -145,7 +145,7 @@ class SpineAssistLogic:
         return [level_view(level) for level in (self.assessment.levels if self.assessment else [])]
 
     # Edits --------------------------------------------------------------------------------------
-    def correct(self, level: str, kind: str, index: int, note: str = "") -> Correction | None:
+    def correct(self, level: str, kind: FindingKind, index: int, note: str = "") -> Correction | None:
         """Record the editor's entry ``index`` as the reader's value; return the record (None if unchanged)."""
         assessment, nodes = self._need()
         finding = assessment.level(level).finding(kind)
@@ -154,7 +154,7 @@ class SpineAssistLogic:
             return None
         return mrml.apply_correction(self.scene, nodes, assessment, level, kind, value, self.reader, note)
 
-    def reset(self, level: str, kind: str | None = None) -> list[Correction]:
+    def reset(self, level: str, kind: FindingKind | None = None) -> list[Correction]:
         """Put the model's value back for one finding, or every finding of the level; return the records."""
         assessment, nodes = self._need()
         kinds = [kind] if kind else ["ldh", "pfirrmann", "listhesis"]
@@ -213,11 +213,11 @@ class SpineAssistLogic:
         assessment, _ = self._need()
         return write_training_data_from_scene(self.scene, dest, assessment=assessment, salt=salt)
 
-    def teaching_steps(self, level: str, kind: str) -> list[TeachingStep]:
+    def teaching_steps(self, level: str, kind: FindingKind) -> list[TeachingStep]:
         assessment, _ = self._need()
         return teaching_steps(assessment.level(level), kind)
 
-    def show_teaching_step(self, level: str, kind: str, index: int) -> TeachingStep:
+    def show_teaching_step(self, level: str, kind: FindingKind, index: int) -> TeachingStep:
         """Show only the lines and points step ``index`` names for one finding; return the step."""
         from vtkmodules.vtkCommonDataModel import vtkVector3d
 

@@ -27,6 +27,7 @@ from SpineAssistLib.findings import (
     PFIRRMANN_GRADES,
     SIDES,
     Finding,
+    FindingKind,
     Level,
     MeyerdingGrade,
     MSUGrade,
@@ -48,7 +49,7 @@ class Choice:
     value: Any
 
 
-def value_text(kind: str, value: Any) -> str:
+def value_text(kind: FindingKind, value: Any) -> str:
     """Return a value as the panel writes it: ``"III"``, ``"2-AB right"``, ``"II antero"``; "" for None."""
     if value is None:
         return ""
@@ -73,7 +74,7 @@ def _msu_values() -> list[MSUGrade]:
     return out
 
 
-def choices(kind: str) -> list[Choice]:
+def choices(kind: FindingKind) -> list[Choice]:
     """Return every value a reader may choose for one finding kind, in the order the editor lists them."""
     if kind == "pfirrmann":
         values: list[Any] = [PfirrmannGrade(g) for g in PFIRRMANN_GRADES]
@@ -87,20 +88,20 @@ def choices(kind: str) -> list[Choice]:
     return [Choice(value_text(kind, v), v) for v in values]
 
 
-def _same_choice(kind: str, a: Any, b: Any) -> bool:
+def _same_choice(kind: FindingKind, a: Any, b: Any) -> bool:
     if kind == "listhesis":  # the editor chooses grade and direction; the measured slip % is not a choice
         return (a.grade, a.direction) == (b.grade, b.direction)
     return a == b
 
 
-def choice_index(kind: str, value: Any) -> int:
+def choice_index(kind: FindingKind, value: Any) -> int:
     """Return the editor index showing ``value`` (-1 for None or a value the editor does not list)."""
     if value is None:
         return -1
     return next((i for i, c in enumerate(choices(kind)) if _same_choice(kind, c.value, value)), -1)
 
 
-def chosen_value(kind: str, index: int, current: Any = None) -> Any:
+def chosen_value(kind: FindingKind, index: int, current: Any = None) -> Any:
     """Return the value the editor's entry ``index`` sets.
 
     For Meyerding, the slip % of ``current`` is kept when the reader keeps its grade and
@@ -174,7 +175,7 @@ def review_text(assessment: Any) -> str:
     return ("Needs review: " + "; ".join(reasons)) if reasons else ""
 
 
-def _tooltip(f: Finding, kind: str) -> str:
+def _tooltip(f: Finding, kind: FindingKind) -> str:
     lines = []
     if f.status != "assessed":
         lines.append(f"not assessed: {f.reason}" if f.reason else "not assessed")
@@ -189,7 +190,7 @@ def _tooltip(f: Finding, kind: str) -> str:
     return "\n".join(lines)
 
 
-def cell_view(level: Level, kind: str) -> CellView:
+def cell_view(level: Level, kind: FindingKind) -> CellView:
     """Return the cell of one finding at one level."""
     f = level.finding(kind)
     assessed = f.status == "assessed"

@@ -32,7 +32,7 @@ import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Protocol, Sequence
+from typing import Callable, Iterable, Literal, Protocol, Sequence
 
 DEVICES = ("auto", "cuda", "cpu")
 EXIT_OK = 0
@@ -84,11 +84,15 @@ def child_environment(base: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+EventKind = Literal["progress", "done", "error"]
+OutcomeStatus = Literal["done", "error", "cancelled"]
+
+
 @dataclass(frozen=True)
 class AssessEvent:
     """One line of the command's progress protocol: ``kind`` is "progress", "done" or "error"."""
 
-    kind: str
+    kind: EventKind
     stage: str = ""
     fraction: float = 0.0
     message: str = ""
@@ -131,7 +135,7 @@ def parse_progress_line(line: str | bytes) -> AssessEvent | None:
 class AssessOutcome:
     """How a run ended: ``status`` "done", "error" or "cancelled", the outputs or the message, the exit code."""
 
-    status: str
+    status: OutcomeStatus
     exit_code: int | None
     message: str = ""
     out: Path | None = None

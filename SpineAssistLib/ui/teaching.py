@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from SpineAssistLib.anatomy import MSU_KEYPOINTS
-from SpineAssistLib.findings import FINDING_KINDS, Finding, Level
+from SpineAssistLib.findings import FINDING_KINDS, Finding, FindingKind, Level
 from SpineAssistLib.ui.panel_model import value_text
 
 LEFT_FACET, RIGHT_FACET, DISC_MARGIN, APEX, CANAL = MSU_KEYPOINTS
@@ -154,7 +154,7 @@ def _pfirrmann_steps(level: Level) -> list[TeachingStep]:
     ]
 
 
-def _result_step(level: Level, kind: str, lines: tuple[str, ...]) -> TeachingStep:
+def _result_step(level: Level, kind: FindingKind, lines: tuple[str, ...]) -> TeachingStep:
     f = level.finding(kind)
     if f.status != "assessed":
         text = f"Not assessed{': ' + f.reason if f.reason else ''}."
@@ -168,7 +168,7 @@ def _result_step(level: Level, kind: str, lines: tuple[str, ...]) -> TeachingSte
     return TeachingStep(f"Result at {level.name}", text, lines, ())
 
 
-def teaching_steps(level: Level, kind: str) -> list[TeachingStep]:
+def teaching_steps(level: Level, kind: FindingKind) -> list[TeachingStep]:
     """Return the steps that build one finding's grade at ``level`` (kind: "ldh", "listhesis" or "pfirrmann")."""
     if kind not in FINDING_KINDS:
         raise ValueError(f"kind must be one of {', '.join(FINDING_KINDS)}; got {kind!r}")

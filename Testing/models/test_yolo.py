@@ -10,7 +10,7 @@ from SpineAssistLib.anatomy import DISC_LABELS
 
 
 def test_running_the_models_does_not_import_torchvision(repo_root):
-    """torchvision's import pulls in torch._dynamo: 2 s of every run. Ultralytics imports it for
+    """torchvision's import pulls in torch._dynamo: seconds of every run. Ultralytics imports it for
     its NMS warm-up and the classifier's transforms; inference here needs neither."""
     import subprocess
     import sys

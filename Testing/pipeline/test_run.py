@@ -40,7 +40,7 @@ def test_relative_output_folder_works(assessed, study_dir, tmp_path, monkeypatch
 
 
 def test_an_assessment_with_the_bundled_models_does_not_import_scipy(study_dir, tmp_path, repo_root):
-    """scipy.ndimage took 0.45 s of a fresh `spineassist assess` (one of Slicer's runs): the pipeline's
+    """scipy.ndimage is a large share of a fresh `spineassist assess` (each of Slicer's runs): the pipeline's
     mask steps use OpenCV's equivalents (``models.imaging``), so a whole run, outputs included,
     never imports it."""
     code = ("import sys; from SpineAssistLib.pipeline.run import run_assessment; "
