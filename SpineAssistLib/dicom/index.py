@@ -4,15 +4,20 @@
 reason), groups instances by SeriesInstanceUID and describes each series: modality, plane from
 ImageOrientationPatient, weighting from the sequence tags and timing, localizer, slices, spacing,
 the stacks of parallel slices it holds (angled axial blocks are separate stacks) and the problems
-found. ``select_series`` picks the sagittal and axial T2 (the user may name either by UID).
-``read_series_datasets`` reads the pixels. Nothing in the input folder is ever written to.
+found. ``select_series`` picks the sagittal and axial T2 (the user may name either by UID) from one
+study (StudyInstanceUID) of one patient: a folder may hold several, and an assessment that mixed
+them would report one patient's discs with another's axial slices. ``read_series_datasets`` reads
+the pixels. Nothing in the input folder is ever written to.
+
+Patient names are never read into the index. PatientID is kept only as a hash (``SeriesInfo.patient_keys``),
+to tell whether series belong to one patient; it is never shown.
 
 Usage::
 
     from SpineAssistLib.dicom.index import index_folder, read_series_datasets, select_series, series_table
     index = index_folder("/data/case1")
     print(series_table(index))
-    choice = select_series(index)                        # or sagittal_uid=..., axial_uid=...
+    choice = select_series(index)                        # or study_uid=..., sagittal_uid=..., axial_uid=...
     datasets = read_series_datasets(choice.sagittal)
 
 Geometry: patient LPS mm, as DICOM. A slice's normal is row direction × column direction.
@@ -20,6 +25,7 @@ Geometry: patient LPS mm, as DICOM. A slice's normal is row direction × column 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from dataclasses import dataclass, field
@@ -43,6 +49,8 @@ T2_MIN_TR_MS = 1800.0
 
 # One wording wherever a study without an axial series is reported (series choice, assessment).
 NO_AXIAL_WARNING = "no axial series: herniation (MSU) not assessed"
+# How many duplicate instance UIDs a problem line names before it only counts the rest.
+DUPLICATES_SHOWN = 3
 
 
 @dataclass(frozen=True)
@@ -94,6 +102,10 @@ class SeriesInfo:
     slices: list[SliceRef] = field(default_factory=list)
     stacks: list[StackInfo] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    study_date: str = ""
+    study_description: str = ""
+    # hashes of the PatientIDs its instances carry (normally one): compared, never shown or logged
+    patient_keys: set[str] = field(default_factory=set, repr=False)
 
     @property
     def n_slices(self) -> int:
@@ -106,6 +118,39 @@ class SeriesInfo:
     @property
     def is_image(self) -> bool:
         return bool(self.slices)
+
+
+@dataclass
+class StudyInfo:
+    """The series of one StudyInstanceUID, with the study's date and description (no patient data)."""
+
+    study_instance_uid: str
+    series: list[SeriesInfo] = field(default_factory=list)
+
+    @property
+    def study_date(self) -> str:
+        """Return the StudyDate as YYYY-MM-DD (as found when it is not a DICOM date), or '' when absent."""
+        d = next((s.study_date for s in self.series if s.study_date), "")
+        return f"{d[:4]}-{d[4:6]}-{d[6:8]}" if len(d) == 8 and d.isdigit() else d
+
+    @property
+    def study_description(self) -> str:
+        return next((s.study_description for s in self.series if s.study_description), "")
+
+    @property
+    def patient_keys(self) -> set[str]:
+        return set().union(*(s.patient_keys for s in self.series))
+
+    @property
+    def has_mr_images(self) -> bool:
+        return any(s.is_image and s.modality == "MR" for s in self.series)
+
+    def label(self) -> str:
+        """Return one line naming the study: UID, date, description, number of series."""
+        uid = self.study_instance_uid or "(no StudyInstanceUID)"
+        desc = f'"{self.study_description}"' if self.study_description else "no description"
+        n = len(self.series)
+        return f"{uid}  {self.study_date or 'no date'}  {desc}  ({n} series)"
 
 
 @dataclass
@@ -123,14 +168,26 @@ class StudyIndex:
                 return s
         raise StudyError(f"no series with SeriesInstanceUID {uid} in {self.root}; `spineassist series {self.root}` lists them")
 
+    def studies(self) -> list[StudyInfo]:
+        """Return the series grouped by StudyInstanceUID, oldest study first (then by UID)."""
+        by_uid: dict[str, StudyInfo] = {}
+        for s in self.series:
+            by_uid.setdefault(s.study_instance_uid, StudyInfo(s.study_instance_uid)).series.append(s)
+        return sorted(by_uid.values(), key=lambda st: (st.study_date, st.study_instance_uid))
+
+    def assessable_studies(self) -> list[StudyInfo]:
+        """Return the studies that hold MR images (a stray report or CT of another study is no choice)."""
+        return [st for st in self.studies() if st.has_mr_images]
+
 
 @dataclass
 class SeriesChoice:
-    """The series an assessment will read, and notes on how they were chosen."""
+    """The series an assessment will read (all of one study), and notes on how they were chosen."""
 
     sagittal: SeriesInfo
     axial: SeriesInfo | None
     notes: list[str] = field(default_factory=list)
+    study: StudyInfo | None = None
 
 
 # ---- classification ------------------------------------------------------------------------
@@ -223,6 +280,12 @@ def _frame_geometry(ds: Any) -> list[tuple[tuple, tuple, tuple, tuple]]:
     return out
 
 
+def _patient_key(ds: Any) -> str:
+    """Return a hash of the PatientID ('' when absent), so series can be compared without keeping the ID."""
+    pid = str(getattr(ds, "PatientID", "") or "").strip()
+    return hashlib.sha256(pid.encode()).hexdigest()[:16] if pid else ""
+
+
 def index_folder(path: str | os.PathLike[str]) -> StudyIndex:
     """Return every series under ``path`` (read recursively, headers only); raise StudyError if none is usable."""
     import pydicom
@@ -263,7 +326,12 @@ def index_folder(path: str | os.PathLike[str]) -> StudyIndex:
                 str(getattr(ds, "SeriesDescription", "")), str(getattr(ds, "SOPClassUID", "")),
                 weighting=weighting_of(ds), is_localizer=_is_localizer(ds), echo_time=_float(ds, "EchoTime"),
                 repetition_time=_float(ds, "RepetitionTime"), inversion_time=_float(ds, "InversionTime"),
-                slice_thickness=_float(ds, "SliceThickness"))
+                slice_thickness=_float(ds, "SliceThickness"), study_date=str(getattr(ds, "StudyDate", "") or ""),
+                study_description=str(getattr(ds, "StudyDescription", "") or ""))
+        key = _patient_key(ds)
+        if key:
+            # every instance counts: one series can hold two patients' files after a bad export
+            s.patient_keys.add(key)
         if not hasattr(ds, "Rows") or not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
             continue  # SR, presentation state, raw data: part of the study, not an image
         try:
@@ -297,13 +365,21 @@ def _describe(s: SeriesInfo) -> None:
     if not s.slices:
         return
     unique: dict[tuple[str, int | None], SliceRef] = {}
+    duplicates: list[str] = []
     for ref in s.slices:
         key = (ref.sop_instance_uid, ref.frame)
         if key in unique:
-            s.problems.append(f"duplicate instance {ref.sop_instance_uid} (kept one copy)")
+            duplicates.append(ref.sop_instance_uid)
             continue
         unique[key] = ref
     s.slices = list(unique.values())
+    if duplicates:
+        # a folder copied twice holds hundreds of duplicates: the count says it, a few UIDs let one look
+        names = list(dict.fromkeys(duplicates))
+        shown = ", ".join(names[:DUPLICATES_SHOWN])
+        more = f" and {len(names) - DUPLICATES_SHOWN} more" if len(names) > DUPLICATES_SHOWN else ""
+        n = len(duplicates)
+        s.problems.append(f"{n} duplicate slice{'s' if n != 1 else ''} (one copy of each kept): {shown}{more}")
     sizes = {(r.rows, r.columns) for r in s.slices}
     if len(sizes) > 1:
         s.problems.append(f"mixed image sizes {sorted(sizes)}")
@@ -377,10 +453,12 @@ def _score(s: SeriesInfo, plane: str) -> tuple:
     return (s.weighting == "T2", "T2" in s.description.upper(), len(stack.slices) if stack else 0)
 
 
-def _candidates(index: StudyIndex, plane: str) -> list[SeriesInfo]:
+def _candidates(index: StudyIndex, plane: str, study_uid: str | None = None) -> list[SeriesInfo]:
     out = []
     for s in index.series:
         if not s.is_image or s.modality != "MR" or s.is_localizer:
+            continue
+        if study_uid is not None and s.study_instance_uid != study_uid:
             continue
         planes = {plane_of((*st.slices[0].row_direction, *st.slices[0].column_direction)) for st in s.stacks}
         if plane == "axial":
@@ -394,36 +472,119 @@ def _candidates(index: StudyIndex, plane: str) -> list[SeriesInfo]:
     return sorted(out, key=lambda s: _score(s, plane), reverse=True)
 
 
-def select_series(index: StudyIndex, sagittal_uid: str | None = None, axial_uid: str | None = None) -> SeriesChoice:
-    """Return the sagittal T2 (required) and axial T2 (optional) series; a given UID overrides the choice."""
+def _name(s: SeriesInfo) -> str:
+    return f"{s.series_instance_uid} ({s.description or s.modality or 'no description'})"
+
+
+def several_studies_message(index: StudyIndex) -> str:
+    """Return what to tell a user whose folder holds several studies: each study, and how to choose one."""
+    studies = index.assessable_studies()
+    lines = [f"{index.root} holds {len(studies)} studies; SpineAssist assesses one study of one patient at a time:"]
+    lines += [f"  {st.label()}" for st in studies]
+    lines.append(f"Choose one with --study UID, or give the folder of one study; `spineassist series {index.root}` "
+                 f"lists the series of each")
+    return "\n".join(lines)
+
+
+def _study_of(index: StudyIndex, uid: str) -> StudyInfo:
+    for st in index.studies():
+        if st.study_instance_uid == uid:
+            return st
+    raise StudyError(f"no study with StudyInstanceUID {uid} in {index.root}; `spineassist series {index.root}` lists "
+                     f"the studies and their series")
+
+
+def choose_study(index: StudyIndex, study_uid: str | None = None, sagittal: SeriesInfo | None = None,
+                 axial: SeriesInfo | None = None) -> StudyInfo:
+    """Return the one study an assessment reads: the one named, else that of a named series, else the only one.
+
+    Raises StudyError when the folder holds several studies and nothing names one, when named
+    series and study disagree, or when the study's series carry different patient IDs.
+    """
+    named = [(role, s) for role, s in (("sagittal", sagittal), ("axial", axial)) if s is not None]
+    if sagittal is not None and axial is not None and sagittal.study_instance_uid != axial.study_instance_uid:
+        patients = sagittal.patient_keys and axial.patient_keys and sagittal.patient_keys != axial.patient_keys
+        raise StudyError(
+            f"the sagittal series {_name(sagittal)} and the axial series {_name(axial)} belong to different studies "
+            f"({sagittal.study_instance_uid or 'none'} and {axial.study_instance_uid or 'none'})"
+            f"{' of different patients (different patient IDs)' if patients else ''}; an assessment reads one study "
+            f"of one patient. Name an axial series of the sagittal's study, or leave --axial out to let SpineAssist "
+            f"choose; `spineassist series {index.root}` lists the series of each study")
+    if study_uid is not None:
+        study = _study_of(index, study_uid)
+        for role, s in named:
+            if s.study_instance_uid != study_uid:
+                raise StudyError(f"the {role} series {_name(s)} belongs to study {s.study_instance_uid or 'none'}, not "
+                                 f"to the chosen study {study_uid}; name a series of study {study_uid}, or leave "
+                                 f"--{role} out; `spineassist series {index.root}` lists the series of each study")
+    elif named:
+        study = _study_of(index, named[0][1].study_instance_uid)
+    else:
+        studies = index.assessable_studies()
+        if len(studies) > 1:
+            raise StudyError(several_studies_message(index))
+        # no MR study at all is reported by the sagittal search, with the series that were found
+        study = studies[0] if studies else StudyInfo("", list(index.series))
+    if len(study.patient_keys) > 1:
+        mixed = next((s for s in study.series if len(s.patient_keys) > 1), None)
+        if mixed is not None:
+            example = f"series {_name(mixed)} carries more than one"
+        else:
+            carriers: dict[str, SeriesInfo] = {}
+            for s in study.series:
+                carriers.setdefault(next(iter(s.patient_keys), ""), s)
+            a, b = [s for key, s in carriers.items() if key][:2]
+            example = f"e.g. series {_name(a)} and {_name(b)}"
+        raise StudyError(f"study {study.study_instance_uid or '(no StudyInstanceUID)'} in {index.root} holds series "
+                         f"with different patient IDs ({example}): it mixes patients or was exported wrongly. "
+                         f"SpineAssist assesses one patient at a time; re-export the study from the scanner or PACS, "
+                         f"or give a folder that holds one patient's series")
+    return study
+
+
+def select_series(index: StudyIndex, sagittal_uid: str | None = None, axial_uid: str | None = None,
+                  study_uid: str | None = None) -> SeriesChoice:
+    """Return the sagittal T2 (required) and axial T2 (optional) series of one study of one patient.
+
+    A given UID overrides the choice. The study is ``study_uid``, else that of the named sagittal
+    (or axial) series, else the folder's only study with MR images; candidates come from it alone.
+    """
     notes: list[str] = []
-    if sagittal_uid:
-        sag = index.get(sagittal_uid)
+    sag_named = index.get(sagittal_uid) if sagittal_uid else None
+    ax_named = index.get(axial_uid) if axial_uid else None
+    study = choose_study(index, study_uid, sag_named, ax_named)
+    where = str(index.root) if len(index.studies()) == 1 else f"study {study.study_instance_uid} of {index.root}"
+    if sag_named is not None:
+        sag = sag_named
         if not sag.is_image:
             raise StudyError(f"series {sagittal_uid} ({sag.description or sag.modality}) holds no images")
     else:
-        cands = _candidates(index, "sagittal")
+        cands = _candidates(index, "sagittal", study.study_instance_uid)
         if not cands:
             found = ", ".join(f"{s.description or '?'} ({s.plane}, {s.weighting}{', localizer' if s.is_localizer else ''})"
-                              for s in index.series if s.is_image) or "none"
-            raise StudyError(f"no sagittal MR series in {index.root} (series found: {found}). SpineAssist needs a "
+                              for s in study.series if s.is_image) or "none"
+            raise StudyError(f"no sagittal MR series in {where} (series found: {found}). SpineAssist needs a "
                              f"sagittal T2 of the lumbar spine; name one with --sagittal UID if it was missed")
         sag = cands[0]
         if sag.weighting != "T2":
             notes.append(f"no sagittal T2 found; using {sag.description or sag.series_instance_uid} ({sag.weighting})")
-    if axial_uid:
-        ax = index.get(axial_uid)
+    if ax_named is not None:
+        ax = ax_named
     else:
-        cands = [s for s in _candidates(index, "axial") if s is not sag]
+        cands = [s for s in _candidates(index, "axial", study.study_instance_uid) if s is not sag]
         ax = cands[0] if cands else None
         if ax is None:
             notes.append(NO_AXIAL_WARNING)
         elif ax.weighting != "T2":
             notes.append(f"no axial T2 found; using {ax.description or ax.series_instance_uid} ({ax.weighting})")
+    n_studies = len(index.assessable_studies())
+    if n_studies > 1:
+        notes.append(f"the folder holds {n_studies} studies; only study {study.study_instance_uid} "
+                     f"({study.study_date or 'no date'}) is assessed")
     for s in (sag, ax):
         if s is not None and s.problems:
             notes.append(f"{s.description or s.series_instance_uid}: " + "; ".join(sorted(set(s.problems))))
-    return SeriesChoice(sag, ax, notes)
+    return SeriesChoice(sag, ax, notes, study)
 
 
 # ---- reading pixels ------------------------------------------------------------------------
@@ -497,7 +658,7 @@ def series_for_volume_node(node: Any, index: StudyIndex) -> SeriesInfo:
 # ---- listing -------------------------------------------------------------------------------
 
 def series_table(index: StudyIndex, choice: SeriesChoice | None = None) -> str:
-    """Return the index as a plain-text table, the chosen series marked."""
+    """Return the index as a plain-text table, the chosen series marked; one heading line per study when several."""
     chosen = {}
     if choice is not None:
         chosen[choice.sagittal.series_instance_uid] = "SAG"
@@ -505,13 +666,19 @@ def series_table(index: StudyIndex, choice: SeriesChoice | None = None) -> str:
             chosen[choice.axial.series_instance_uid] = "AX"
     head = f"{'use':4s} {'description':24s} {'mod':4s} {'plane':9s} {'weight':6s} {'slices':>6s} {'stacks':>6s} {'pixel mm':>9s}  uid"
     rows = [head, "-" * len(head)]
-    for s in index.series:
-        ps = f"{s.pixel_spacing[0]:.2f}" if s.pixel_spacing else "-"
-        kind = "loc" if s.is_localizer else s.weighting
-        rows.append(f"{chosen.get(s.series_instance_uid, ''):4s} {s.description[:24]:24s} {s.modality:4s} {s.plane:9s} "
-                    f"{kind:6s} {s.n_slices:6d} {len(s.stacks):6d} {ps:>9s}  {s.series_instance_uid}")
-        for p in sorted(set(s.problems)):
-            rows.append(f"{'':4s}   problem: {p}")
+    studies = index.studies()
+    chosen_study = choice.sagittal.study_instance_uid if choice is not None else None
+    for study in studies:
+        if len(studies) > 1:
+            mark = "  <- assessed" if study.study_instance_uid == chosen_study else ""
+            rows.append(f"study {study.label()}{mark}")
+        for s in study.series:
+            ps = f"{s.pixel_spacing[0]:.2f}" if s.pixel_spacing else "-"
+            kind = "loc" if s.is_localizer else s.weighting
+            rows.append(f"{chosen.get(s.series_instance_uid, ''):4s} {s.description[:24]:24s} {s.modality:4s} {s.plane:9s} "
+                        f"{kind:6s} {s.n_slices:6d} {len(s.stacks):6d} {ps:>9s}  {s.series_instance_uid}")
+            for p in sorted(set(s.problems)):
+                rows.append(f"{'':4s}   problem: {p}")
     if index.skipped:
         rows.append(f"{len(index.skipped)} file(s) skipped: " + "; ".join(sorted({why for _, why in index.skipped})[:4]))
     return "\n".join(rows)

@@ -88,10 +88,14 @@ def _to_stack(datasets: list[Any], role: str, name: str, warnings: list[str] | N
 
 
 def load_stacks(study_dir: Path, *, sagittal_uid: str | None = None, axial_uid: str | None = None,
-                use_axial: bool = True) -> LoadedStacks:
-    """Return the chosen sagittal stack and the axial stacks of the study in ``study_dir``."""
+                use_axial: bool = True, study_uid: str | None = None) -> LoadedStacks:
+    """Return the chosen sagittal stack and the axial stacks of one study in ``study_dir``.
+
+    The study is ``study_uid``, else that of a named series, else the folder's only one; a folder
+    holding several studies and no choice raises StudyError (see ``index.select_series``).
+    """
     index = study.index_folder(study_dir)
-    choice = study.select_series(index, sagittal_uid=sagittal_uid, axial_uid=axial_uid)
+    choice = study.select_series(index, sagittal_uid=sagittal_uid, axial_uid=axial_uid, study_uid=study_uid)
     warnings = list(choice.notes)
     sag_stacks = choice.sagittal.stacks
     if len(sag_stacks) > 1:
