@@ -54,6 +54,12 @@ STATUSES: tuple[str, ...] = get_args(FindingStatus)
 
 _ROMAN = {1: "I", 2: "II", 3: "III", 4: "IV", 5: "V"}
 
+# Who a correction is attributed to when the value in force was changed in findings.json itself:
+# the file does not say who edited it, so the record names the route the change came by.
+FLAT_EDIT_READER = "findings.json edit"
+# A correction's time when nothing says when it was made (a findings.json read from a string).
+UNKNOWN_TIME = "unknown"
+
 
 def _allowed(field_name: str, value: Any, allowed: Iterable[Any]) -> None:
     allowed = tuple(allowed)
@@ -393,15 +399,25 @@ class Finding(Generic[V]):
         raise NotImplementedError
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any] | None, corrections: Iterable[Correction] = ()) -> "Finding":
+    def from_dict(cls, d: Mapping[str, Any] | None, corrections: Iterable[Correction] = (),
+                  level: str = "") -> "Finding":
+        """Return the finding read from its findings.json form; ``level`` names it in error messages.
+
+        The flat value in force is taken as the model's only when the file gives nothing else (a
+        hand-written truth.json); a flat value that disagrees with the model and reader values is
+        ``Assessment.from_dict``'s to handle, since it needs the file's provenance.
+        """
         if d is None:
             return cls(corrections=list(corrections))
+        if not isinstance(d, Mapping):
+            raise ValueError(f"{level} {cls.kind} must be a JSON object; got {_json_type(d)}".lstrip())
         vt = cls.value_type
         model = vt.from_dict(d["model"]) if d.get("model") else None  # type: ignore[attr-defined]
         reader = vt.from_dict(d["reader"]) if d.get("reader") else None  # type: ignore[attr-defined]
-        if model is None and reader is None and d.get("status", "assessed") == "assessed" and cls._has_value(d):
+        flat = cls.flat_value(d, level)
+        if model is None and reader is None and d.get("status", "assessed") == "assessed" and flat is not None:
             # A hand-written file (e.g. truth.json) may give only the flat value: take it as the model's.
-            model = vt.from_dict(d)  # type: ignore[attr-defined]
+            model = flat
         return cls(
             model=model, reader=reader,
             measurements=[Measurement.from_dict(m) for m in d.get("measurements", [])],
@@ -412,8 +428,21 @@ class Finding(Generic[V]):
         )
 
     @classmethod
-    def _has_value(cls, d: Mapping[str, Any]) -> bool:
-        return any(d.get(k) is not None for k in cls._empty_value())
+    def flat_value(cls, d: Mapping[str, Any], level: str = "") -> V | None:
+        """Return the value in force as written at the top of the finding's JSON, or None when it is empty.
+
+        Raises ValueError naming ``level``, the finding and the allowed values when it is not a
+        valid value (e.g. Pfirrmann 7).
+        """
+        if not any(d.get(k) is not None for k in cls._empty_value()):
+            return None
+        try:
+            return cls.value_type.from_dict(d)  # type: ignore[attr-defined]
+        except (ValueError, TypeError, KeyError) as e:
+            reason = f"{e.args[0]!r} is missing" if isinstance(e, KeyError) else str(e)
+            raise ValueError(
+                f"{level} {cls.kind}: the value in force in findings.json is not valid ({reason}); write an "
+                f"allowed value there, or copy the model's value back from its \"model\" field".lstrip()) from None
 
 
 class PfirrmannFinding(Finding[PfirrmannGrade]):
@@ -525,16 +554,82 @@ class Level:
         by_kind: dict[str, list[Correction]] = {k: [] for k in (*FINDING_KINDS, "level")}
         for c in corrections:
             by_kind[c.finding].append(c)
+        name = validate_level_name(d["level"])   # before the findings, whose errors name it
         return cls(
-            name=d["level"],
-            pfirrmann=PfirrmannFinding.from_dict(d.get("pfirrmann"), by_kind["pfirrmann"]),
-            ldh=HerniationFinding.from_dict(d.get("ldh"), by_kind["ldh"]),
-            listhesis=ListhesisFinding.from_dict(d.get("listhesis"), by_kind["listhesis"]),
+            name=name,
+            pfirrmann=PfirrmannFinding.from_dict(d.get("pfirrmann"), by_kind["pfirrmann"], name),
+            ldh=HerniationFinding.from_dict(d.get("ldh"), by_kind["ldh"], name),
+            listhesis=ListhesisFinding.from_dict(d.get("listhesis"), by_kind["listhesis"], name),
             disc_center=d.get("disc_center"),
             model_name=d.get("model_level", d["level"]),
             corrections=by_kind["level"],
             confidence=d.get("confidence"),
         )
+
+
+def _shown(value: PfirrmannGrade | MSUGrade | MeyerdingGrade | None) -> str:
+    return "not set" if value is None else value.label
+
+
+def _json_type(value: Any) -> str:
+    """Return the JSON name of ``value``'s type (never the value: a file may hold anything, names included)."""
+    if value is None:
+        return "null"
+    for kind, name in ((bool, "true/false"), (str, "a string"), ((int, float), "a number"),
+                       (list, "a list"), (Mapping, "an object")):
+        if isinstance(value, kind):
+            return name
+    return type(value).__name__
+
+
+@dataclass(frozen=True)
+class FlatValueEdit:
+    """A finding whose value in force, as written in findings.json, disagrees with its model and reader values.
+
+    SpineAssist always writes the value in force as the reader's value, else the model's; any
+    other value there was put there by hand (or by a script). ``flat`` is None when the value was
+    emptied. ``model`` and ``reader`` are the values the file gave beside it.
+    """
+
+    level: str
+    kind: str
+    flat: PfirrmannGrade | MSUGrade | MeyerdingGrade | None
+    model: PfirrmannGrade | MSUGrade | MeyerdingGrade | None
+    reader: PfirrmannGrade | MSUGrade | MeyerdingGrade | None
+
+    def line(self) -> str:
+        """Return one line: level, finding, the value in force, the model's and the reader's value."""
+        return (f"{self.level} {self.kind}: value in force {_shown(self.flat)}, model {_shown(self.model)}, "
+                f"reader {_shown(self.reader)}")
+
+    def warning(self) -> str:
+        """Return the warning recorded in the assessment when this edit is read."""
+        was = f"model {_shown(self.model)}, reader {_shown(self.reader)}"
+        if self.flat is None:
+            kept = self.reader if self.reader is not None else self.model
+            return (f"{self.level} {self.kind}: the value in force in findings.json was emptied ({was}); editing "
+                    f"that value cannot clear a finding, so {_shown(kept)} stays in force: write another value "
+                    f"there, or correct the finding in SpineAssist")
+        return (f"{self.level} {self.kind}: the value in force in findings.json was edited to {_shown(self.flat)} "
+                f"({was}); it is kept as a reader correction by {FLAT_EDIT_READER!r}: confirm or change it in "
+                f"SpineAssist to record who made it")
+
+
+def flat_value_edits(level: Level, d: Mapping[str, Any]) -> list[FlatValueEdit]:
+    """Return the findings of ``level`` whose value in force in its JSON form ``d`` disagrees with ``level``'s.
+
+    ``level`` is ``Level.from_dict(d)``: its findings hold the model and reader values the file
+    gave. A finding whose JSON has no flat keys at all (a hand-written file) has nothing to disagree.
+    """
+    edits = []
+    for f in level.findings():
+        fd = d.get(f.kind)
+        if not isinstance(fd, Mapping) or not any(k in fd for k in f._empty_value()):
+            continue
+        flat = f.flat_value(fd, level.name)
+        if flat != f.value:
+            edits.append(FlatValueEdit(level.name, f.kind, flat, f.model, f.reader))
+    return edits
 
 
 @dataclass(frozen=True)
@@ -576,6 +671,9 @@ class Assessment:
     # why a reader should look closely: the image looks unlike the training data, or the results are
     # implausible (disc count, spacing, order, uncertain levels); empty when nothing was flagged
     review_reasons: list[str] = field(default_factory=list)
+    # values in force found edited by hand when this was read from findings.json, each already taken
+    # as a reader correction and warned about; not a field of the JSON: the corrections and warnings say it
+    flat_edits: list[FlatValueEdit] = field(default_factory=list, repr=False, compare=False)
 
     @property
     def needs_review(self) -> bool:
@@ -614,22 +712,58 @@ class Assessment:
         return json.dumps(self.to_dict(), indent=indent)
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "Assessment":
+    def from_dict(cls, d: Mapping[str, Any], *, edit_time: str = UNKNOWN_TIME) -> "Assessment":
+        """Return the assessment a findings.json object describes.
+
+        A finding whose value in force disagrees with its model and reader values was edited by
+        hand; that value is taken as a reader correction by ``FLAT_EDIT_READER`` at ``edit_time``
+        (``load`` passes the file's modification time), listed in ``flat_edits`` and warned about
+        in ``warnings``, so a save or a rerun keeps it. A value in force that is not a valid value
+        raises ValueError naming the level and the finding.
+        """
+        if not isinstance(d, Mapping):
+            raise ValueError(f"a findings file must hold a JSON object; this one holds {_json_type(d)} "
+                             f"(is this a SpineAssist findings.json?)")
         if d.get("schema") != SCHEMA:
-            raise ValueError(f"schema must be {SCHEMA!r}; got {d.get('schema')!r} (is this a SpineAssist findings file?)")
+            got = d.get("schema")
+            # another schema's name is shown; anything else in that field could be anything, so only its type
+            shown = repr(got) if isinstance(got, str) and got.startswith("spineassist.") else _json_type(got)
+            raise ValueError(f"schema must be {SCHEMA!r}; got {shown} (is this a SpineAssist findings file?)")
+        level_dicts = d.get("levels", [])
+        if not isinstance(level_dicts, list):
+            raise ValueError(f"levels must be a list of level objects; got {_json_type(level_dicts)}")
+        for i, lv in enumerate(level_dicts):
+            if not isinstance(lv, Mapping):
+                raise ValueError(f"levels[{i}] must be a level object ({{\"level\": \"L4-L5\", ...}}); "
+                                 f"got {_json_type(lv)}")
+        levels, edits = [], []
+        for lv in level_dicts:
+            level = Level.from_dict(lv)
+            for edit in flat_value_edits(level, lv):
+                edits.append(edit)
+                if edit.flat is not None:
+                    when = ("time is the file's last modification" if edit_time != UNKNOWN_TIME
+                            else "time unknown")
+                    level.finding(edit.kind).correct(  # type: ignore[arg-type]
+                        edit.flat, FLAT_EDIT_READER, time=edit_time,
+                        note=f"value in force edited in findings.json, not through SpineAssist; {when}")
+            levels.append(level)
         series = d.get("series", {})
         software = d.get("software", {})
+        warnings = list(d.get("warnings", []))
+        warnings += [e.warning() for e in edits if e.warning() not in warnings]
         return cls(
             study_instance_uid=d["study_instance_uid"],
-            levels=[Level.from_dict(lv) for lv in d.get("levels", [])],
+            levels=levels,
             sagittal_series_uid=series.get("sagittal"),
             axial_series_uid=series.get("axial"),
             software_version=software.get("version", ""),
             models=[ModelInfo.from_dict(m) for m in software.get("models", [])],
             created=d.get("created") or _now(),
             settings=dict(d.get("settings", {})),
-            warnings=list(d.get("warnings", [])),
+            warnings=warnings,
             review_reasons=list((d.get("review") or {}).get("reasons", [])),
+            flat_edits=edits,
         )
 
     @classmethod
@@ -646,21 +780,33 @@ class Assessment:
 
     @classmethod
     def load(cls, path: str | Path) -> "Assessment":
+        """Return the assessment in a findings.json file.
+
+        A value in force edited by hand is kept as a reader correction (see ``from_dict``) timed
+        at the file's modification time: SpineAssist writes the value in force and the model and
+        reader values together, so the last write that left them disagreeing was the edit.
+        """
         path = Path(path)
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as e:
             raise ValueError(f"{path} is not valid JSON ({e}); restore it from a backup or rerun the assessment") from None
-        return cls.from_dict(data)
+        modified = _dt.datetime.fromtimestamp(path.stat().st_mtime, _dt.timezone.utc).isoformat(timespec="seconds")
+        return cls.from_dict(data, edit_time=modified)
 
 
 def carry_reader_values(new: Assessment, previous: Assessment) -> list[str]:
     """Copy every reader correction of ``previous`` into ``new`` (a rerun), matching levels by name.
 
     The new model values stay; the reader's values and correction history are kept beside them.
-    Returns one line per finding where the new model value disagrees with the reader's.
+    Returns one line per finding where the new model value disagrees with the reader's. The
+    warnings about values in force that ``previous`` found edited by hand (``flat_edits``) are
+    added to ``new``'s, so the rerun still says where those corrections came from.
     """
     disagreements: list[str] = []
+    for edit in previous.flat_edits:
+        if edit.warning() not in new.warnings:
+            new.warnings.append(edit.warning())
     by_model_name = {lv.model_name: lv for lv in new.levels}
     for old in previous.levels:
         target = by_model_name.get(old.model_name)
@@ -688,14 +834,48 @@ def findings_schema() -> dict[str, Any]:
     return json.loads(resource_path("findings.schema.json").read_text(encoding="utf-8"))
 
 
-def validate_findings_json(data: Mapping[str, Any]) -> None:
-    """Raise ``ValueError`` naming the first place ``data`` breaks the findings.json schema."""
+def validate_findings_json(data: Any) -> None:
+    """Raise ``ValueError`` naming the first place ``data`` breaks the findings.json schema.
+
+    The message names the place and what the schema expects there, never the value found: a
+    file given by mistake may hold anything, patient names included.
+    """
     import jsonschema
 
     validator = jsonschema.Draft202012Validator(findings_schema())
     errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
     if errors:
         e = errors[0]
-        where = "/".join(str(p) for p in e.absolute_path) or "(top level)"
-        raise ValueError(f"findings.json is invalid at {where}: {e.message}")
+        if e.context:   # oneOf/anyOf: the alternative that came closest says more than "matches none"
+            e = jsonschema.exceptions.best_match(e.context)
+        path = list(e.absolute_path)
+        where = "/".join(str(p) for p in path) or "(top level)"
+        if len(path) >= 2 and path[0] == "levels" and isinstance(data, Mapping):
+            try:
+                name = data["levels"][path[1]]["level"]
+            except (KeyError, IndexError, TypeError):
+                name = None
+            if name in LEVEL_NAMES:
+                where += f" (level {name})"
+        raise ValueError(f"findings.json is invalid at {where}: {_schema_rule(e.validator, e.validator_value, e.message)}")
 
+
+def _schema_rule(rule: str, expected: Any, message: str) -> str:
+    """Return what a JSON Schema rule expects, in words, without the value that broke it."""
+    if rule == "type":
+        types = [expected] if isinstance(expected, str) else list(expected)
+        return "must be " + " or ".join({"object": "an object", "array": "a list", "string": "a string",
+                                          "number": "a number", "integer": "a whole number", "boolean": "true or false",
+                                          "null": "null"}.get(t, t) for t in types)
+    if rule == "enum":
+        return "must be one of " + ", ".join(json.dumps(v) for v in expected)
+    if rule == "const":
+        return f"must be {json.dumps(expected)}"
+    if rule == "required":
+        return message     # "'x' is a required property": the name comes from the schema, not the file
+    words = {"minimum": "must be at least {}", "maximum": "must be at most {}", "pattern": "must match {}",
+             "minItems": "must have at least {} items", "maxItems": "must have at most {} items",
+             "minLength": "must have at least {} characters"}
+    if rule in words:
+        return words[rule].format(expected)
+    return f"breaks the schema's {rule!r} rule"
