@@ -16,3 +16,7 @@ class ModelError(SpineAssistError):
 
 class Cancelled(SpineAssistError):
     """The user cancelled a running job; nothing half-written was left behind."""
+
+
+class ResourcesError(SpineAssistError, FileNotFoundError):
+    """SpineAssist's bundled Resources folder (models, schema) is missing or incomplete."""

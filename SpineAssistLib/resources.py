@@ -6,6 +6,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from SpineAssistLib.errors import ResourcesError
+
 _ENV = "SPINEASSIST_RESOURCES"
 
 
@@ -19,13 +21,13 @@ def resources_dir() -> Path:
     if override:
         path = Path(override)
         if not path.is_dir():
-            raise FileNotFoundError(f"{_ENV}={override} is not a folder; unset it or point it at SpineAssist's Resources folder")
+            raise ResourcesError(f"{_ENV}={override} is not a folder; unset it or point it at SpineAssist's Resources folder")
         return path
     here = Path(__file__).resolve().parent
     for candidate in (here / "Resources", here.parent / "Resources"):
         if (candidate / "findings.schema.json").is_file():
             return candidate
-    raise FileNotFoundError(
+    raise ResourcesError(
         f"SpineAssist's Resources folder was not found next to {here}; reinstall SpineAssist "
         f"(pip install -e . from a source checkout) or set {_ENV}"
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from typing import Sequence
 
@@ -21,6 +22,7 @@ COMMANDS: tuple[str, ...] = ("assess", "series", "phantom", "data", "train", "ev
 
 EXIT_USER_ERROR = 2
 EXIT_CANCELLED = 130
+EXIT_BROKEN_PIPE = 141    # as a shell reports a command ended by SIGPIPE
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,16 +50,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USER_ERROR
     try:
-        return int(args.func(args) or 0)
+        rc = int(args.func(args) or 0)
+        sys.stdout.flush()      # here, where a closed pipe is caught, not at exit
+        return rc
     except Cancelled as e:
-        print(f"spineassist: cancelled: {e}", file=sys.stderr)
+        print(f"spineassist: cancelled: {e}; nothing was left half-written", file=sys.stderr)
         return EXIT_CANCELLED
     except SpineAssistError as e:
         print(f"spineassist: error: {e}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
-        print("spineassist: interrupted; no partial output was left under a final name", file=sys.stderr)
+        print("spineassist: interrupted; the outputs already in the output folder are unchanged", file=sys.stderr)
         return EXIT_CANCELLED
+    except BrokenPipeError:
+        # the reader of our output went away (`spineassist series DIR | head`): stop quietly, and keep
+        # the interpreter from complaining again when it flushes stdout on exit
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_BROKEN_PIPE
 
 
 def entry() -> None:

@@ -1,9 +1,10 @@
 """Write every output of an assessment into a folder: findings.json/.csv, report.html, seg.dcm, sr.dcm, scene.mrb.
 
-All files are first written into a staging folder inside OUT and moved into place only when every
-one of them is complete, so an interrupted run (Ctrl-C, an error, a cancelled Slicer job) never
-leaves a half-written file under a final name. A reader-corrected findings.json already in OUT is
-read first and its corrections are carried into the new findings (the reader has the last word).
+All files are first written into a staging folder inside OUT and replace the previous set as one
+set (``outdir.commit``) only when every one of them is complete, so an interrupted run (Ctrl-C, an
+error, a cancelled Slicer job, a kill) never leaves a half-written file or a mixed set. OUT is
+locked while the set is written; a reader-corrected findings.json already in OUT is read under the
+lock and its corrections are carried into the new findings (the reader has the last word).
 
 With ``parallel=True`` (the command line's default) two writer processes (``WriterProcesses``)
 write the report, SEG and scene, and the SR: each writer is single-threaded Python, so two
@@ -15,18 +16,21 @@ without error.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import logging
 import os
 import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from SpineAssistLib import mrml
 from SpineAssistLib.errors import SpineAssistError
+from SpineAssistLib.export import outdir
+from SpineAssistLib.export.atomic import atomic_write
 from SpineAssistLib.export.key_images import key_images_of
 from SpineAssistLib.findings import Assessment, carry_reader_values
 
@@ -51,44 +55,116 @@ class WrittenOutputs:
 def previous_findings(out_dir: Path) -> Assessment | None:
     """Return the findings.json already in ``out_dir`` (e.g. corrected by a reader), or None."""
     path = out_dir / "findings.json"
-    if not path.is_file():
+    if not path.exists():
         return None
+    keep = ("It may hold a reader's corrections, so it is not overwritten: move it aside or choose another "
+            "--out folder")
+    if not path.is_file():
+        raise SpineAssistError(f"{path} is not a file. {keep}")
     try:
         return Assessment.load(path)
-    except (ValueError, KeyError, TypeError) as e:
-        raise SpineAssistError(
-            f"{path} exists but cannot be read ({e}). It may hold a reader's corrections, so it is not "
-            f"overwritten: move it aside or choose another --out folder") from None
+    except OSError as e:
+        raise SpineAssistError(f"{path} cannot be read ({e.strerror or e}). {keep}") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        # AttributeError: valid JSON of the wrong shape ([], null, levels as a string)
+        raise SpineAssistError(f"{path} exists but is not a findings file SpineAssist can read ({e}). {keep}") from None
+
+
+def save_reader_findings(assessment: Assessment, out_dir: str | os.PathLike[str], **lock_options: Any) -> Path:
+    """Save a reader's findings (the panel's Save) as OUT/findings.json, under OUT's lock; return the path.
+
+    A run writing OUT finishes first. If OUT's findings.json came from a newer run than the one the
+    reader corrected, the reader's corrections are carried into it (the new model values stay
+    beside them) rather than the older run's values written over it.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with outdir.locked(out, **lock_options):
+        current = previous_findings(out)
+        target = assessment
+        if current is not None and current.study_instance_uid == assessment.study_instance_uid \
+                and current.created != assessment.created:
+            for line in carry_reader_values(current, assessment):
+                current.warnings.append(f"reader and new model disagree: {line}")
+            target = current
+        with atomic_write(out / "findings.json") as f:
+            f.write(target.to_json() + "\n")
+    return out / "findings.json"
+
+
+def _fingerprint(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+MERGE_ATTEMPTS = 3   # a findings.json that changes under us this often is being rewritten by something else
 
 
 def write_outputs(result: "AssessmentResult", out_dir: str | os.PathLike[str], *,
                   keep_corrections: bool = True,
                   check: Callable[[], None] = lambda: None, parallel: bool = False,
-                  writers: "WriterProcesses | None" = None) -> WrittenOutputs:
-    """Write all outputs of ``result`` into ``out_dir``; return what was written.
+                  writers: "WriterProcesses | None" = None, lock_wait_s: float = outdir.DEFAULT_LOCK_WAIT_S,
+                  on_wait: Callable[[str], None] | None = None) -> WrittenOutputs:
+    """Write all outputs of ``result`` into ``out_dir`` as one set; return what was written.
 
+    OUT is locked (``outdir.OutLock``) from the merge with the reader's findings.json to the
+    swap, so a correction saved meanwhile (through the lock) waits and is not lost; a findings.json
+    changed without the lock (an editor) is seen before the swap and merged in a new attempt.
     ``check`` is called between files (a cancel token's ``check``) so a cancelled run stops early
     and leaves ``out_dir`` as it was. ``writers``: started writer processes to write the report,
     SEG, SR and scene (``WriterProcesses.start``); ``parallel`` without them: fork one now for the
     report, SEG and scene while this process writes the rest (Linux with 2+ cores, else one by one in this
     process; not from inside a GUI application).
     """
-    out = Path(out_dir).resolve()  # Slicer's bundle writer refuses relative paths
-    out.mkdir(parents=True, exist_ok=True)
-    written = WrittenOutputs(out)
-    assessment = result.assessment
-    if keep_corrections:
-        previous = previous_findings(out)
-        if previous is not None:
-            if previous.study_instance_uid != assessment.study_instance_uid:
-                raise SpineAssistError(
-                    f"{out / 'findings.json'} belongs to another study ({previous.study_instance_uid}); "
-                    f"choose another --out folder for study {assessment.study_instance_uid}")
-            written.disagreements = carry_reader_values(assessment, previous)
-            for line in written.disagreements:
-                assessment.warnings.append(f"reader and new model disagree: {line}")
+    out = outdir.check_out_dir(out_dir)  # resolved: Slicer's bundle writer refuses relative paths
+    pristine = copy.deepcopy(result.assessment) if keep_corrections else None
+    with outdir.OutLock(out, wait_s=lock_wait_s, on_wait=on_wait, check=check):
+        for attempt in range(MERGE_ATTEMPTS):
+            seen = _fingerprint(out / "findings.json")
+            written = WrittenOutputs(out)
+            if pristine is not None:
+                if attempt:
+                    result.assessment = copy.deepcopy(pristine)
+                written.disagreements = _merge_reader_values(result.assessment, out)
+            staging = outdir.new_staging(out)
+            try:
+                _write_set(result, staging, written, check, parallel, writers)
+                check()
+                if _fingerprint(out / "findings.json") != seen:
+                    log.warning("%s changed while the outputs were written; merging it again", out / "findings.json")
+                    continue
+                with _signals_held():        # the swap is short: a signal waits for it rather than a recovery
+                    outdir.commit(out, staging, list(written.files), OUTPUT_FILES)
+                return written
+            except OSError as e:
+                raise SpineAssistError(outdir.os_error_message(e, out, "the outputs")) from None
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+    raise SpineAssistError(f"{out / 'findings.json'} kept changing while the outputs were written; close what "
+                           f"is editing it and run again (the outputs in {out} are unchanged)")
 
-    staging = Path(tempfile.mkdtemp(prefix=".spineassist-staging-", dir=out))
+
+def _merge_reader_values(assessment: Assessment, out: Path) -> list[str]:
+    """Carry the reader's corrections of OUT's findings.json into ``assessment``; return the disagreements."""
+    previous = previous_findings(out)
+    if previous is None:
+        return []
+    if previous.study_instance_uid != assessment.study_instance_uid:
+        raise SpineAssistError(
+            f"{out / 'findings.json'} belongs to another study ({previous.study_instance_uid}); "
+            f"choose another --out folder for study {assessment.study_instance_uid}")
+    disagreements = carry_reader_values(assessment, previous)
+    for line in disagreements:
+        assessment.warnings.append(f"reader and new model disagree: {line}")
+    return disagreements
+
+
+def _write_set(result: "AssessmentResult", staging: Path, written: WrittenOutputs, check: Callable[[], None],
+               parallel: bool, writers: "WriterProcesses | None") -> None:
+    """Write every output of ``result`` into ``staging``; record in ``written`` what was made or skipped."""
     own = None
     try:
         if writers is None and parallel:   # forked now from this (large) process: one child, this one writes too
@@ -108,15 +184,27 @@ def write_outputs(result: "AssessmentResult", out_dir: str | os.PathLike[str], *
                 written.skipped[name] = why
                 log.info("%s not written: %s", name, why)
             elif made:
-                written.files[name] = out / name
-        check()
-        for name in written.files:
-            os.replace(staging / name, out / name)
+                written.files[name] = written.out_dir / name
     finally:
         if own is not None or (writers is not None and writers.busy):   # a failure here left them mid-job
             (own or writers).close()
-        shutil.rmtree(staging, ignore_errors=True)
-    return written
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back (delivered on exit) in the main thread; elsewhere do nothing."""
+    import signal
+    import threading
+
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = {signal.SIGINT, signal.SIGTERM}
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 # one process each, groups of about equal time on a 2-core CPU (the SR takes as long as the other three;
@@ -139,13 +227,15 @@ CHILD_TIMEOUT_S = 600.0   # writer processes that have not answered by then are 
 
 def _write_one(name: str, writer: Callable[["AssessmentResult", Path], bool], result: "AssessmentResult",
                staging: Path, check: Callable[[], None] = lambda: None) -> tuple[bool, str | None]:
-    """Return (written, why skipped) for one output."""
+    """Return (written, why skipped) for one output; a file-system failure becomes one line to act on."""
     check()
     t = time.perf_counter()
     try:
         return writer(result, staging / name), None
     except _Skip as skip:
         return False, str(skip)
+    except OSError as e:
+        raise SpineAssistError(outdir.os_error_message(e, staging.parent, name)) from None
     finally:
         log.debug("%s: %.2f s (process %d)", name, time.perf_counter() - t, os.getpid())
 
@@ -181,10 +271,14 @@ class WriterProcesses:
         self._children: list[tuple[Any, Any, tuple[str, ...]]] = []
         sys.stdout.flush()     # a forked child must not write this process's buffered output again
         sys.stderr.flush()
+        with _signals_held():      # a child gets a signal only once it has its own handlers (_writer_main)
+            self._fork(ctx, groups)
+
+    def _fork(self, ctx: Any, groups: tuple[tuple[str, ...], ...]) -> None:
         for group in groups:
             mine, theirs = ctx.Pipe(duplex=True)
             ours = [mine] + [c for _, c, _ in self._children]   # inherited by the child, which closes them
-            proc = ctx.Process(target=_writer_main, args=(theirs, group, ours), daemon=True,
+            proc = ctx.Process(target=_writer_main, args=(theirs, group, ours, os.getpid()), daemon=True,
                                name=f"spineassist-writer-{'+'.join(group)}")
             proc.start()
             theirs.close()
@@ -269,7 +363,9 @@ class WriterProcesses:
             return
         for proc, conn, _ in self._children:
             conn.close()          # an idle writer reads end-of-file and exits
-            if self._busy and proc.is_alive():
+            # one still importing its libraries would read it only when done, and one writing holds
+            # nothing worth waiting for (it writes into staging, which is removed): end both now
+            if proc.is_alive():
                 proc.terminate()
         for proc, _, _ in self._children:
             proc.join(5)
@@ -287,7 +383,7 @@ class WriterProcesses:
         self.close()
 
 
-def _writer_main(conn: Any, outputs: tuple[str, ...], parent_ends: list[Any]) -> None:
+def _writer_main(conn: Any, outputs: tuple[str, ...], parent_ends: list[Any], parent_pid: int) -> None:
     """A writer process: import its libraries, then write each result it is sent until end-of-file."""
     import importlib
     import pickle
@@ -299,6 +395,9 @@ def _writer_main(conn: Any, outputs: tuple[str, ...], parent_ends: list[Any]) ->
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)    # Ctrl-C is the parent's to handle: it stops us
     signal.signal(signal.SIGTERM, signal.SIG_DFL)   # not the parent's cancel handler: terminate ends us
+    _die_with_parent(parent_pid)
+    if hasattr(signal, "pthread_sigmask"):          # held back by the parent across the fork
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     # lower priority: the imports below then take the CPU the models leave, not the models'; while the
     # parent waits for the outputs the writers have the CPU to themselves anyway
     if hasattr(os, "nice"):
@@ -317,9 +416,30 @@ def _writer_main(conn: Any, outputs: tuple[str, ...], parent_ends: list[Any]) ->
         try:
             staging, result = pickle.loads(data)
             writers = [(n, w) for n, w in _writers() if n in outputs]
-            conn.send(("ok", {name: _write_one(name, w, result, Path(staging)) for name, w in writers}))
+            answer: tuple[str, Any] = ("ok", {name: _write_one(name, w, result, Path(staging)) for name, w in writers})
         except BaseException as e:  # noqa: BLE001 - every failure is reported to the parent, which raises it
-            conn.send(("error", (type(e).__name__, str(e), traceback.format_exc())))
+            answer = ("error", (type(e).__name__, str(e), traceback.format_exc()))
+        try:
+            conn.send(answer)
+        except OSError:     # the parent is gone (killed): nobody waits for the answer, and nothing is moved
+            os._exit(1)
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Have the kernel end this process when its parent dies (Linux), so a killed run leaves no
+    writer working on; elsewhere the closed pipe ends it at its next message."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)      # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError) as e:
+        log.debug("writer process: no parent-death signal: %s", e)
+    if os.getppid() != parent_pid:                 # the parent died before the signal was asked for
+        os._exit(1)
 
 
 def _warm_up(outputs: tuple[str, ...]) -> None:

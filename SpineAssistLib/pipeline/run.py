@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from SpineAssistLib.dicom.stacks import load_stacks
-from SpineAssistLib.export.outputs import describe, write_outputs
+from SpineAssistLib.export.outdir import DEFAULT_LOCK_WAIT_S, check_out_dir
+from SpineAssistLib.export.outputs import describe, previous_findings, write_outputs
 from SpineAssistLib.findings import LOW_LEVEL_CONFIDENCE, Assessment
 from SpineAssistLib.pipeline.assess import AXIAL_MODELS, SAGITTAL_MODELS, STAGES, ModelSet, assess
 from SpineAssistLib.pipeline.progress import CancelToken, ProgressEvent, StageReporter
 from SpineAssistLib.pipeline.result import AssessmentResult
+from SpineAssistLib.resources import resources_dir
 
 
 @dataclass
@@ -63,7 +65,8 @@ def run_assessment(study_dir: str | Path, out_dir: str | Path, *, device: str = 
                    progress: Callable[[ProgressEvent], None] | None = None, cancel: CancelToken | None = None,
                    settings: Mapping[str, Any] | None = None,
                    models: Callable[[Any], ModelSet] | None = None, parallel_outputs: bool = True,
-                   writers: Any = None) -> Done:
+                   writers: Any = None, study_uid: str | None = None,
+                   lock_wait_s: float = DEFAULT_LOCK_WAIT_S, on_wait: Callable[[str], None] | None = None) -> Done:
     """Load the study in ``study_dir``, assess it and write every output into ``out_dir``; return what was done.
 
     ``models`` builds the ModelSet from the loaded stacks (tests inject oracle models); by default
@@ -72,11 +75,22 @@ def run_assessment(study_dir: str | Path, out_dir: str | Path, *, device: str = 
     libraries while the models run) write the report, SEG, SR and scene; without them
     ``parallel_outputs`` forks one now for the report, SEG and scene. The Slicer module runs this in its
     own process (the ``assess`` command), never inside Slicer.
+
+    ``study_uid`` chooses one study of a folder holding several. OUT is checked before anything
+    is loaded and locked while the outputs are written: another run writing it is waited for up to
+    ``lock_wait_s`` seconds (``on_wait`` is told whom it waits for).
     """
     t0 = time.perf_counter()
     reporter = StageReporter(STAGES, progress, cancel)
+    # everything about OUT that can be known before the models run is checked first: a run never
+    # computes for minutes to fail on its output folder
+    out = check_out_dir(out_dir, [study_dir], create=False)   # made when the outputs are written
+    previous_findings(out)
+    if models is None:
+        resources_dir()
     reporter.stage("loading", 0.0, f"indexing {study_dir}")
-    loaded = load_stacks(Path(study_dir), sagittal_uid=sagittal_uid, axial_uid=axial_uid, use_axial=use_axial)
+    loaded = load_stacks(Path(study_dir), sagittal_uid=sagittal_uid, axial_uid=axial_uid, use_axial=use_axial,
+                         study_uid=study_uid)
     reporter.stage("loading", 0.6, "loading models")
     names = SAGITTAL_MODELS + (AXIAL_MODELS if loaded.axial else ())
     model_set = models(loaded) if models is not None else ModelSet.load(names, device=device)
@@ -85,6 +99,7 @@ def run_assessment(study_dir: str | Path, out_dir: str | Path, *, device: str = 
     # the series choice and the assessment may say the same thing (no axial series): say it once
     result.assessment.warnings[:0] = [w for w in loaded.warnings if w not in result.assessment.warnings]
     reporter.stage("outputs", 0.0, f"writing {out_dir}")
-    written = write_outputs(result, out_dir, check=reporter.cancel.check, parallel=parallel_outputs, writers=writers)
+    written = write_outputs(result, out, check=reporter.cancel.check, parallel=parallel_outputs, writers=writers,
+                            lock_wait_s=lock_wait_s, on_wait=on_wait)
     reporter.done()
     return Done(result, written, time.perf_counter() - t0)

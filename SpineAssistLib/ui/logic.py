@@ -24,6 +24,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from SpineAssistLib import mrml
+from SpineAssistLib.export.outputs import save_reader_findings
 from SpineAssistLib.findings import Assessment, Correction, FindingKind
 from SpineAssistLib.geometry import lps_to_ras
 from SpineAssistLib.mrml.edits import current_reader
@@ -203,8 +204,9 @@ class SpineAssistLogic:
         target = Path(out_dir) if out_dir is not None else self.out_dir
         if target is None:
             raise RuntimeError("no output folder: give out_dir")
-        target.mkdir(parents=True, exist_ok=True)
-        return assessment.save(target / "findings.json")
+        # under the folder's lock: an assessment writing there finishes first, and a newer run's
+        # findings take the corrections instead of being overwritten
+        return save_reader_findings(assessment, target)
 
     # Teaching -----------------------------------------------------------------------------------
     def export_training_data(self, dest: str | Path, salt: str = "") -> Any:

@@ -4,7 +4,9 @@ The Slicer panel never runs the models in Slicer's own process: it starts the sa
 terminal user runs, with ``--json-progress``, and reads one JSON object a line from its stdout::
 
     {"event": "progress", "stage": "...", "fraction": 0.0-1.0, "message": "..."}
-    {"event": "done", "study": STUDY, "out": OUT, "findings": OUT/findings.json, "scene": OUT/scene.mrb, "seconds": s}
+    {"event": "warning", "message": "..."}      (e.g. the reader and the new model disagree)
+    {"event": "done", "study": STUDY, "out": OUT, "findings": OUT/findings.json, "scene": OUT/scene.mrb, "seconds": s,
+     "disagreements": ["L4-L5 pfirrmann: reader III, model IV", ...]}
     {"event": "error", "study": STUDY, "message": "..."}
 
 Exit status 0 done, 2 user error (message on stderr too), 130 cancelled. Cancel terminates the
@@ -30,7 +32,7 @@ import shutil
 import subprocess
 import sys
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Literal, Protocol, Sequence
 
@@ -84,13 +86,13 @@ def child_environment(base: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-EventKind = Literal["progress", "done", "error"]
+EventKind = Literal["progress", "warning", "done", "error"]
 OutcomeStatus = Literal["done", "error", "cancelled"]
 
 
 @dataclass(frozen=True)
 class AssessEvent:
-    """One line of the command's progress protocol: ``kind`` is "progress", "done" or "error"."""
+    """One line of the command's progress protocol: ``kind`` is "progress", "warning", "done" or "error"."""
 
     kind: EventKind
     stage: str = ""
@@ -99,6 +101,7 @@ class AssessEvent:
     out: Path | None = None
     findings: Path | None = None
     scene: Path | None = None
+    disagreements: tuple[str, ...] = ()
 
 
 def parse_progress_line(line: str | bytes) -> AssessEvent | None:
@@ -125,9 +128,13 @@ def parse_progress_line(line: str | bytes) -> AssessEvent | None:
         def path(key: str) -> Path | None:
             return Path(d[key]) if d.get(key) else None
 
-        return AssessEvent("done", "done", 1.0, "done", out=path("out"), findings=path("findings"), scene=path("scene"))
+        disagreements = d.get("disagreements") if isinstance(d.get("disagreements"), list) else []
+        return AssessEvent("done", "done", 1.0, "done", out=path("out"), findings=path("findings"), scene=path("scene"),
+                           disagreements=tuple(str(x) for x in disagreements))
     if kind == "error":
         return AssessEvent("error", message=str(d.get("message", "") or "the assessment failed"))
+    if kind == "warning" and d.get("message"):
+        return AssessEvent("warning", message=str(d["message"]))
     return None
 
 
@@ -142,6 +149,8 @@ class AssessOutcome:
     findings: Path | None = None
     scene: Path | None = None
     stderr: str = ""
+    warnings: list[str] = field(default_factory=list)
+    disagreements: list[str] = field(default_factory=list)   # where the reader's value and the new model's differ
 
     @property
     def ok(self) -> bool:
@@ -152,8 +161,10 @@ def outcome_of(exit_code: int | None, events: Sequence[AssessEvent], stderr: str
     """Return how a run ended from its exit code, the events it printed, its stderr and whether Cancel was pressed."""
     done = next((e for e in reversed(events) if e.kind == "done"), None)
     error = next((e for e in reversed(events) if e.kind == "error"), None)
+    warnings = [e.message for e in events if e.kind == "warning"]
     if exit_code == EXIT_OK and done is not None:
-        return AssessOutcome("done", exit_code, "done", done.out, done.findings, done.scene, stderr)
+        return AssessOutcome("done", exit_code, "done", done.out, done.findings, done.scene, stderr, warnings,
+                             list(done.disagreements))
     if cancelled or exit_code == EXIT_CANCELLED:
         return AssessOutcome("cancelled", exit_code, "cancelled; no outputs were written", stderr=stderr)
     if error is not None:

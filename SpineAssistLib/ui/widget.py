@@ -341,6 +341,10 @@ class SpineAssistPanel:
                 self.refresh()
             review = review_text(self.logic.assessment)
             self.status.text = f"Done. Outputs in {outcome.out}" + (f"<br><b>{review}</b>" if review else "")
+            for warning in outcome.warnings:
+                self._log(f"warning: {warning}")
+            if outcome.disagreements:   # the reader's value stays in force; the model now says otherwise
+                self.status.text += "<br>Reader and new model disagree:<br>" + "<br>".join(outcome.disagreements)
         else:
             self.status.text = f"Report, SEG and SR rewritten with your corrections in {outcome.out}"
 

@@ -59,3 +59,11 @@ def test_a_wrong_weights_file_is_refused_with_a_restore_hint(study_dir, tmp_path
     assert "sag_disc_unet.pt" in r.stderr and "Traceback" not in r.stderr
     assert json.loads(r.stdout.strip().splitlines()[-1])["event"] == "error"
     assert not (tmp_path / "out" / "findings.json").exists()
+
+
+def test_a_study_the_folder_does_not_hold_is_refused_before_the_models_run(study_dir, tmp_path):
+    r = _cli("assess", str(study_dir), "--out", str(tmp_path / "out"), "--study", "2.25.999", "--json-progress")
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "no study with StudyInstanceUID 2.25.999" in r.stderr.strip().splitlines()[-1]
+    assert not [e for e in r.stdout.splitlines() if '"sagittal models"' in e]
+    assert not (tmp_path / "out").exists()

@@ -10,7 +10,7 @@ import subprocess
 import pydicom
 import pytest
 
-from SpineAssistLib.errors import Cancelled
+from SpineAssistLib.errors import Cancelled, SpineAssistError
 from SpineAssistLib.findings import Assessment, validate_findings_json
 
 
@@ -80,7 +80,7 @@ def test_a_failing_writer_in_either_process_leaves_the_folder_as_it_was(assessed
     out = tmp_path / "out"
     out.mkdir()
     (out / "notes.txt").write_text("the reader's")
-    with pytest.raises((RuntimeError, OSError), match="disk full"):
+    with pytest.raises(SpineAssistError, match="writing .* failed \\(disk full\\).*unchanged"):
         outputs.write_outputs(assessed[0].result, out, keep_corrections=False, parallel=True)
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
 
@@ -198,7 +198,7 @@ def test_a_failing_writer_process_stops_them_and_later_outputs_are_written_here(
     out.mkdir()
     (out / "notes.txt").write_text("the reader's")
     try:
-        with pytest.raises(RuntimeError, match="disk full"):
+        with pytest.raises(SpineAssistError, match="writing sr.dcm .* failed \\(disk full\\)"):
             outputs.write_outputs(assessed[0].result, out, keep_corrections=False, writers=writers)
         assert writers.closed and not multiprocessing.active_children()
         assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
@@ -247,3 +247,81 @@ def test_cancelling_while_the_writer_processes_write_stops_them(assessed, tmp_pa
         outputs.write_outputs(assessed[0].result, out, keep_corrections=False, writers=writers, check=cancel)
     assert time.perf_counter() - t < 10
     assert writers.closed and not multiprocessing.active_children() and list(out.iterdir()) == []
+
+
+def _corrected_copy(out, level_name=None, grade=1):
+    from SpineAssistLib.findings import PfirrmannGrade
+
+    a = Assessment.load(out / "findings.json")
+    level = next(lv for lv in a.levels if lv.pfirrmann.model is not None and (level_name in (None, lv.name)))
+    level.pfirrmann.correct(PfirrmannGrade(grade), reader="dr.window")
+    return a, level.name
+
+
+@pytest.mark.parametrize("how", ["an editor, without the lock", "the panel's save, under the lock"])
+def test_a_correction_saved_while_the_outputs_are_written_is_kept(assessed, tmp_path, monkeypatch, how):
+    """The window between reading OUT's findings.json and swapping in the new set loses nothing:
+    an edit that bypasses the lock is seen before the swap and merged again; a locked save waits
+    for the swap and is merged into the new findings."""
+    import threading
+
+    from SpineAssistLib.export import outputs
+
+    out = tmp_path / "out"
+    shutil.copytree(assessed[1], out)
+    edit, name = _corrected_copy(out)
+    real_report, saver = outputs._report, []
+
+    def report_with_an_edit(result, path):
+        if not saver:
+            if how.startswith("an editor"):
+                saver.append(None)
+                edit.save(out / "findings.json")
+            else:
+                t = threading.Thread(target=outputs.save_reader_findings, args=(edit, out))
+                saver.append(t)
+                t.start()
+                t.join(0.5)
+                assert t.is_alive()             # it waits for the run's lock
+        return real_report(result, path)
+
+    monkeypatch.setattr(outputs, "_report", report_with_an_edit)
+    result = assessed[0].result
+    outputs.write_outputs(result, out, parallel=False)
+    if saver[0] is not None:
+        saver[0].join(10)
+    kept = Assessment.load(out / "findings.json")
+    assert kept.level(name).pfirrmann.reader is not None and kept.level(name).pfirrmann.value.grade == 1
+    assert kept.created == result.assessment.created           # the new run's findings, with the correction
+    assert sorted(p.name for p in out.iterdir()) == sorted(outputs.OUTPUT_FILES)
+    if how.startswith("an editor"):                            # merged before the swap: the whole set has it
+        import csv
+
+        rows = {r["level"]: r for r in csv.DictReader((out / "findings.csv").open())}
+        assert rows[name]["pfirrmann_grade"] == "1" and "dr.window" in rows[name]["readers"]
+
+
+def test_a_second_writer_waits_and_is_told_who_holds_the_folder(assessed, tmp_path, monkeypatch):
+    import threading
+
+    from SpineAssistLib.export import outdir, outputs
+
+    out = tmp_path / "out"
+    real_sr, told = outputs._sr, []
+
+    def slow_sr(result, path):
+        import time
+        time.sleep(1.0)
+        return real_sr(result, path)
+
+    monkeypatch.setattr(outputs, "_sr", slow_sr)
+    first = threading.Thread(target=outputs.write_outputs, args=(assessed[0].result, out), kwargs={"parallel": False})
+    first.start()
+    import time
+    time.sleep(0.3)
+    with pytest.raises(outdir.OutDirError, match="being written by process"):
+        outputs.write_outputs(assessed[0].result, out, lock_wait_s=0)
+    outputs.write_outputs(assessed[0].result, out, lock_wait_s=30, on_wait=told.append)
+    first.join(30)
+    assert len(told) == 1 and "waiting for" in told[0]
+    assert sorted(p.name for p in out.iterdir()) == sorted(outputs.OUTPUT_FILES)
