@@ -552,9 +552,14 @@ def _scene(result: "AssessmentResult", path: Path) -> bool:
     try:
         nodes = mrml.show_assessment(scene, result.assessment, **mrml.scene_inputs(result))
         mrml.save_state(scene, result.assessment, nodes)
-        if not mrml.write_mrb(scene, path):
-            raise SpineAssistError(f"Slicer could not write the scene {path} (see the messages above); check that "
-                                   f"the output folder is writable and has free space")
+        errors: list[str] = []
+        if not mrml.write_mrb(scene, path, errors):
+            out = path.parent.parent      # the staging folder's: OUT
+            why = errors[-1] if errors else "no reason given"
+            free = shutil.disk_usage(path.parent).free / 2**20
+            raise SpineAssistError(f"Slicer could not write the scene {path.name} into {out} ({why}); {free:.0f} MB "
+                                   f"are free there: free some space or choose an --out folder on another disk; "
+                                   f"the outputs already in {out} are unchanged")
     finally:
         scene.Clear(1)
     return True

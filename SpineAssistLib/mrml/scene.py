@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import re
+import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
+
+log = logging.getLogger(__name__)
 
 _converters_registered = False
 
@@ -62,9 +68,10 @@ def segmentations_logic(scene: Any) -> Any:
     return logic
 
 
-def write_mrb(scene: Any, path: str | Path) -> bool:
+def write_mrb(scene: Any, path: str | Path, errors_out: list[str] | None = None) -> bool:
     """Write ``scene`` as a Slicer bundle (``.mrb``) at ``path`` (made absolute: Slicer's bundle
-    writer refuses relative paths); return whether Slicer wrote it.
+    writer refuses relative paths); return whether Slicer wrote it. Slicer's log lines go to the
+    debug log, not the terminal; its error messages are added to ``errors_out`` when given.
 
     The image volumes are stored as raw NRRD (no gzip), the segmentations and label maps
     compressed: gzip took most of the bundle's time and shrinks noisy MR voxels little, while masks
@@ -76,7 +83,46 @@ def write_mrb(scene: Any, path: str | Path) -> bool:
             continue
         if node.AddDefaultStorageNode():
             node.GetStorageNode().SetUseCompression(0)
-    return bool(scene.WriteToMRB(str(Path(path).resolve())))
+    with _vtk_messages() as messages:
+        ok = bool(scene.WriteToMRB(str(Path(path).resolve())))
+    errors = [m for m in messages if "ERR|" in m or "ERROR" in m]
+    for line in messages:
+        log.debug("Slicer, writing %s: %s", Path(path).name, line)
+    if errors_out is not None:
+        # Slicer's words without its log prefix (time, thread, source line) and object address
+        errors_out.extend(OBJECT_PREFIX.sub("", e.split("ERR|", 1)[-1].strip()) for e in errors)
+    return ok
+
+
+OBJECT_PREFIX = re.compile(r"^\w+ \(0x[0-9a-fA-F]+\): ")
+
+
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+@contextlib.contextmanager
+def _vtk_messages() -> Iterator[list[str]]:
+    """Collect what VTK and Slicer print on stderr meanwhile (colour codes removed) instead of
+    letting their log lines reach a terminal user; yields the list the lines are put in."""
+    lines: list[str] = []
+    try:
+        capture = tempfile.TemporaryFile()
+        saved = os.dup(2)
+    except OSError:             # no temporary file (the disk is full): let the messages through
+        yield lines
+        return
+    with capture:
+        sys.stderr.flush()
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            text = capture.read().decode("utf-8", errors="replace")
+            lines.extend(ANSI_ESCAPE.sub("", line).strip() for line in text.splitlines() if line.strip())
 
 
 def read_mrb(path: str | Path, scene: Any | None = None) -> Any:
