@@ -25,12 +25,14 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Generic, Iterable, Literal, Mapping, TypeVar, get_args
+from typing import Any, Callable, ClassVar, Generic, Iterable, Literal, Mapping, TypeVar, get_args
 
 from SpineAssistLib.resources import resource_path
 from SpineAssistLib.version import __version__
 
-SCHEMA = "spineassist.findings/1"
+SCHEMA = "spineassist.findings/2"
+# Files of these earlier versions are read; the findings they lack are "not assessed".
+READABLE_SCHEMAS = ("spineassist.findings/1", SCHEMA)
 
 # Disc levels SpineAssist names, cranial to caudal. L5-L6 and L6-S1 exist with six lumbar
 # vertebrae, L4-S1 with four (transitional anatomy); T11-T12 and T12-L1 when the field of view shows them.
@@ -47,9 +49,20 @@ MSU_ZONES = ("A", "AB", "B", "BC", "C")
 SIDES = ("left", "right", "bilateral")
 MEYERDING_GRADES = (0, 1, 2, 3, 4, 5)
 LISTHESIS_DIRECTIONS = ("antero", "retro")
-FindingKind = Literal["pfirrmann", "ldh", "listhesis"]
+MODIC_TYPES = (0, 1, 2, 3)
+# Central canal stenosis from the midsagittal antero-posterior diameter (Verbiest): absolute below
+# 10 mm, relative from 10 to 12 mm, none above.
+STENOSIS_GRADES = ("none", "relative", "absolute")
+ABSOLUTE_STENOSIS_BELOW_MM = 10.0
+RELATIVE_STENOSIS_UP_TO_MM = 12.0
+FindingKind = Literal["pfirrmann", "ldh", "listhesis", "modic", "endplate_upper", "endplate_lower", "narrowing",
+                      "bulging", "herniation_sag", "canal"]
 FindingStatus = Literal["assessed", "not_assessed"]
 FINDING_KINDS: tuple[str, ...] = get_args(FindingKind)
+# The three findings of schema version 1; the others came with version 2 (issue #21).
+CORE_KINDS: tuple[str, ...] = ("pfirrmann", "ldh", "listhesis")
+SAGITTAL_GRADING_KINDS: tuple[str, ...] = ("modic", "endplate_upper", "endplate_lower", "narrowing", "bulging",
+                                           "herniation_sag")
 STATUSES: tuple[str, ...] = get_args(FindingStatus)
 
 _ROMAN = {1: "I", 2: "II", 3: "III", 4: "IV", 5: "V"}
@@ -202,6 +215,99 @@ class MeyerdingGrade:
         return cls(d["meyerding"], d.get("slip_percent"), d.get("direction"))
 
 
+def stenosis_grade(ap_mm: float) -> str:
+    """Return the central canal stenosis grade of an antero-posterior diameter (mm), by Verbiest's rule."""
+    ap = _finite("canal.ap_mm", ap_mm)
+    if ap < ABSOLUTE_STENOSIS_BELOW_MM:
+        return "absolute"
+    if ap <= RELATIVE_STENOSIS_UP_TO_MM:
+        return "relative"
+    return "none"
+
+
+@dataclass(frozen=True)
+class ModicType:
+    """Modic vertebral endplate marrow change at a disc: type 0 (none), 1, 2 or 3.
+
+    One type per disc, for the endplates above and below it together (as SPIDER's radiologists grade it).
+    """
+
+    type: int
+
+    def __post_init__(self) -> None:
+        _allowed("modic.modic_type", self.type, MODIC_TYPES)
+
+    @property
+    def label(self) -> str:
+        return "none" if self.type == 0 else f"Modic {self.type}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"modic_type": self.type}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "ModicType":
+        return cls(d["modic_type"])
+
+
+@dataclass(frozen=True)
+class Presence:
+    """A yes/no finding (an endplate defect, disc narrowing, bulging, a herniation seen on the sagittal view)."""
+
+    present: bool
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.present, bool):
+            raise ValueError(f"present must be true or false; got {self.present!r}")
+
+    @property
+    def label(self) -> str:
+        return "yes" if self.present else "no"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"present": self.present}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Presence":
+        return cls(d["present"])
+
+
+@dataclass(frozen=True)
+class CanalDiameter:
+    """The central canal's antero-posterior diameter at the disc (mm) and its stenosis grade.
+
+    The grade follows ``stenosis_grade`` when the model measures; a reader may set another (or only
+    the grade, with no diameter).
+    """
+
+    stenosis: str
+    ap_mm: float | None = None
+
+    def __post_init__(self) -> None:
+        _allowed("canal.stenosis", self.stenosis, STENOSIS_GRADES)
+        if self.ap_mm is not None:
+            ap = _finite("canal.ap_mm", self.ap_mm)
+            if ap <= 0:
+                raise ValueError(f"canal.ap_mm must be above 0; got {ap}")
+            object.__setattr__(self, "ap_mm", ap)
+
+    @classmethod
+    def measured(cls, ap_mm: float) -> "CanalDiameter":
+        return cls(stenosis_grade(ap_mm), ap_mm)
+
+    @property
+    def label(self) -> str:
+        ap = f"{self.ap_mm:.1f} mm" if self.ap_mm is not None else ""
+        grade = "no stenosis" if self.stenosis == "none" else f"{self.stenosis} stenosis"
+        return f"{ap}, {grade}" if ap else grade
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ap_mm": self.ap_mm, "stenosis": self.stenosis}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "CanalDiameter":
+        return cls(d["stenosis"], d.get("ap_mm"))
+
+
 # --------------------------------------------------------------------------------------------
 # Evidence: the numbers and geometry a grade came from.
 # --------------------------------------------------------------------------------------------
@@ -306,7 +412,8 @@ class Correction:
 # Findings: model value + reader value + evidence + history.
 # --------------------------------------------------------------------------------------------
 
-V = TypeVar("V", PfirrmannGrade, MSUGrade, MeyerdingGrade)
+V = TypeVar("V", PfirrmannGrade, MSUGrade, MeyerdingGrade, ModicType, Presence, CanalDiameter)
+View = Literal["sagittal", "axial"]
 
 
 @dataclass
@@ -319,6 +426,7 @@ class Finding(Generic[V]):
 
     kind: ClassVar[str] = ""
     value_type: ClassVar[type] = object
+    view: ClassVar[View] = "sagittal"      # the series the model grades it on (the report says so)
 
     model: V | None = None
     reader: V | None = None
@@ -457,6 +565,7 @@ class PfirrmannFinding(Finding[PfirrmannGrade]):
 class HerniationFinding(Finding[MSUGrade]):
     kind = "ldh"
     value_type = MSUGrade
+    view = "axial"
 
     @classmethod
     def _empty_value(cls) -> dict[str, Any]:
@@ -472,9 +581,75 @@ class ListhesisFinding(Finding[MeyerdingGrade]):
         return {"meyerding": None, "slip_percent": None, "direction": None}
 
 
+class ModicFinding(Finding[ModicType]):
+    kind = "modic"
+    value_type = ModicType
+
+    @classmethod
+    def _empty_value(cls) -> dict[str, Any]:
+        return {"modic_type": None}
+
+
+class _PresenceFinding(Finding[Presence]):
+    value_type = Presence
+
+    @classmethod
+    def _empty_value(cls) -> dict[str, Any]:
+        return {"present": None}
+
+
+class UpperEndplateFinding(_PresenceFinding):
+    """A defect of the endplate above the disc (the lower endplate of the vertebra above)."""
+
+    kind = "endplate_upper"
+
+
+class LowerEndplateFinding(_PresenceFinding):
+    """A defect of the endplate below the disc (the upper endplate of the vertebra below)."""
+
+    kind = "endplate_lower"
+
+
+class NarrowingFinding(_PresenceFinding):
+    kind = "narrowing"
+
+
+class BulgingFinding(_PresenceFinding):
+    kind = "bulging"
+
+
+class SagittalHerniationFinding(_PresenceFinding):
+    """Herniated or not, as seen on the sagittal series: what a study without an axial series can say."""
+
+    kind = "herniation_sag"
+
+
+class CanalFinding(Finding[CanalDiameter]):
+    kind = "canal"
+    value_type = CanalDiameter
+
+    @classmethod
+    def _empty_value(cls) -> dict[str, Any]:
+        return {"ap_mm": None, "stenosis": None}
+
+
 _FINDING_CLASSES: dict[str, type[Finding]] = {
     "pfirrmann": PfirrmannFinding, "ldh": HerniationFinding, "listhesis": ListhesisFinding,
+    "modic": ModicFinding, "endplate_upper": UpperEndplateFinding, "endplate_lower": LowerEndplateFinding,
+    "narrowing": NarrowingFinding, "bulging": BulgingFinding, "herniation_sag": SagittalHerniationFinding,
+    "canal": CanalFinding,
 }
+FINDING_TITLES: dict[str, str] = {     # how the report, table and panel name each finding
+    "pfirrmann": "Pfirrmann", "ldh": "herniation (MSU)", "listhesis": "listhesis", "modic": "Modic",
+    "endplate_upper": "upper endplate defect", "endplate_lower": "lower endplate defect",
+    "narrowing": "disc narrowing", "bulging": "disc bulging", "herniation_sag": "herniation (sagittal)",
+    "canal": "canal AP",
+}
+NOT_GRADED = "not graded"   # the reason a version-2 finding gives until a model or reader grades it
+
+
+def _not_graded(kind: str, reason: str = NOT_GRADED) -> Callable[[], Finding]:
+    return lambda: _FINDING_CLASSES[kind](status="not_assessed", reason=reason)
 
 
 @dataclass
@@ -489,6 +664,13 @@ class Level:
     pfirrmann: PfirrmannFinding = field(default_factory=PfirrmannFinding)
     ldh: HerniationFinding = field(default_factory=HerniationFinding)
     listhesis: ListhesisFinding = field(default_factory=ListhesisFinding)
+    modic: ModicFinding = field(default_factory=_not_graded("modic"))  # type: ignore[assignment]
+    endplate_upper: UpperEndplateFinding = field(default_factory=_not_graded("endplate_upper"))  # type: ignore[assignment]
+    endplate_lower: LowerEndplateFinding = field(default_factory=_not_graded("endplate_lower"))  # type: ignore[assignment]
+    narrowing: NarrowingFinding = field(default_factory=_not_graded("narrowing"))  # type: ignore[assignment]
+    bulging: BulgingFinding = field(default_factory=_not_graded("bulging"))  # type: ignore[assignment]
+    herniation_sag: SagittalHerniationFinding = field(default_factory=_not_graded("herniation_sag"))  # type: ignore[assignment]
+    canal: CanalFinding = field(default_factory=_not_graded("canal"))  # type: ignore[assignment]
     disc_center: Point | None = None
     model_name: str | None = None
     corrections: list[Correction] = field(default_factory=list)  # relabels of the level itself
@@ -518,7 +700,7 @@ class Level:
         return getattr(self, kind)
 
     def findings(self) -> list[Finding]:
-        return [self.pfirrmann, self.ldh, self.listhesis]
+        return [getattr(self, kind) for kind in FINDING_KINDS]
 
     def rename(self, new_name: str, reader: str, note: str = "") -> Correction:
         """Relabel this level (its findings stay with it); record who did it."""
@@ -555,11 +737,16 @@ class Level:
         for c in corrections:
             by_kind[c.finding].append(c)
         name = validate_level_name(d["level"])   # before the findings, whose errors name it
+        findings: dict[str, Finding] = {}
+        for kind, finding_class in _FINDING_CLASSES.items():
+            if kind in d or kind in CORE_KINDS:
+                findings[kind] = finding_class.from_dict(d.get(kind), by_kind[kind], name)
+            else:           # a file from before this finding existed
+                findings[kind] = _not_graded(kind, "not in this findings file (an earlier SpineAssist version)")()
+                findings[kind].corrections.extend(by_kind[kind])
         return cls(
             name=name,
-            pfirrmann=PfirrmannFinding.from_dict(d.get("pfirrmann"), by_kind["pfirrmann"], name),
-            ldh=HerniationFinding.from_dict(d.get("ldh"), by_kind["ldh"], name),
-            listhesis=ListhesisFinding.from_dict(d.get("listhesis"), by_kind["listhesis"], name),
+            **findings,  # type: ignore[arg-type]
             disc_center=d.get("disc_center"),
             model_name=d.get("model_level", d["level"]),
             corrections=by_kind["level"],
@@ -724,11 +911,12 @@ class Assessment:
         if not isinstance(d, Mapping):
             raise ValueError(f"a findings file must hold a JSON object; this one holds {_json_type(d)} "
                              f"(is this a SpineAssist findings.json?)")
-        if d.get("schema") != SCHEMA:
+        if d.get("schema") not in READABLE_SCHEMAS:
             got = d.get("schema")
             # another schema's name is shown; anything else in that field could be anything, so only its type
             shown = repr(got) if isinstance(got, str) and got.startswith("spineassist.") else _json_type(got)
-            raise ValueError(f"schema must be {SCHEMA!r}; got {shown} (is this a SpineAssist findings file?)")
+            raise ValueError(f"schema must be one of {', '.join(map(repr, READABLE_SCHEMAS))}; got {shown} "
+                             f"(is this a SpineAssist findings file?)")
         level_dicts = d.get("levels", [])
         if not isinstance(level_dicts, list):
             raise ValueError(f"levels must be a list of level objects; got {_json_type(level_dicts)}")

@@ -199,7 +199,7 @@ def test_json_round_trip_is_exact():
 
 def test_json_has_the_contract_fields():
     d = json.loads(_example().to_json())
-    assert d["schema"] == SCHEMA == "spineassist.findings/1"
+    assert d["schema"] == SCHEMA == "spineassist.findings/2"
     assert d["software"]["models"] == [{"name": "sag_pose", "sha256": SHA, "version": "1"}]
     lv = d["levels"][0]
     assert lv["level"] == "L4-L5"
@@ -224,7 +224,7 @@ def test_schema_validates_written_json_and_catches_bad_values():
 
 
 def test_wrong_schema_is_refused():
-    with pytest.raises(ValueError, match="spineassist.findings/1"):
+    with pytest.raises(ValueError, match="spineassist.findings/1.*spineassist.findings/2"):
         Assessment.from_dict({"schema": "other/1", "study_instance_uid": "1"})
 
 

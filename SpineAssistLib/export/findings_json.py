@@ -1,4 +1,4 @@
-"""findings.json: the assessment in the ``spineassist.findings/1`` schema (see DESIGN.md).
+"""findings.json: the assessment in the ``spineassist.findings/2`` schema (see DESIGN.md).
 
 Usage::
 

@@ -164,7 +164,7 @@ Synthetic data from SpineAssist's lumbar MRI phantom (seed {seed}); not a patien
 - `../DICOM/SAG/IM*.dcm`: sagittal T2 TSE, one file per slice.
 - `../DICOM/AX/IM*.dcm`: axial T2 TSE, one series of {blocks} blocks (one per lumbar disc), each
   {per_block} parallel slices angled to its disc.
-- `../truth.json`: every level's grades in the findings schema (`spineassist.findings/1`); the
+- `../truth.json`: every level's grades in the findings schema (`spineassist.findings/2`); the
   model value of each finding is the truth.
 - `labels_sag.nii.gz`: label map of the sagittal series on its exact voxel grid.
 - `labels_ax_blockNN.nii.gz`: label map of axial block NN (slices in the series' order).

@@ -35,7 +35,7 @@ def test_schema_command_validates_files(tmp_path, capsys):
     good.pfirrmann.model = PfirrmannGrade(2)
     path = Assessment("1.2", [good]).save(tmp_path / "findings.json")
     assert main(["schema", str(path)]) == 0
-    assert "valid spineassist.findings/1, 1 levels" in capsys.readouterr().out
+    assert "valid spineassist.findings/2, 1 levels" in capsys.readouterr().out
 
     data = json.loads(path.read_text())
     data["levels"][0]["ldh"]["msu_zone"] = "D"

@@ -25,7 +25,7 @@ def _set_grade(path, grade):
 
 def test_consistent_file_exits_0(saved, capsys):
     assert main(["schema", "--check", str(saved)]) == 0
-    assert capsys.readouterr().out == f"{saved}: valid spineassist.findings/1, 1 levels\n"
+    assert capsys.readouterr().out == f"{saved}: valid spineassist.findings/2, 1 levels\n"
 
 
 def test_edited_value_in_force_is_reported_with_model_and_reader_values_and_exits_2(saved, capsys):
