@@ -645,6 +645,14 @@ FINDING_TITLES: dict[str, str] = {     # how the report, table and panel name ea
     "narrowing": "disc narrowing", "bulging": "disc bulging", "herniation_sag": "herniation (sagittal)",
     "canal": "canal AP",
 }
+
+
+def value_type_of(kind: str) -> type:
+    """Return the value class of a finding kind (``PfirrmannGrade`` for ``"pfirrmann"``)."""
+    _allowed("finding kind", kind, FINDING_KINDS)
+    return _FINDING_CLASSES[kind].value_type
+
+
 NOT_GRADED = "not graded"   # the reason a version-2 finding gives until a model or reader grades it
 
 
@@ -754,7 +762,7 @@ class Level:
         )
 
 
-def _shown(value: PfirrmannGrade | MSUGrade | MeyerdingGrade | None) -> str:
+def _shown(value: Any) -> str:
     return "not set" if value is None else value.label
 
 

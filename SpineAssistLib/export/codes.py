@@ -3,9 +3,10 @@
 Standard codes come first: SNOMED CT (``SCT``) from DICOM PS3.16 context groups, checked against
 pydicom's code dictionary (CID 7604 "Intervertebral Disc" for the per-level disc structures,
 CID 1003 for disc levels, CID 244 for laterality, UCUM for units). Where DICOM has no standard
-concept (Pfirrmann grade, MSU size/zone, Meyerding grade, SIR, DHI), codes use the private coding
-scheme ``99SPINEASSIST``, which every object that uses it declares in its
-CodingSchemeIdentificationSequence (:func:`coding_scheme_identification`).
+concept (Pfirrmann grade, MSU size/zone, Meyerding grade, SIR, DHI, Modic type, endplate defect,
+disc narrowing, disc bulging, Verbiest's stenosis grade), codes use the private coding scheme
+``99SPINEASSIST``, which every object that uses it declares in its CodingSchemeIdentificationSequence
+(:func:`coding_scheme_identification`).
 """
 
 from __future__ import annotations
@@ -101,6 +102,32 @@ MEYERDING_VALUES = {0: private("MEYERDING-0", "Meyerding grade 0 (no listhesis)"
 LISTHESIS_DIRECTION = private("LISTHESIS-DIR", "Listhesis direction")  # code values: SH, <= 16 chars
 LISTHESIS_DIRECTION_VALUES = {"antero": private("ANTEROLISTHESIS", "Anterolisthesis"),
                               "retro": private("RETROLISTHESIS", "Retrolisthesis")}
+
+# --- the sagittal findings of findings schema 2 (issue #21) ---------------------------------------
+# SNOMED CT where a concept exists (each checked against public code lists: 73589001 and 76107001 in
+# terminology maps and value sets, 81827009 and 61853006 in DICOM PS3.16 as pydicom ships it).
+DISC_HERNIATION = Code("73589001", "SCT", "Herniation of intervertebral disc")   # seen on the sagittal view
+SPINAL_STENOSIS = Code("76107001", "SCT", "Spinal stenosis")                     # present unless grade "none"
+DIAMETER = Code("81827009", "SCT", "Diameter")                                   # CID 7470 linear measurement
+VERTEBRAL_CANAL = Code("61853006", "SCT", "Vertebral canal")                     # CID 6115; "Spinal canal structure"
+# No SNOMED CT or DICOM concept was found for these (Modic's types, an endplate defect, disc space
+# narrowing or bulging as a yes/no reading, Verbiest's relative/absolute grades): private codes.
+MODIC_TYPE = private("MODIC", "Modic vertebral endplate marrow change type")
+MODIC_VALUES = {0: private("MODIC-0", "No Modic change"),
+                **{t: private(f"MODIC-{t}", f"Modic type {t}") for t in (1, 2, 3)}}
+UPPER_ENDPLATE_DEFECT = private("ENDPLATE-UPPER", "Endplate defect above the disc")
+LOWER_ENDPLATE_DEFECT = private("ENDPLATE-LOWER", "Endplate defect below the disc")
+DISC_NARROWING = private("NARROWING", "Disc space narrowing")
+DISC_BULGING = private("BULGING", "Disc bulging (sagittal view)")   # not DISC_BULGE, the axial MSU size 0 bulge
+CANAL_STENOSIS_GRADE = private("STENOSIS-GRADE", "Central canal stenosis grade (Verbiest)")
+CANAL_STENOSIS_VALUES = {"none": private("STENOSIS-NONE", "No central canal stenosis"),
+                         "relative": private("STENOSIS-REL", "Relative central canal stenosis"),
+                         "absolute": private("STENOSIS-ABS", "Absolute central canal stenosis")}
+# The yes/no findings' concepts, by finding kind.
+PRESENCE_CONCEPTS: dict[str, Code] = {
+    "endplate_upper": UPPER_ENDPLATE_DEFECT, "endplate_lower": LOWER_ENDPLATE_DEFECT,
+    "narrowing": DISC_NARROWING, "bulging": DISC_BULGING, "herniation_sag": DISC_HERNIATION,
+}
 
 # --- numeric measurements: concept, UCUM unit -------------------------------------------------
 UCUM_PERCENT = Code("%", "UCUM", "percent")

@@ -4,9 +4,12 @@ One measurement group (TID 1501) per disc level: tracking identifier = the level
 disc's tracking UID (the same UID as the level's segment in seg.dcm), finding type = the level's
 disc (CID 7604, see :mod:`.codes`). Each group holds
 - qualitative evaluations: Pfirrmann grade, MSU size / zone / side (SCT laterality codes), disc
-  bulge, Meyerding grade and listhesis direction;
+  bulge, Meyerding grade and listhesis direction; and, from the sagittal series, Modic type, upper
+  and lower endplate defect, disc narrowing, disc bulging and herniation (SCT 73589001) as present /
+  absent, spinal stenosis (SCT 76107001, present unless the grade is "none") and its Verbiest grade;
 - numeric measurements with UCUM units: signed slip % (``%``, + antero), slip (``mm``), MSU
-  depth ratio, SIR and DHI (``1``).
+  depth ratio, SIR and DHI (``1``), and the central canal's antero-posterior diameter (SCT
+  "Diameter", finding site SCT "Vertebral canal", ``mm``).
 Every item says whose value it is through a "Measurement Method" (SCT 370129005) concept modifier
 (qualitative) or the measurement's method (numeric): ``99SPINEASSIST MODEL`` "SpineAssist model
 output" or ``99SPINEASSIST READER`` "Reader correction". When a reader corrected a finding, both
@@ -89,6 +92,29 @@ def _meyerding_items(v: Any) -> list[tuple[Code, Code]]:
     return items
 
 
+def _modic_items(v: Any) -> list[tuple[Code, Code]]:
+    return [(C.MODIC_TYPE, C.MODIC_VALUES[v.type])]
+
+
+def _presence_items(kind: str) -> Any:
+    def items(v: Any) -> list[tuple[Code, Code]]:
+        return [(C.PRESENCE_CONCEPTS[kind], C.PRESENT if v.present else C.ABSENT)]
+    return items
+
+
+def _canal_items(v: Any) -> list[tuple[Code, Code]]:
+    return [(C.SPINAL_STENOSIS, C.ABSENT if v.stenosis == "none" else C.PRESENT),
+            (C.CANAL_STENOSIS_GRADE, C.CANAL_STENOSIS_VALUES[v.stenosis])]
+
+
+def _evaluations(level: Level) -> list[Any]:
+    """Every finding's qualitative evaluations, in the order of FINDING_KINDS."""
+    to_items = {"pfirrmann": _pfirrmann_items, "ldh": _msu_items, "listhesis": _meyerding_items,
+                "modic": _modic_items, "canal": _canal_items,
+                **{kind: _presence_items(kind) for kind in C.PRESENCE_CONCEPTS}}
+    return [item for f in level.findings() for item in _value_evaluations(f, to_items[f.kind])]
+
+
 def _source_for(finding: Finding, images_by_uid: dict[str, Dataset]) -> Dataset | None:
     return images_by_uid.get(finding.geometry.source.get("sop_instance_uid", ""))
 
@@ -96,10 +122,12 @@ def _source_for(finding: Finding, images_by_uid: dict[str, Dataset]) -> Dataset 
 def _measurements(level: Level, images_by_uid: dict[str, Dataset], algorithm: Any) -> list[Any]:
     import highdicom as hd
 
-    def measurement(name: Code, value: float, unit: Code, source: Code, image: Dataset | None) -> Any:
+    def measurement(name: Code, value: float, unit: Code, source: Code, image: Dataset | None,
+                    site: Code | None = None) -> Any:
         return hd.sr.Measurement(
             name=name, value=value, unit=unit, method=source,
             algorithm_id=algorithm if source == C.MODEL_VALUE else None,
+            finding_sites=[hd.sr.FindingSite(site)] if site is not None else None,
             referenced_images=[hd.sr.SourceImageForMeasurement.from_source_image(image)] if image is not None else None)
 
     out = []
@@ -120,6 +148,10 @@ def _measurements(level: Level, images_by_uid: dict[str, Dataset], algorithm: An
                              f"(UCUM). Convert it in the findings before exporting.")
         kind = C.KEY_MEASUREMENTS[key][0]
         out.append(measurement(concept, m.value, unit, C.MODEL_VALUE, _source_for(level.finding(kind), images_by_uid)))
+    canal, canal_image = level.canal, _source_for(level.canal, images_by_uid)
+    for value, source in ((canal.model, C.MODEL_VALUE), (canal.reader, C.READER_VALUE)):
+        if value is not None and value.ap_mm is not None:
+            out.append(measurement(C.DIAMETER, value.ap_mm, C.UCUM_MM, source, canal_image, C.VERTEBRAL_CANAL))
     return out
 
 
@@ -130,8 +162,7 @@ def _group(level: Level, study_uid: str, images_by_uid: dict[str, Dataset], algo
     tracking_uid = disc_tracking_uid(study_uid, level.model_name or level.name)
     if deidentification is not None and deidentification.remap_uids:
         tracking_uid = deidentification.uid(tracking_uid)
-    evaluations = (_value_evaluations(level.pfirrmann, _pfirrmann_items) + _value_evaluations(level.ldh, _msu_items)
-                   + _value_evaluations(level.listhesis, _meyerding_items))
+    evaluations = _evaluations(level)
     sources = []
     seen = set()
     for f in level.findings():
@@ -194,7 +225,7 @@ def build_measurement_report(assessment: Assessment, source_images: Sequence[Dat
     # image of the series: a library of all ~35 source images made the SR ten times larger and
     # slower to build and write; the evidence sequence still lists every source image.
     measured = {f.geometry.source.get("sop_instance_uid") for lv in assessment.levels
-                for f in (lv.pfirrmann, lv.ldh, lv.listhesis) if f.geometry is not None}
+                for f in lv.findings() if f.geometry is not None}
     library = [ds for uid, ds in images_by_uid.items() if uid in measured] or images[:1]
     report = hd.sr.MeasurementReport(
         observation_context=context,

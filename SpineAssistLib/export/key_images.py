@@ -376,7 +376,8 @@ def _draw(image: KeyImage, assessment: Assessment, svg: _Svg) -> None:
     """Draw the findings' geometry and masks of ``image`` into ``svg``.
 
     Sagittal: disc outlines (named by level), boxes, vertebral corner keypoints and, per level with
-    a Meyerding reading, the lower endplate line P-Q and the slip of R measured along it.
+    a Meyerding reading, the lower endplate line P-Q and the slip of R measured along it; the canal's
+    antero-posterior diameter where it was measured.
     Axial: disc and herniation outlines, boxes, the intra-facet line with its quarter points
     (zone borders), the MSU keypoints and the depth line.
     """
@@ -462,6 +463,12 @@ def _draw(image: KeyImage, assessment: Assessment, svg: _Svg) -> None:
             if value is not None and value.slip_percent is not None and value.grade > 0:
                 (c, r), = image.lps_to_pixel([foot])
                 svg.text(f"{abs(value.slip_percent):.0f} %", c - 3, r + 4, "#ff1744", 7, ha="right", bold=True)
+        for lv in levels:   # the canal's AP diameter, labelled with its length as drawn (mm)
+            for a, b in lv.canal.geometry.lines.values():
+                a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+                segment(a, b, "#76ff03", "canal AP diameter", width_pt=1.8)
+                (c, r), = image.lps_to_pixel([b])
+                svg.text(f"{_num(float(np.linalg.norm(b - a)))} mm", c + 3, r, "#76ff03", 7, va="center", bold=True)
     for name, col, row, color in names:
         svg.text(name, col, row, color, 8, ha="right", va="center", bold=True)
 

@@ -2,7 +2,10 @@
 
 It holds the study UID, software and model versions, the research-use disclaimer, a per-level table
 (MSU herniation, Pfirrmann, Meyerding with slip %) in which reader-corrected values are marked
-with the model's value beside them and not-assessed findings show their reason, the key images
+with the model's value beside them, not-assessed findings show their reason and each grade says
+the series it was read on (sagittal or axial; without an axial series the herniation column shows
+what the sagittal series showed), a second table of the other sagittal findings (Modic, endplate
+defects, disc narrowing and bulging, herniation on the sagittal view, canal AP diameter), the key images
 with overlays (inline SVG: the slice as an embedded base64 PNG, the outlines, lines, keypoints and
 their labels drawn as vectors on top), and the corrections log. No patient name or ID
 is written: the study is named by its Study Instance UID only.
@@ -25,7 +28,16 @@ from typing import Any, Sequence
 from SpineAssistLib.export.atomic import atomic_write
 from SpineAssistLib.export.codes import key_measurement, slip_percent
 from SpineAssistLib.export.key_images import KeyImage, LegendEntry, legend_swatch, render_key_image_parts
-from SpineAssistLib.findings import Assessment, Finding, Level
+from SpineAssistLib.findings import (
+    FINDING_KINDS,
+    FINDING_TITLES,
+    NOT_GRADED,
+    SAGITTAL_GRADING_KINDS,
+    Assessment,
+    Finding,
+    Level,
+    value_type_of,
+)
 
 DISCLAIMER = ("Research use only. SpineAssist is not validated for clinical use: its sagittal models were "
               "developed on 29 patients of a public research set (SPIDER) and on synthetic data, its axial models "
@@ -45,6 +57,8 @@ table.levels th{background:#eef2f6}
 .model{color:#666;font-size:12px;margin-left:4px}
 .na{color:#8a5a00;font-style:italic}.reason{color:#666;font-size:12px}
 .meas{font-size:12px;color:#333}
+.view{color:#555;font-size:10.5px;border:1px solid #bbb;border-radius:3px;padding:0 3px;margin-left:5px}
+h3{font-size:15px;margin:18px 0 6px}
 .figs{display:flex;flex-wrap:wrap;gap:14px}
 figure{margin:0;border:1px solid #ccc;padding:6px;background:#fafafa;max-width:100%;flex:0 1 auto}
 figure svg.keyimage{display:block;max-width:100%;height:auto}
@@ -67,19 +81,49 @@ def _na(f: Finding) -> str:
     return f'<span class="na">not assessed</span>{reason}'
 
 
-def _cell(f: Finding, text_of: Any) -> str:
-    """The value in force; if a reader's value stands, marked 'corrected' with the model's value beside it."""
+def _view(f: Finding) -> str:
+    """A small tag naming the series the grade was read on."""
+    return f'<span class="view" title="graded on the {f.view} series">{f.view}</span>'
+
+
+def _cell(f: Finding, text_of: Any, view: bool = False) -> str:
+    """The value in force; if a reader's value stands, marked 'corrected' with the model's value beside it.
+
+    ``view``: tag the value with the series it was read on.
+    """
     if f.status == "not_assessed" and f.value is None:
+        if f.reason == NOT_GRADED:   # a finding this run's models do not grade: said once, briefly
+            return '<span class="na">not graded</span>'
         return _na(f)
     if f.value is None:
         return '<span class="na">no value</span>'
     out = _e(text_of(f.value))
+    if view:
+        out += _view(f)
     if f.corrected:
         model = _e(text_of(f.model)) if f.model is not None else "none"
         out += f'<span class="corrected">corrected</span><span class="model">model: {model}</span>'
     if f.confidence is not None and not f.corrected:
         out += f'<span class="model">conf. {f.confidence:.2f}</span>'
     return out
+
+
+def _label(v: Any) -> str:
+    return v.label
+
+
+def _sagittal_herniation_text(v: Any) -> str:
+    return "herniation" if v.present else "no herniation"
+
+
+def _herniation_cell(level: Level) -> str:
+    """The MSU grade (axial); without one, what the sagittal series showed, and why there is no MSU grade."""
+    h, s = level.ldh, level.herniation_sag
+    if h.value is None and s.value is not None:
+        why = f": {_e(h.reason)}" if h.reason else ""
+        return (_cell(s, _sagittal_herniation_text, view=True)
+                + f'<br><span class="reason">MSU grade not assessed{why}</span>')
+    return _cell(h, _herniation_text, view=True)
 
 
 def _herniation_text(v: Any) -> str:
@@ -100,11 +144,17 @@ def _meyerding_text(v: Any) -> str:
     return text
 
 
-def _change(value: Any) -> str:
-    """A correction's from/to value as text: ``grade 3``, ``msu_size 2, msu_zone AB``, or ``none``."""
+def _change(value: Any, kind: str = "") -> str:
+    """A correction's from/to value as text: the value's label (``Pfirrmann III``, ``2-AB right``,
+    ``9.2 mm, relative stenosis``), else its fields (``grade 3``), or ``none``."""
     if value is None:
         return "none"
     if isinstance(value, dict):
+        if kind in FINDING_KINDS:
+            try:
+                return value_type_of(kind).from_dict(value).label  # type: ignore[attr-defined]
+            except (KeyError, TypeError, ValueError):
+                pass   # a hand-edited record: show its fields as they are
         return ", ".join(f"{k} {v}" for k, v in value.items() if v not in (None, False)) or "none"
     return str(value)
 
@@ -130,11 +180,36 @@ def _level_row(level: Level) -> str:
         name += f'<span class="model">confidence {level.confidence:.2f}</span>'
     return ("<tr>"
             f"<td><b>{name}</b></td>"
-            f"<td>{_cell(level.ldh, _herniation_text)}</td>"
-            f"<td>{_cell(level.pfirrmann, _pfirrmann_text)}</td>"
-            f"<td>{_cell(level.listhesis, _meyerding_text)}</td>"
+            f"<td>{_herniation_cell(level)}</td>"
+            f"<td>{_cell(level.pfirrmann, _pfirrmann_text, view=True)}</td>"
+            f"<td>{_cell(level.listhesis, _meyerding_text, view=True)}</td>"
             f"<td>{_measurements(level)}</td>"
             "</tr>")
+
+
+# The second table: the findings of schema version 2 that the first table does not show.
+OTHER_SAGITTAL_KINDS: tuple[str, ...] = (*SAGITTAL_GRADING_KINDS, "canal")
+
+
+def _graded(f: Finding) -> bool:
+    return f.value is not None or f.status == "assessed"
+
+
+def _other_sagittal_table(a: Assessment) -> str:
+    """The table of Modic, endplates, narrowing, bulging, sagittal herniation and canal AP, or a line
+    saying none of them was graded."""
+    if not any(_graded(lv.finding(k)) for lv in a.levels for k in OTHER_SAGITTAL_KINDS):  # type: ignore[arg-type]
+        return ('<p class="meas">Modic changes, endplate defects, disc narrowing and bulging, herniation on the '
+                "sagittal view and the canal's diameter were not graded in this assessment.</p>")
+    head = "".join(f"<th>{_e(FINDING_TITLES[k][0].upper() + FINDING_TITLES[k][1:])}</th>" for k in OTHER_SAGITTAL_KINDS)
+    rows = "".join(
+        f"<tr><td><b>{_e(lv.name)}</b></td>"
+        + "".join(f"<td>{_cell(lv.finding(k), _label)}</td>" for k in OTHER_SAGITTAL_KINDS)  # type: ignore[arg-type]
+        + "</tr>" for lv in a.levels)
+    return (f'<table class="levels other"><tr><th>Level</th>{head}</tr>{rows}</table>'
+            '<p class="meas">Modic type 1-3 for the endplates above and below the disc together. Canal AP: the '
+            "central canal's antero-posterior diameter at the disc on the mid-sagittal slice, graded by Verbiest's "
+            "rule: absolute stenosis below 10 mm, relative from 10 to 12 mm.</p>")
 
 
 def _caption(image: KeyImage, assessment: Assessment) -> str:
@@ -142,8 +217,10 @@ def _caption(image: KeyImage, assessment: Assessment) -> str:
         return ("Axial slice: intra-facet line (green) with its quarter points (zone borders A | B | C), "
                 "MSU keypoints, herniation outline (red) and depth line (magenta).")
     if image.plane == "sagittal":
+        canal = any(lv.canal.geometry.lines for lv in assessment.levels)
         return ("Mid-sagittal slice: disc segmentation outlines, vertebral corner keypoints, detection boxes, and "
-                "for each level the lower endplate line P-Q with the slip of R along it (Meyerding).")
+                "for each level the lower endplate line P-Q with the slip of R along it (Meyerding)"
+                + (", and the canal's antero-posterior diameter." if canal else "."))
     return ""
 
 
@@ -186,8 +263,10 @@ def render_report_html(assessment: Assessment, images: Sequence[KeyImage] = (),
     log = [(c, lv.name) for lv in a.levels for c in lv.all_corrections()]
     if log:
         log_rows = "".join(
-            f"<tr><td>{_e(c.time)}</td><td>{_e(name)}</td><td>{_e(c.finding)}</td><td>{_e(c.reader)}</td>"
-            f"<td>{_e(_change(c.old))} → {_e(_change(c.new))}</td><td>{_e(c.note)}</td></tr>" for c, name in sorted(log, key=lambda t: t[0].time))
+            f"<tr><td>{_e(c.time)}</td><td>{_e(name)}</td><td>{_e(FINDING_TITLES.get(c.finding, c.finding))}</td>"
+            f"<td>{_e(c.reader)}</td>"
+            f"<td>{_e(_change(c.old, c.finding))} → {_e(_change(c.new, c.finding))}</td><td>{_e(c.note)}</td></tr>"
+            for c, name in sorted(log, key=lambda t: t[0].time))
         log_html = ("<table class=log><tr><th>time</th><th>level</th><th>finding</th><th>reader</th>"
                     f"<th>change</th><th>note</th></tr>{log_rows}</table>")
     else:
@@ -209,7 +288,11 @@ def render_report_html(assessment: Assessment, images: Sequence[KeyImage] = (),
 </table>
 <p class="meas">MSU: size 1-3 - zone (A central, B lateral quarter, C beyond the facet) - side. Pfirrmann I-V.
 Meyerding 0-V from the slip of the upper vertebra along the lower endplate. Values a reader corrected are marked
-<span class="corrected">corrected</span> with the model's value beside them.</p>
+<span class="corrected">corrected</span> with the model's value beside them. Each grade names the series it was
+read on: <span class="view">sagittal</span> or <span class="view">axial</span>; without an axial series the MSU
+grade is not assessed, and the herniation column shows what the sagittal series showed.</p>
+<h3>Other sagittal findings <span class="view">sagittal</span></h3>
+{_other_sagittal_table(a)}
 <h2>Key images</h2>
 {figs_html}
 <h2>Corrections</h2>

@@ -1,5 +1,8 @@
 """Assessment -> Slicer nodes: volumes, disc segments, keypoints, detection boxes, measurement lines, findings table.
 
+Every finding's geometry lines become markups lines (the listhesis slip lines, the MSU lines, the
+canal's antero-posterior diameter), and the table has a value, model and corrected column per finding.
+
 Every node goes under the study's item in the subject hierarchy, in one folder per layer, so the
 panel can show or hide a layer at once. Nodes are tied to a disc by its *model* level name
 (``Level.model_name``, stable when a reader relabels levels); what a user sees (segment names,
@@ -17,7 +20,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from SpineAssistLib import anatomy
-from SpineAssistLib.findings import FINDING_KINDS, Assessment, FindingKind, Level, _point
+from SpineAssistLib.findings import CORE_KINDS, FINDING_KINDS, FINDING_TITLES, Assessment, FindingKind, Level, _point
 from SpineAssistLib.geometry import affine_lps_to_ras, lps_to_ras, ras_to_lps
 from SpineAssistLib.mrml.scene import register_segmentation_converters, segmentations_logic
 from SpineAssistLib.mrml.terminology import apply_terminology, disc_segment_name, vertebral_body_segment_name
@@ -45,11 +48,16 @@ LAYER_FOLDERS: dict[str, str] = {
 }
 LAYERS: tuple[str, ...] = tuple(LAYER_FOLDERS)
 
+# The findings of schema version 2 (issue #21) and their columns' names: the value in force, then
+# "<name> model" and "<name> corrected", as for the first three.
+_NEW_KIND_COLUMNS = {kind: FINDING_TITLES[kind][0].upper() + FINDING_TITLES[kind][1:]
+                     for kind in FINDING_KINDS if kind not in CORE_KINDS}
 TABLE_COLUMNS: tuple[str, ...] = (
     "Level", "Model level",
     "Pfirrmann", "Pfirrmann model", "Pfirrmann corrected",
     "Herniation (MSU)", "Herniation model", "Herniation corrected",
     "Meyerding", "Slip %", "Meyerding model", "Meyerding corrected",
+    *(f"{name}{suffix}" for name in _NEW_KIND_COLUMNS.values() for suffix in ("", " model", " corrected")),
 )
 _KIND_COLUMNS = {"pfirrmann": "Pfirrmann", "ldh": "Herniation (MSU)", "listhesis": "Meyerding"}
 
@@ -476,11 +484,9 @@ def _add_table(scene: Any, parent: int) -> Any:
 def _value_text(kind: FindingKind, value: Any) -> str:
     if value is None:
         return ""
-    if kind == "pfirrmann":
+    if kind in ("pfirrmann", "listhesis"):
         return str(value.grade)
-    if kind == "ldh":
-        return value.label
-    return str(value.grade)
+    return value.label      # "2-AB right", "Modic 1", "yes", "9.2 mm, relative stenosis"
 
 
 def table_row(level: Level) -> dict[str, str]:
@@ -494,6 +500,11 @@ def table_row(level: Level) -> dict[str, str]:
         row[column.split(" ")[0] + " corrected"] = "yes" if f.corrected else ""
     slip = level.listhesis.value.slip_percent if level.listhesis.value is not None else None
     row["Slip %"] = "" if slip is None else f"{slip:.1f}"
+    for kind, column in _NEW_KIND_COLUMNS.items():
+        f = level.finding(kind)  # type: ignore[arg-type]
+        row[column] = _value_text(kind, f.value) if f.status == "assessed" else "not assessed"  # type: ignore[arg-type]
+        row[f"{column} model"] = _value_text(kind, f.model)  # type: ignore[arg-type]
+        row[f"{column} corrected"] = "yes" if f.corrected else ""
     return row
 
 

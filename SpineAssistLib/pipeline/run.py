@@ -39,24 +39,59 @@ class Done:
                           f"assessed in {self.seconds:.1f} s"] + [f"warning: {w}" for w in self.result.assessment.warnings])
 
 
+# The second table's columns: the findings of schema version 2, their headings and widths.
+_SAGITTAL_COLUMNS: tuple[tuple[str, str, int], ...] = (
+    ("modic", "Modic", 9), ("endplate_upper", "upper EP", 9), ("endplate_lower", "lower EP", 9),
+    ("narrowing", "narrowing", 9), ("bulging", "bulging", 9), ("herniation_sag", "herniation", 10),
+    ("canal", "canal AP", 27),
+)
+
+
+def _value(f: Any) -> str:
+    """A finding's value in force as the table writes it: its label, " *" when a reader corrected it, or "n/a"."""
+    if f.status != "assessed" or f.value is None:
+        return "n/a"
+    return f.value.label + (" *" if f.corrected else "")
+
+
+def _level_name(lv: Any) -> str:
+    # a level found or named with low confidence is marked, as the panel marks it
+    return lv.name + ("?" if lv.confidence is not None and lv.confidence < LOW_LEVEL_CONFIDENCE else "")
+
+
 def findings_table(a: Assessment, truth: Assessment | None = None) -> str:
     """Return a plain-text per-level table (and the truth beside it when given); a level name ending
-    in "?" was found or named with low confidence."""
-    def val(f: Any) -> str:
-        if f.status != "assessed" or f.value is None:
-            return "n/a"
-        return f.value.label + (" *" if f.corrected else "")
-
+    in "?" was found or named with low confidence. A second table gives the other findings of the
+    sagittal series (Modic, endplate defects, narrowing, bulging, herniation, canal AP diameter) when
+    any of them was assessed; "*" marks a reader's value."""
+    val = _value
     head = f"{'level':7s} {'herniation (MSU)':18s} {'Pfirrmann':13s} {'listhesis':32s}"
     rows = [head, "-" * len(head)]
     tl = {lv.name: lv for lv in truth.levels} if truth else {}
     for lv in a.levels:
-        # a level found or named with low confidence is marked, as the panel marks it
-        name = lv.name + ("?" if lv.confidence is not None and lv.confidence < LOW_LEVEL_CONFIDENCE else "")
-        rows.append(f"{name:7s} {val(lv.ldh):18s} {val(lv.pfirrmann):13s} {val(lv.listhesis):32s}")
+        rows.append(f"{_level_name(lv):7s} {val(lv.ldh):18s} {val(lv.pfirrmann):13s} {val(lv.listhesis):32s}")
         if lv.name in tl:
             t = tl[lv.name]
             rows.append(f"{'  truth':7s} {val(t.ldh):18s} {val(t.pfirrmann):13s} {val(t.listhesis):32s}")
+    if any(lv.finding(kind).status == "assessed"  # type: ignore[arg-type]
+           for lv in a.levels for kind, _, _ in _SAGITTAL_COLUMNS):
+        rows += ["", sagittal_findings_table(a, truth)]
+    return "\n".join(rows)
+
+
+def sagittal_findings_table(a: Assessment, truth: Assessment | None = None) -> str:
+    """Return the plain-text table of the other sagittal findings per level (and the truth beside it)."""
+    def line(name: str, lv: Any) -> str:
+        cells = " ".join(f"{_value(lv.finding(kind)):{width}s}" for kind, _, width in _SAGITTAL_COLUMNS)
+        return f"{name:7s} {cells}".rstrip()
+
+    head = f"{'level':7s} " + " ".join(f"{title:{width}s}" for _, title, width in _SAGITTAL_COLUMNS)
+    rows = [head.rstrip(), "-" * len(head.rstrip())]
+    tl = {lv.name: lv for lv in truth.levels} if truth else {}
+    for lv in a.levels:
+        rows.append(line(_level_name(lv), lv))
+        if lv.name in tl:
+            rows.append(line("  truth", tl[lv.name]))
     return "\n".join(rows)
 
 

@@ -25,12 +25,12 @@ import numpy as np
 
 from SpineAssistLib import mrml
 from SpineAssistLib.export.outputs import save_reader_findings
-from SpineAssistLib.findings import Assessment, Correction, FindingKind
+from SpineAssistLib.findings import FINDING_KINDS, Assessment, Correction, FindingKind
 from SpineAssistLib.geometry import lps_to_ras
 from SpineAssistLib.mrml.edits import current_reader
 from SpineAssistLib.mrml.nodes import ATTR_FINDING, ATTR_LINE, ATTR_MODEL_LEVEL
 from SpineAssistLib.training.reader_cases import write_training_data_from_scene
-from SpineAssistLib.ui.panel_model import LevelView, chosen_value, level_view
+from SpineAssistLib.ui.panel_model import LevelView, canal_with_diameter, chosen_value, level_view
 from SpineAssistLib.ui.teaching import TeachingStep, teaching_steps
 
 TEACHING_POINTS_NODE = "SpineAssist teaching points"
@@ -155,10 +155,23 @@ class SpineAssistLogic:
             return None
         return mrml.apply_correction(self.scene, nodes, assessment, level, kind, value, self.reader, note)
 
+    def correct_canal_diameter(self, level: str, ap_mm: float, note: str = "") -> Correction | None:
+        """Record the canal diameter the reader measured (mm) as the reader's value, graded by Verbiest's
+        rule (the grade editor then changes the grade only); return the record.
+
+        None when the diameter is the one in force: its grade, the reader's perhaps, stays.
+        """
+        assessment, nodes = self._need()
+        finding = assessment.level(level).canal
+        value = canal_with_diameter(ap_mm)
+        if finding.value is not None and finding.value.ap_mm == value.ap_mm:
+            return None
+        return mrml.apply_correction(self.scene, nodes, assessment, level, "canal", value, self.reader, note)
+
     def reset(self, level: str, kind: FindingKind | None = None) -> list[Correction]:
         """Put the model's value back for one finding, or every finding of the level; return the records."""
         assessment, nodes = self._need()
-        kinds = [kind] if kind else ["ldh", "pfirrmann", "listhesis"]
+        kinds = [kind] if kind else list(FINDING_KINDS)
         out = [mrml.reset_finding(self.scene, nodes, assessment, level, k, self.reader) for k in kinds]
         return [c for c in out if c is not None]
 

@@ -2,7 +2,9 @@
 
 The editors offer only values the findings model accepts, so a reader cannot type an impossible
 grade: Pfirrmann I-V; MSU size 0 (none or bulge) or size 1-3 with each zone and the sides that
-zone allows (B, BC and C need left or right); Meyerding 0 or 1-5 antero/retro.
+zone allows (B, BC and C need left or right); Meyerding 0 or 1-5 antero/retro; Modic none or type
+1-3; yes/no for the endplate defects, narrowing, bulging and the herniation seen on the sagittal
+view; the canal's stenosis grade (none, relative, absolute), which keeps the measured diameter.
 
 Usage::
 
@@ -19,26 +21,42 @@ from typing import Any
 
 from SpineAssistLib.findings import (
     FINDING_KINDS,
+    FINDING_TITLES,
     LISTHESIS_DIRECTIONS,
     LOW_LEVEL_CONFIDENCE,
     MEYERDING_GRADES,
+    MODIC_TYPES,
     MSU_SIZES,
     MSU_ZONES,
+    NOT_GRADED,
     PFIRRMANN_GRADES,
+    SAGITTAL_GRADING_KINDS,
     SIDES,
+    STENOSIS_GRADES,
+    CanalDiameter,
     Finding,
     FindingKind,
     Level,
     MeyerdingGrade,
+    ModicType,
     MSUGrade,
     PfirrmannGrade,
+    Presence,
 )
 
 _ROMAN = {0: "0", 1: "I", 2: "II", 3: "III", 4: "IV", 5: "V"}
 
-# Panel columns, left to right: the level, then one editable cell per finding, then the slip.
-COLUMNS: tuple[str, ...] = ("Level", "Herniation (MSU)", "Pfirrmann", "Meyerding", "Slip %")
-KIND_COLUMN: dict[str, str] = {"ldh": "Herniation (MSU)", "pfirrmann": "Pfirrmann", "listhesis": "Meyerding"}
+# The yes/no findings (value Presence).
+PRESENCE_KINDS: tuple[str, ...] = tuple(k for k in SAGITTAL_GRADING_KINDS if k != "modic")
+# The findings of schema version 2 (issue #21), in the order their columns follow the slip.
+NEW_KINDS: tuple[str, ...] = (*SAGITTAL_GRADING_KINDS, "canal")
+
+# Panel columns, left to right: the level, one editable cell per finding of schema 1, the slip, then
+# one editable cell per finding of schema 2.
+KIND_COLUMN: dict[str, str] = {"ldh": "Herniation (MSU)", "pfirrmann": "Pfirrmann", "listhesis": "Meyerding",
+                               **{k: FINDING_TITLES[k][0].upper() + FINDING_TITLES[k][1:] for k in NEW_KINDS}}
+COLUMNS: tuple[str, ...] = ("Level", "Herniation (MSU)", "Pfirrmann", "Meyerding", "Slip %",
+                            *(KIND_COLUMN[k] for k in NEW_KINDS))
 
 
 @dataclass(frozen=True)
@@ -50,16 +68,17 @@ class Choice:
 
 
 def value_text(kind: FindingKind, value: Any) -> str:
-    """Return a value as the panel writes it: ``"III"``, ``"2-AB right"``, ``"II antero"``; "" for None."""
+    """Return a value as the panel writes it: ``"III"``, ``"2-AB right"``, ``"II antero"``, ``"Modic 1"``,
+    ``"yes"``, ``"9.2 mm, absolute stenosis"``; "" for None."""
+    if kind not in FINDING_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(FINDING_KINDS)}; got {kind!r}")
     if value is None:
         return ""
     if kind == "pfirrmann":
         return _ROMAN[value.grade]
-    if kind == "ldh":
-        return value.label
     if kind == "listhesis":
         return "none" if value.grade == 0 else f"{_ROMAN[value.grade]} {value.direction}"
-    raise ValueError(f"kind must be one of {', '.join(FINDING_KINDS)}; got {kind!r}")
+    return value.label
 
 
 def _msu_values() -> list[MSUGrade]:
@@ -83,6 +102,12 @@ def choices(kind: FindingKind) -> list[Choice]:
     elif kind == "listhesis":
         values = [MeyerdingGrade(0)] + [MeyerdingGrade(g, None, d) for g in MEYERDING_GRADES[1:]
                                         for d in LISTHESIS_DIRECTIONS]
+    elif kind == "modic":
+        values = [ModicType(t) for t in MODIC_TYPES]
+    elif kind in PRESENCE_KINDS:
+        values = [Presence(True), Presence(False)]
+    elif kind == "canal":
+        values = [CanalDiameter(g) for g in STENOSIS_GRADES]
     else:
         raise ValueError(f"kind must be one of {', '.join(FINDING_KINDS)}; got {kind!r}")
     return [Choice(value_text(kind, v), v) for v in values]
@@ -91,6 +116,8 @@ def choices(kind: FindingKind) -> list[Choice]:
 def _same_choice(kind: FindingKind, a: Any, b: Any) -> bool:
     if kind == "listhesis":  # the editor chooses grade and direction; the measured slip % is not a choice
         return (a.grade, a.direction) == (b.grade, b.direction)
+    if kind == "canal":      # the editor chooses the grade; the measured diameter is not a choice
+        return a.stenosis == b.stenosis
     return a == b
 
 
@@ -106,6 +133,8 @@ def chosen_value(kind: FindingKind, index: int, current: Any = None) -> Any:
 
     For Meyerding, the slip % of ``current`` is kept when the reader keeps its grade and
     direction (only then is the measurement still the reading's); otherwise it is left empty.
+    For the canal, the diameter of ``current`` is kept whatever grade the reader chooses: the
+    reader grades the measured canal (``canal_with_diameter`` changes the diameter).
     """
     options = choices(kind)
     if not 0 <= index < len(options):
@@ -113,7 +142,18 @@ def chosen_value(kind: FindingKind, index: int, current: Any = None) -> Any:
     value = options[index].value
     if kind == "listhesis" and current is not None and _same_choice(kind, value, current):
         return current
+    if kind == "canal" and current is not None:
+        return CanalDiameter(value.stenosis, current.ap_mm)
     return value
+
+
+def canal_with_diameter(ap_mm: float) -> CanalDiameter:
+    """Return the canal value of a diameter the reader measured (mm): graded by Verbiest's rule.
+
+    Raises ValueError (TypeError for a non-number) naming ``canal.ap_mm`` for a diameter that is not
+    a positive, finite number of millimetres.
+    """
+    return CanalDiameter.measured(ap_mm)
 
 
 @dataclass(frozen=True)
@@ -127,6 +167,8 @@ class CellView:
     assessed: bool
     tooltip: str
     index: int  # the editor entry to select; -1 when not assessed
+    view: str = "sagittal"     # the series the grade is read on: "sagittal" or "axial"
+    ap_mm: float | None = None  # the canal's diameter in force (mm), for the canal cell's number editor
 
     @property
     def display(self) -> str:
@@ -176,7 +218,7 @@ def review_text(assessment: Any) -> str:
 
 
 def _tooltip(f: Finding, kind: FindingKind) -> str:
-    lines = []
+    lines = [f"{FINDING_TITLES[kind]}, read on the {f.view} series"]
     if f.status != "assessed":
         lines.append(f"not assessed: {f.reason}" if f.reason else "not assessed")
     if f.corrected:
@@ -194,9 +236,10 @@ def cell_view(level: Level, kind: FindingKind) -> CellView:
     """Return the cell of one finding at one level."""
     f = level.finding(kind)
     assessed = f.status == "assessed"
-    text = value_text(kind, f.value) if assessed else "not assessed"
+    text = value_text(kind, f.value) if assessed else "not graded" if f.reason == NOT_GRADED else "not assessed"
+    ap_mm = f.value.ap_mm if kind == "canal" and f.value is not None else None
     return CellView(kind, text, value_text(kind, f.model), f.corrected, assessed, _tooltip(f, kind),
-                    choice_index(kind, f.value) if assessed else -1)
+                    choice_index(kind, f.value) if assessed else -1, f.view, ap_mm)
 
 
 def slip_text(level: Level) -> str:

@@ -3,6 +3,9 @@
 Herniation (MSU): intra-facet line -> quarters (zones A, B, C) -> herniation extent (zone, side)
 -> depth ratio (size). Spondylolisthesis (Meyerding): corners -> slip line -> percentage.
 Disc degeneration (Pfirrmann): disc and CSF signal -> their ratio and contrast -> height -> the rule.
+Central canal (Verbiest): the antero-posterior line on the mid-sagittal slice -> its length against
+the rule's thresholds. The classifications of the sagittal series (Modic, endplate defects,
+narrowing, bulging, herniation on the sagittal view): what the grade means, then the result.
 
 Each step names the geometry lines and points to show (cumulative: a step shows what the earlier
 steps built, too) and the measurement it explains. Names are the ones ``SpineAssistLib.grading``
@@ -20,7 +23,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from SpineAssistLib.anatomy import MSU_KEYPOINTS
-from SpineAssistLib.findings import FINDING_KINDS, Finding, FindingKind, Level
+from SpineAssistLib.findings import (
+    ABSOLUTE_STENOSIS_BELOW_MM,
+    FINDING_KINDS,
+    FINDING_TITLES,
+    RELATIVE_STENOSIS_UP_TO_MM,
+    SAGITTAL_GRADING_KINDS,
+    Finding,
+    FindingKind,
+    Level,
+)
 from SpineAssistLib.ui.panel_model import value_text
 
 LEFT_FACET, RIGHT_FACET, DISC_MARGIN, APEX, CANAL = MSU_KEYPOINTS
@@ -154,6 +166,67 @@ def _pfirrmann_steps(level: Level) -> list[TeachingStep]:
     ]
 
 
+def _mm(x: float) -> str:
+    return f"{x:g}"
+
+
+def _canal_steps(level: Level) -> list[TeachingStep]:
+    f = level.canal
+    lines, points = tuple(f.geometry.lines), tuple(f.geometry.points)
+    measured = f.model if f.model is not None and f.model.ap_mm is not None else f.value
+    ap = measured.ap_mm if measured is not None else None
+    if lines:
+        here = f" Here the line is {ap:.1f} mm long." if ap is not None else ""
+    elif ap is not None:
+        here = f" No line was kept for this level; the diameter recorded is {ap:.1f} mm."
+    else:
+        here = " No diameter was measured at this level."
+    absolute, relative = _mm(ABSOLUTE_STENOSIS_BELOW_MM), _mm(RELATIVE_STENOSIS_UP_TO_MM)
+    rule = (f"Verbiest's rule grades the diameter: below {absolute} mm absolute stenosis, {absolute} to {relative} mm "
+            f"relative stenosis, above {relative} mm no stenosis. Verbiest measured the bony canal; the canal seen on "
+            "T2 is narrower, so the rule finds stenosis more often there: a measurement to check.")
+    if ap is not None:
+        grade = measured.stenosis  # type: ignore[union-attr]
+        rule += f" Here {ap:.1f} mm: {'no' if grade == 'none' else grade} stenosis."
+    return [
+        TeachingStep(
+            "Canal AP line",
+            "On the mid-sagittal slice at the disc, measure the central canal from front to back, perpendicular to "
+            "the canal: from its anterior wall (the posterior margin of the disc) to its posterior wall (the "
+            "ligamentum flavum)." + here,
+            lines, points, "canal_ap_mm"),
+        TeachingStep("Verbiest's rule: stenosis grade", rule, lines, points, "canal_ap_mm"),
+        _result_step(level, "canal", lines),
+    ]
+
+
+# What each classification of the sagittal series says, for teaching mode.
+_MEANINGS: dict[str, str] = {
+    "modic": ("Modic changes are signal changes of the vertebral marrow beside the endplates: type 1 dark on T1 and "
+              "bright on T2 (oedema, active), type 2 bright on T1 and T2 (fat), type 3 dark on both (sclerosis). One "
+              "type is given for the endplates above and below the disc together."),
+    "endplate_upper": ("An endplate defect is a break, erosion or Schmorl's node in the endplate. This one is the "
+                       "endplate above the disc: the lower endplate of the vertebra above."),
+    "endplate_lower": ("An endplate defect is a break, erosion or Schmorl's node in the endplate. This one is the "
+                       "endplate below the disc: the upper endplate of the vertebra below."),
+    "narrowing": "Disc narrowing: the disc space is lower than the disc above it, or than expected at its level.",
+    "bulging": ("Disc bulging: the disc reaches beyond the margins of the vertebral bodies over a broad base, "
+                "without a focal herniation."),
+    "herniation_sag": ("Herniation on the sagittal view: disc material displaced focally beyond the disc space. Its "
+                       "MSU grade (size, zone, side) needs the axial series."),
+}
+
+
+def _classification_steps(level: Level, kind: FindingKind) -> list[TeachingStep]:
+    f = level.finding(kind)
+    lines, points = tuple(f.geometry.lines), tuple(f.geometry.points)
+    how = (" Graded by the model from the disc crop (the sagittal slices around the disc); no lines or points are "
+           "measured for it." if f.model is not None and not (lines or points) else "")
+    title = FINDING_TITLES[kind][0].upper() + FINDING_TITLES[kind][1:]
+    return [TeachingStep(f"{title}: what it means", _MEANINGS[kind] + how, lines, points),
+            _result_step(level, kind, lines)]
+
+
 def _result_step(level: Level, kind: FindingKind, lines: tuple[str, ...]) -> TeachingStep:
     f = level.finding(kind)
     if f.status != "assessed":
@@ -169,7 +242,10 @@ def _result_step(level: Level, kind: FindingKind, lines: tuple[str, ...]) -> Tea
 
 
 def teaching_steps(level: Level, kind: FindingKind) -> list[TeachingStep]:
-    """Return the steps that build one finding's grade at ``level`` (kind: "ldh", "listhesis" or "pfirrmann")."""
+    """Return the steps that build one finding's grade at ``level`` (kind: any of FINDING_KINDS)."""
     if kind not in FINDING_KINDS:
         raise ValueError(f"kind must be one of {', '.join(FINDING_KINDS)}; got {kind!r}")
-    return {"ldh": _herniation_steps, "listhesis": _listhesis_steps, "pfirrmann": _pfirrmann_steps}[kind](level)
+    if kind in SAGITTAL_GRADING_KINDS:
+        return _classification_steps(level, kind)
+    return {"ldh": _herniation_steps, "listhesis": _listhesis_steps, "pfirrmann": _pfirrmann_steps,
+            "canal": _canal_steps}[kind](level)

@@ -22,10 +22,11 @@ from SpineAssistLib.ui.logic import (
     new_work_folder,
     volume_plane,
 )
-from SpineAssistLib.ui.panel_model import COLUMNS, KIND_COLUMN, choices, review_text
+from SpineAssistLib.ui.panel_model import COLUMNS, KIND_COLUMN, NEW_KINDS, choices, review_text
 from SpineAssistLib.ui.process import DEVICES, AssessOutcome, AssessProcess, stage_dicom_files
 
-KIND_TITLES = {"ldh": "Herniation (MSU)", "listhesis": "Spondylolisthesis (Meyerding)", "pfirrmann": "Pfirrmann"}
+KIND_TITLES = {"ldh": "Herniation (MSU)", "listhesis": "Spondylolisthesis (Meyerding)", "pfirrmann": "Pfirrmann",
+               **{kind: KIND_COLUMN[kind] for kind in NEW_KINDS}}
 RESET_COLUMN = len(COLUMNS)
 
 
@@ -209,8 +210,8 @@ class SpineAssistPanel:
         form = self._section(layout, "Teaching mode", collapsed=True)
         self.teach_level = qt.QComboBox()
         self.teach_kind = qt.QComboBox()
-        for kind in ("ldh", "listhesis", "pfirrmann"):
-            self.teach_kind.addItem(KIND_TITLES[kind], kind)
+        for kind, title in KIND_TITLES.items():
+            self.teach_kind.addItem(title, kind)
         form.addRow("Level:", self.teach_level)
         form.addRow("Finding:", self.teach_kind)
         steps = qt.QHBoxLayout()
@@ -403,6 +404,16 @@ class SpineAssistPanel:
         else:
             row.addWidget(combo)
         combo.connect("activated(int)", lambda index, k=cell.kind: self.on_edit(level, k, index))
+        if cell.kind == "canal":   # the diameter itself: a new one is graded by Verbiest's rule
+            spin = qt.QDoubleSpinBox()
+            spin.setRange(0.0, 40.0)
+            spin.setDecimals(1)
+            spin.setSuffix(" mm")
+            spin.setSpecialValueText("no diameter")
+            spin.value = cell.ap_mm or 0.0
+            spin.toolTip = "The canal's antero-posterior diameter; a new value sets the grade by Verbiest's rule"
+            spin.connect("editingFinished()", lambda s=spin, old=cell.ap_mm: self.on_canal_diameter(level, s.value, old))
+            row.addWidget(spin)
         return box
 
     def on_edit(self, level: str, kind: str, index: int) -> None:
@@ -411,6 +422,13 @@ class SpineAssistPanel:
         self._safe(lambda: self.logic.correct(level, kind, index), "Cannot record the correction")
         self.refresh()
         self._safe(lambda: self.logic.center(level))
+
+    def on_canal_diameter(self, level: str, ap_mm: float, shown: float | None) -> None:
+        # editingFinished also fires when the box merely loses focus: only a changed number is a reading
+        if self._updating or ap_mm <= 0 or (shown is not None and round(shown, 1) == round(ap_mm, 1)):
+            return
+        self._safe(lambda: self.logic.correct_canal_diameter(level, ap_mm), "Cannot record the diameter")
+        self.refresh()
 
     def on_reset(self, level: str) -> None:
         self._safe(lambda: self.logic.reset(level), "Cannot reset")

@@ -189,6 +189,40 @@ def test_sr_keeps_reader_and_model_values(sr_path):
     assert not [x for x in _qualitative(pydicom.dcmread(sr_path), "L5-S1") if x[0].startswith("MSU")]
 
 
+PRESENT, ABSENT = "52101004", "272519000"
+
+
+def test_sr_codes_the_sagittal_findings_with_model_and_reader_values(sr_path):
+    q = _qualitative(pydicom.dcmread(sr_path), "L4-L5")
+    # private concepts where SNOMED CT has none
+    assert ("MODIC", "MODIC-1", "READER") in q and ("MODIC", "MODIC-2", "MODEL") in q
+    assert ("ENDPLATE-UPPER", PRESENT, "MODEL") in q and ("ENDPLATE-LOWER", ABSENT, "MODEL") in q
+    assert ("NARROWING", PRESENT, "MODEL") in q
+    assert ("BULGING", ABSENT, "READER") in q and ("BULGING", PRESENT, "MODEL") in q
+    assert ("STENOSIS-GRADE", "STENOSIS-REL", "READER") in q and ("STENOSIS-GRADE", "STENOSIS-ABS", "MODEL") in q
+    # SNOMED CT: herniation of intervertebral disc, spinal stenosis (relative and absolute both present)
+    assert ("73589001", PRESENT, "MODEL") in q
+    assert ("76107001", PRESENT, "READER") in q and ("76107001", PRESENT, "MODEL") in q
+    # not graded: nothing written; a level with only the sagittal herniation has only that
+    assert not [x for x in _qualitative(pydicom.dcmread(sr_path), "L3-L4") if x[0] in ("MODIC", "73589001")]
+    l5s1 = _qualitative(pydicom.dcmread(sr_path), "L5-S1")
+    assert ("73589001", PRESENT, "MODEL") in l5s1 and not [x for x in l5s1 if x[0] in ("MODIC", "76107001")]
+
+
+def test_sr_canal_ap_diameter_is_a_measurement_in_mm_of_the_vertebral_canal(sr_path, study):
+    sag, _, _ = study
+    mid = sorted(sag, key=lambda d: float(d.ImagePositionPatient[0]))[2]
+    g = _group(hd.sr.srread(sr_path), "L4-L5")
+    diameters = [m for m in g.get_measurements() if (m.name.value, m.name.scheme_designator) == ("81827009", "SCT")]
+    # the reader set the grade only: their value keeps the measured 9.2 mm
+    assert sorted((m.method.value, m.value, m.unit.value) for m in diameters) == [("MODEL", 9.2, "mm"),
+                                                                                   ("READER", 9.2, "mm")]
+    for m in diameters:
+        assert [(s.value.value, s.value.scheme_designator) for s in m.finding_sites] == [("61853006", "SCT")]
+        assert [r.referenced_sop_instance_uid for r in m.referenced_images] == [mid.SOPInstanceUID]
+    assert not [m for m in _group(hd.sr.srread(sr_path), "L3-L4").get_measurements() if m.name.value == "81827009"]
+
+
 def test_sr_references_sagittal_and_axial_images(sr_path, study):
     sag, ax, _ = study
     ds = pydicom.dcmread(sr_path)

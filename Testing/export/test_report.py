@@ -51,6 +51,68 @@ def test_report_table_marks_corrections_and_not_assessed(report):
     assert S.PATIENT_NAME not in report and "MRN-000123" not in report
 
 
+def test_report_says_which_series_each_grade_came_from(report):
+    row = re.search(r"<tr><td><b>L4-L5</b>.*?</tr>", report).group(0)
+    ldh, pfirrmann, listhesis = re.findall(r"<td>(.*?)</td>", row)[1:4]
+    assert ldh.startswith('2-AB right<span class="view" title="graded on the axial series">axial</span>')
+    assert '>sagittal</span>' in pfirrmann and '>sagittal</span>' in listhesis
+
+
+def test_without_an_axial_slice_the_herniation_column_shows_the_sagittal_reading(report):
+    l5s1 = re.search(r"<tr><td><b>L5-S1</b>.*?</tr>", report).group(0)
+    herniation = re.findall(r"<td>(.*?)</td>", l5s1)[1]
+    assert herniation.startswith('herniation<span class="view" title="graded on the sagittal series">sagittal</span>')
+    assert "MSU grade not assessed: no axial slice through this disc" in herniation
+
+
+def _other_rows(report):
+    table = re.search(r'<table class="levels other">(.*?)</table>', report).group(1)
+    return {re.search(r"<b>(.*?)</b>", r).group(1): re.findall(r"<td>(.*?)</td>", r)[1:]
+            for r in re.findall(r"<tr><td>.*?</tr>", table)}
+
+
+def test_other_sagittal_findings_table_has_values_corrections_and_not_graded(report):
+    heads = re.findall(r"<th>(.*?)</th>", re.search(r'<table class="levels other">(.*?)</tr>', report).group(1))
+    assert heads == ["Level", "Modic", "Upper endplate defect", "Lower endplate defect", "Disc narrowing",
+                     "Disc bulging", "Herniation (sagittal)", "Canal AP"]
+    rows = _other_rows(report)
+    modic, upper, lower, narrowing, bulging, herniation, canal = rows["L4-L5"]
+    assert modic.startswith("Modic 1") and "corrected" in modic and "model: Modic 2" in modic
+    assert (upper, lower, narrowing, herniation) == ("yes", "no", "yes", "yes")
+    assert bulging.startswith("no") and "model: yes" in bulging
+    assert canal.startswith("9.2 mm, relative stenosis") and "model: 9.2 mm, absolute stenosis" in canal
+    assert set(rows["L3-L4"]) == {'<span class="na">not graded</span>'}
+    assert "Other sagittal findings" in report and "absolute stenosis below 10 mm, relative from 10 to 12 mm" in report
+    # the corrections log names the findings and their values as the tables do
+    assert "<td>Modic</td><td>dr.lee</td><td>Modic 2 → Modic 1</td>" in report
+    assert "<td>canal AP</td><td>dr.lee</td><td>9.2 mm, absolute stenosis → 9.2 mm, relative stenosis</td>" in report
+
+
+def test_a_study_without_the_sagittal_gradings_says_so_in_one_line():
+    from SpineAssistLib.export.report_html import render_report_html
+    from SpineAssistLib.findings import Assessment, Level
+
+    html = render_report_html(Assessment(S.STUDY_UID, [Level("L4-L5")]))
+    assert '<table class="levels other">' not in html
+    assert "were not graded in this assessment" in html
+
+
+def test_sagittal_key_image_draws_the_canal_ap_line_with_its_length():
+    from SpineAssistLib.export.key_images import render_key_image_parts
+
+    sag = sorted(S.sagittal_series(), key=lambda d: float(d.ImagePositionPatient[0]))[2]
+    img = KeyImage.from_dicom(sag, "sagittal", mask=S.disc_labels()[2])
+    svg, legend = render_key_image_parts(img, S.assessment())
+    assert "canal AP diameter" in {e.label for e in legend}
+    texts = ["".join(t.itertext()) for t in ET.fromstring(svg).iter(f"{SVG}text")]
+    assert "9.2 mm" in texts
+    # the line from column 57 to 66.2 at the disc's middle row (56): pixel centres, 5 display units a pixel
+    lines = [ln for ln in ET.fromstring(svg).iter(f"{SVG}polyline") if ln.get("stroke") == "#76ff03"]
+    assert len(lines) == 1
+    (x1, y1), (x2, y2) = (tuple(map(float, p.split(","))) for p in lines[0].get("points").split())
+    assert (x2 - x1, y2 - y1) == pytest.approx((9.2 * 480 / 96, 0.0), abs=0.06)
+
+
 def test_each_key_image_has_its_legend_beside_it(report):
     """The legend is HTML under each image: what each colour and line style means."""
     legends = re.findall(r'<div class="legend">(.*?)</div>', report)

@@ -37,6 +37,33 @@ def test_csv_shows_not_assessed_with_reason(tmp_path):
     assert rows[2]["ldh_status"] == "not_assessed: no axial slice through this disc"
 
 
+def test_csv_has_the_sagittal_findings_with_model_values_and_corrections(tmp_path):
+    rows = _rows(write_findings_csv(assessment(), tmp_path / "findings.csv"))
+    l45 = rows[1]
+    assert (l45["modic_type"], l45["modic_model_type"], l45["modic_corrected"], l45["modic_status"]) == \
+        ("1", "2", "yes", "assessed")
+    assert (l45["endplate_upper"], l45["endplate_upper_model"], l45["endplate_upper_corrected"]) == ("yes", "yes", "no")
+    assert (l45["endplate_lower"], l45["narrowing"], l45["herniation_sag"]) == ("no", "yes", "yes")
+    assert (l45["bulging"], l45["bulging_model"], l45["bulging_corrected"]) == ("no", "yes", "yes")
+    # the reader set the grade only: the measured 9.2 mm stays beside it
+    assert (l45["canal_ap_mm"], l45["canal_stenosis"], l45["canal_model_ap_mm"], l45["canal_model_stenosis"],
+            l45["canal_corrected"], l45["canal_status"]) == ("9.2", "relative", "9.2", "absolute", "yes", "assessed")
+    l34, l5s1 = rows[0], rows[2]
+    assert (l34["modic_type"], l34["modic_status"]) == ("", "not_assessed: not graded")
+    assert (l34["canal_ap_mm"], l34["canal_status"]) == ("", "not_assessed: not graded")
+    assert (l5s1["herniation_sag"], l5s1["herniation_sag_status"]) == ("yes", "assessed")   # no axial slice there
+
+
+def test_csv_keeps_the_columns_of_schema_1_in_their_places():
+    schema_1 = ("level", "model_level", "pfirrmann_grade", "pfirrmann_model_grade", "pfirrmann_corrected",
+                "pfirrmann_status", "ldh", "ldh_msu_size", "ldh_msu_zone", "ldh_side", "ldh_model", "ldh_corrected",
+                "ldh_status", "meyerding_grade", "listhesis_direction", "meyerding_model_grade", "listhesis_corrected",
+                "listhesis_status", "slip_percent", "slip_percent_model", "slip_mm", "msu_depth_ratio", "sir", "dhi",
+                "corrected", "readers")
+    assert COLUMNS[:len(schema_1)] == schema_1
+    assert len(COLUMNS) == len(schema_1) + 4 + 5 * 4 + 6 and len(set(COLUMNS)) == len(COLUMNS)
+
+
 def test_csv_header_is_the_documented_columns(tmp_path):
     path = write_findings_csv(assessment(), tmp_path / "findings.csv")
     assert path.read_text(encoding="utf-8").splitlines()[0] == ",".join(COLUMNS)

@@ -8,7 +8,7 @@ import pytest
 from support import mrml_case as case
 
 from SpineAssistLib import mrml
-from SpineAssistLib.findings import MeyerdingGrade, MSUGrade, PfirrmannGrade
+from SpineAssistLib.findings import CanalDiameter, MeyerdingGrade, ModicType, MSUGrade, PfirrmannGrade, Presence
 from SpineAssistLib.mrml.state import PARAM_ASSESSMENT
 
 
@@ -41,6 +41,27 @@ def test_correction_is_marked_keeps_the_model_value_and_can_be_reset(mrml_scene)
         mrml.apply_correction(mrml_scene, nodes, a, "L4-L5", "pfirrmann", MeyerdingGrade(1, 10.0, "antero"), "dr.lee")
     with pytest.raises(KeyError, match="no level 'L1-L2'"):
         mrml.apply_correction(mrml_scene, nodes, a, "L1-L2", "pfirrmann", PfirrmannGrade(2), "dr.lee")
+
+
+def test_sagittal_findings_are_corrected_and_reset_through_the_same_edits(mrml_scene):
+    a, nodes = case.show(mrml_scene, case.assessment(sagittal_findings=True))
+    mrml.apply_correction(mrml_scene, nodes, a, "L4-L5", "modic", ModicType(1), reader="dr.lee", note="oedema")
+    mrml.apply_correction(mrml_scene, nodes, a, "L4-L5", "canal", CanalDiameter("relative", 9.0), reader="dr.lee")
+    mrml.apply_correction(mrml_scene, nodes, a, "L5-S1", "herniation_sag", Presence(True), reader="dr.lee")
+    row = _row(nodes, "L4-L5")
+    assert (row["Modic"], row["Modic model"], row["Modic corrected"]) == ("Modic 1", "Modic 2", "yes")
+    assert (row["Canal AP"], row["Canal AP model"]) == ("9.0 mm, relative stenosis", "9.0 mm, absolute stenosis")
+    # a finding the model did not grade becomes assessed with the reader's value, and says it has no model value
+    other = _row(nodes, "L5-S1")
+    assert (other["Herniation (sagittal)"], other["Herniation (sagittal) model"]) == ("yes", "")
+    saved = json.loads(mrml.parameter_node(mrml_scene).GetParameter(PARAM_ASSESSMENT))
+    assert saved["levels"][0]["modic"]["modic_type"] == 1 and saved["levels"][0]["modic"]["model"]["modic_type"] == 2
+    assert saved["levels"][0]["canal"]["stenosis"] == "relative" and saved["levels"][0]["canal"]["ap_mm"] == 9.0
+    assert saved["levels"][1]["herniation_sag"]["status"] == "assessed"
+    assert mrml.reset_finding(mrml_scene, nodes, a, "L4-L5", "modic", reader="dr.lee") is not None
+    assert (_row(nodes, "L4-L5")["Modic"], _row(nodes, "L4-L5")["Modic corrected"]) == ("Modic 2", "")
+    with pytest.raises(TypeError, match="a canal correction must be a CanalDiameter"):
+        mrml.apply_correction(mrml_scene, nodes, a, "L4-L5", "canal", Presence(True), "dr.lee")
 
 
 def test_relabel_moves_every_finding_and_node_with_its_disc(mrml_scene):

@@ -125,6 +125,25 @@ def test_table_has_one_row_per_level_with_model_values(mrml_scene):
     assert nodes.table.GetLocked() == 1      # read-only in Slicer's table view: corrections go through the panel
 
 
+def test_sagittal_findings_are_table_columns_and_the_canal_line_is_a_measurement_line(mrml_scene):
+    from SpineAssistLib.mrml.nodes import ATTR_FINDING, ATTR_LINE
+
+    _, nodes = case.show(mrml_scene, case.assessment(sagittal_findings=True))
+    l45, l5s1 = mrml.table_rows(nodes)
+    assert (l45["Modic"], l45["Modic model"], l45["Modic corrected"]) == ("Modic 2", "Modic 2", "")
+    assert (l45["Upper endplate defect"], l45["Lower endplate defect"], l45["Disc narrowing"], l45["Disc bulging"],
+            l45["Herniation (sagittal)"]) == ("yes", "no", "yes", "no", "yes")
+    assert l45["Canal AP"] == "9.0 mm, absolute stenosis"
+    assert (l5s1["Modic"], l5s1["Canal AP"], l5s1["Canal AP model"]) == ("not assessed", "not assessed", "")
+    assert list(l45) == list(mrml.TABLE_COLUMNS) and len(mrml.TABLE_COLUMNS) == 12 + 7 * 3
+    canal = next(n for n in nodes.lines if n.GetAttribute(ATTR_FINDING) == "canal")
+    assert canal.GetName() == "L4-L5 canal: canal AP" and canal.GetAttribute(ATTR_LINE) == "canal AP"
+    assert canal.GetAttribute(ATTR_MODEL_LEVEL) == "L4-L5" and canal.GetLocked() == 1
+    assert _ras(canal, 0) == pytest.approx((0.0, -6.0, 4.0)) and _ras(canal, 1) == pytest.approx((0.0, -15.0, 4.0))
+    assert canal.GetLineLengthWorld() == pytest.approx(9.0)
+    assert canal in nodes.layer_nodes("measurements")
+
+
 def test_every_node_is_under_the_study_in_a_folder_per_layer(mrml_scene):
     import slicer
 

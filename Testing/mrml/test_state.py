@@ -6,7 +6,7 @@ import pytest
 from support import mrml_case as case
 
 from SpineAssistLib import mrml
-from SpineAssistLib.findings import PfirrmannGrade
+from SpineAssistLib.findings import CanalDiameter, ModicType, PfirrmannGrade, Presence
 
 
 def _ras(node, i):
@@ -64,6 +64,31 @@ def test_saved_mrb_reopens_with_the_same_assessment_corrections_and_nodes(mrml_s
         assert sh.GetItemName(reopened.layer_items["keypoints"]) == "Keypoints"
         mrml.set_layer_visible(scene, reopened, "boxes", False)
         assert not mrml.layer_visible(reopened, "boxes")
+    finally:
+        scene.Clear(1)
+
+
+def test_sagittal_findings_and_their_corrections_round_trip_through_the_mrb(mrml_scene, tmp_path):
+    a, nodes = case.show(mrml_scene, case.assessment(sagittal_findings=True))
+    mrml.apply_correction(mrml_scene, nodes, a, "L4-L5", "modic", ModicType(1), reader="dr.lee", note="oedema")
+    mrml.apply_correction(mrml_scene, nodes, a, "L4-L5", "canal", CanalDiameter("relative", 9.0), reader="dr.lee")
+    mrml.apply_correction(mrml_scene, nodes, a, "L4-L5", "bulging", Presence(True), reader="dr.lee")
+    path = tmp_path / "case.mrb"
+    assert mrml_scene.WriteToMRB(str(path))
+
+    scene = mrml.read_mrb(path)
+    try:
+        b, reopened = mrml.load_state(scene)
+        assert b.to_json() == a.to_json()
+        level = b.level("L4-L5")
+        assert (level.modic.value, level.modic.model) == (ModicType(1), ModicType(2))
+        assert (level.canal.value, level.canal.model) == (CanalDiameter("relative", 9.0), CanalDiameter("absolute", 9.0))
+        assert level.bulging.value == Presence(True) and level.bulging.model == Presence(False)
+        assert sorted(c.finding for c in level.all_corrections()) == ["bulging", "canal", "modic"]
+        assert b.level("L5-S1").modic.status == "not_assessed" and b.level("L5-S1").modic.reason == "not graded"
+        assert mrml.table_rows(reopened) == mrml.table_rows(nodes)
+        assert "L4-L5 canal: canal AP" in {n.GetName() for n in reopened.lines}
+        assert len(reopened.lines) == 3
     finally:
         scene.Clear(1)
 

@@ -58,3 +58,21 @@ def test_findings_table_marks_uncertain_levels():
     table = findings_table(Assessment("1.2", levels=[Level("L4-L5", confidence=0.9), Level("L5-S1", confidence=0.1)]))
     rows = table.splitlines()[2:]
     assert rows[0].startswith("L4-L5 ") and rows[1].startswith("L5-S1? ")
+
+
+def test_findings_table_adds_the_sagittal_findings_only_when_graded():
+    from support import export_case
+
+    from SpineAssistLib.findings import Level
+    from SpineAssistLib.pipeline.run import findings_table
+
+    assert "Modic" not in findings_table(Assessment("1.2", levels=[Level("L4-L5")]))   # none graded: one table
+    first, second = findings_table(export_case.assessment()).split("\n\n")
+    assert first.splitlines()[0].startswith("level   herniation (MSU)")                # the first table as it was
+    assert second.splitlines()[0].split() == ["level", "Modic", "upper", "EP", "lower", "EP", "narrowing", "bulging",
+                                              "herniation", "canal", "AP"]
+    l34, l45, l5s1 = second.splitlines()[2:]
+    assert l45.split() == ["L4-L5", "Modic", "1", "*", "yes", "no", "yes", "no", "*", "yes", "9.2", "mm,", "relative",
+                           "stenosis", "*"]
+    assert l34.split() == ["L3-L4"] + ["n/a"] * 7
+    assert l5s1.split()[6] == "yes"          # the herniation the sagittal series showed where no axial slice was

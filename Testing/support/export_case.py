@@ -15,8 +15,8 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
 from SpineAssistLib.anatomy import DISC_LABELS, HERNIATION_LABEL
-from SpineAssistLib.findings import (Assessment, Geometry, HerniationFinding, Level, Measurement, MeyerdingGrade,
-                                     ModelInfo, MSUGrade, PfirrmannGrade)
+from SpineAssistLib.findings import (Assessment, CanalDiameter, Geometry, HerniationFinding, Level, Measurement,
+                                     MeyerdingGrade, ModelInfo, ModicType, MSUGrade, PfirrmannGrade, Presence)
 
 STUDY_UID = "2.25.311189206196358921396540276313717227911"
 FOR_UID = "2.25.128337393113620946232406651939364931671"
@@ -173,9 +173,43 @@ def corners() -> dict[str, tuple[float, float, float]]:
     return pts
 
 
+# The canal's antero-posterior line at L4-L5 on the mid-sagittal slice: from the posterior disc
+# margin (column 57) across the CSF to column 66.2 at the disc's middle row, 9.2 mm: absolute stenosis.
+CANAL_AP_MM = 9.2
+CANAL_ROW = sum(DISCS["L4-L5"]) / 2
+
+
+def grade_sagittal_findings(level: Level, canal_line: tuple, source: dict | None = None) -> Level:
+    """Give ``level`` a model value for every finding of schema version 2: Modic 2, an upper endplate
+    defect (no lower one), narrowing, bulging, a herniation seen on the sagittal view, and the canal
+    AP diameter measured along ``canal_line`` (LPS mm) with its Verbiest grade."""
+    level.modic.model = ModicType(2)
+    level.endplate_upper.model = Presence(True)
+    level.endplate_lower.model = Presence(False)
+    level.narrowing.model = Presence(True)
+    level.bulging.model = Presence(True)
+    level.herniation_sag.model = Presence(True)
+    a, b = canal_line
+    ap = round(sum((x - y) ** 2 for x, y in zip(a, b)) ** 0.5, 3)   # 9.2, not 9.200000000000003
+    level.canal.model = CanalDiameter.measured(ap)
+    level.canal.measurements = [Measurement("canal_ap_mm", ap, "mm", "canal antero-posterior diameter at the disc")]
+    level.canal.geometry = Geometry(points={"canal anterior wall": a, "canal posterior wall": b},  # as grading.canal
+                                    lines={"canal AP": (a, b)}, source=dict(source or {}))
+    for kind in ("modic", "endplate_upper", "endplate_lower", "narrowing", "bulging", "herniation_sag", "canal"):
+        f = level.finding(kind)
+        f.status, f.reason = "assessed", ""
+    level.modic.confidence = 0.8
+    return level
+
+
 def assessment(axial_sop: str = "", sag_sop: str = "") -> Assessment:
     """L3-L4 normal; L4-L5 2-AB right, Pfirrmann 3 corrected to 4, anterolisthesis I (14.3 %, 5 mm);
-    L5-S1 herniation not assessed (no axial slice)."""
+    L5-S1 herniation not assessed (no axial slice).
+
+    Sagittal findings (schema 2): at L4-L5 every one graded by the model (``grade_sagittal_findings``),
+    and a reader corrected Modic 2 to 1, bulging yes to no and the canal grade absolute to relative
+    (keeping the measured 9.2 mm); at L5-S1 only a herniation seen on the sagittal view; L3-L4 is
+    not graded for them."""
     pts = corners()
     src = {"sop_instance_uid": sag_sop} if sag_sop else {}
     levels = []
@@ -207,5 +241,12 @@ def assessment(axial_sop: str = "", sag_sop: str = "") -> Assessment:
                           source={"sop_instance_uid": axial_sop} if axial_sop else {}),
         confidence=0.91)
     levels[2].ldh = HerniationFinding(status="not_assessed", reason="no axial slice through this disc")
+    grade_sagittal_findings(l45, (sag_lps(CANAL_ROW, 57), sag_lps(CANAL_ROW, 57 + CANAL_AP_MM)), src)
+    t = "2024-03-16T09:05:00+00:00"
+    l45.modic.correct(ModicType(1), reader="dr.lee", note="bright on T2: oedema", time=t)
+    l45.bulging.correct(Presence(False), reader="dr.lee", time=t)
+    l45.canal.correct(CanalDiameter("relative", l45.canal.model.ap_mm), reader="dr.lee", note="borderline", time=t)
+    levels[2].herniation_sag.model = Presence(True)
+    levels[2].herniation_sag.status, levels[2].herniation_sag.reason = "assessed", ""
     return Assessment(STUDY_UID, levels, models=[ModelInfo("sagittal_pose", SHA, "1.0")],
                       created=dt.datetime(2024, 3, 16, tzinfo=dt.timezone.utc).isoformat())

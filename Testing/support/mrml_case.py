@@ -3,6 +3,9 @@
 Numbers are chosen so a person can check them: at L4-L5, P = L5 posterior-superior (0, 10, 0),
 Q = L5 anterior-superior (0, -30, 0) and R = L4 posterior-inferior (0, 2, 5) give an 8 mm slip of a
 40 mm endplate: 20 %, Meyerding I, antero. Moving R to (0, -10, 5) makes it 20 mm, 50 %, grade II.
+With ``sagittal_findings=True``, L4-L5 also has every finding of schema version 2 graded by the
+model; its canal AP line runs from the posterior disc margin (0, 6, 4) to (0, 15, 4): 9 mm, absolute
+stenosis (Verbiest: below 10 mm).
 """
 
 from __future__ import annotations
@@ -10,8 +13,9 @@ from __future__ import annotations
 import numpy as np
 
 from SpineAssistLib import anatomy
-from SpineAssistLib.findings import (Assessment, Geometry, HerniationFinding, Level, ListhesisFinding, Measurement,
-                                     MeyerdingGrade, MSUGrade, PfirrmannFinding, PfirrmannGrade)
+from SpineAssistLib.findings import (Assessment, CanalDiameter, Geometry, HerniationFinding, Level, ListhesisFinding,
+                                     Measurement, MeyerdingGrade, ModicType, MSUGrade, PfirrmannFinding, PfirrmannGrade,
+                                     Presence)
 from SpineAssistLib.mrml import DetectionBox
 
 STUDY_UID = "1.2.826.0.1.3680043.8.498.1"
@@ -56,7 +60,28 @@ def volume() -> np.ndarray:
     return (np.arange(np.prod(SHAPE)) % 251).reshape(SHAPE).astype(np.int16)
 
 
-def assessment() -> Assessment:
+CANAL_LINE = ((0.0, 6.0, 4.0), (0.0, 15.0, 4.0))      # LPS mm, 9 mm long
+
+
+def grade_sagittal_findings(level: Level) -> Level:
+    """Give ``level`` the model's value of every schema-2 finding: Modic 2, an upper endplate defect, no
+    lower one, narrowing, no bulging, a herniation on the sagittal view, and the canal 9 mm (absolute)."""
+    level.modic.model = ModicType(2)
+    level.endplate_upper.model = Presence(True)
+    level.endplate_lower.model = Presence(False)
+    level.narrowing.model = Presence(True)
+    level.bulging.model = Presence(False)
+    level.herniation_sag.model = Presence(True)
+    level.canal.model = CanalDiameter.measured(9.0)
+    level.canal.measurements = [Measurement("canal_ap_mm", 9.0, "mm")]
+    level.canal.geometry = Geometry(points={"canal anterior wall": CANAL_LINE[0], "canal posterior wall": CANAL_LINE[1]},
+                                    lines={"canal AP": CANAL_LINE})      # the names grading.canal writes
+    for kind in ("modic", "endplate_upper", "endplate_lower", "narrowing", "bulging", "herniation_sag", "canal"):
+        level.finding(kind).status, level.finding(kind).reason = "assessed", ""
+    return level
+
+
+def assessment(sagittal_findings: bool = False) -> Assessment:
     """Return the hand-built assessment whose model values match the keypoints above."""
     l45 = Level(
         "L4-L5",
@@ -75,6 +100,8 @@ def assessment() -> Assessment:
         ldh=HerniationFinding(status="not_assessed", reason="no axial series at this level"),
         listhesis=ListhesisFinding(model=MeyerdingGrade(0, 0.0, None)),
     )
+    if sagittal_findings:
+        grade_sagittal_findings(l45)
     return Assessment(STUDY_UID, levels=[l45, l5s1], sagittal_series_uid="1.2.3.4", axial_series_uid="1.2.3.5")
 
 

@@ -9,7 +9,7 @@ import pytest
 from support import mrml_case as case
 
 from SpineAssistLib import mrml
-from SpineAssistLib.findings import Assessment, MSUGrade, PfirrmannGrade
+from SpineAssistLib.findings import Assessment, CanalDiameter, ModicType, MSUGrade, PfirrmannGrade, Presence
 from SpineAssistLib.ui.logic import (SpineAssistLogic, default_series, dicom_files_for_volume, plane_of_direction,
                                   volume_plane)
 from SpineAssistLib.ui.panel_model import choice_index
@@ -63,6 +63,58 @@ def test_a_correction_keeps_the_model_value_and_reset_brings_it_back(mrml_scene,
     assert json.loads(saved.read_text())["levels"][0]["ldh"]["msu_size"] == 2
     assert [r.finding for r in logic.reset("L4-L5")] == ["ldh"]
     assert not logic.views()[0].cells["ldh"].corrected
+
+
+@pytest.fixture
+def sagittal_out_dir(tmp_path):
+    """As ``out_dir``, with every schema-2 finding graded by the model at L4-L5 (canal 9 mm, absolute)."""
+    scene = mrml.new_scene()
+    a, nodes = case.show(scene, case.assessment(sagittal_findings=True))
+    mrml.save_state(scene, a, nodes)
+    out = tmp_path / "out"
+    out.mkdir()
+    assert scene.WriteToMRB(str(out / "scene.mrb"))
+    a.save(out / "findings.json")
+    scene.Clear(1)
+    return out
+
+
+def test_every_sagittal_finding_is_corrected_and_reset_from_the_panel(mrml_scene, sagittal_out_dir):
+    logic = loaded(mrml_scene, sagittal_out_dir)
+    assert logic.correct("L4-L5", "modic", choice_index("modic", ModicType(1))).new == {"modic_type": 1}
+    assert logic.correct("L4-L5", "bulging", choice_index("bulging", Presence(True))) is not None
+    # the reader grades the measured canal: the 9 mm stays
+    logic.correct("L4-L5", "canal", choice_index("canal", CanalDiameter("relative")))
+    canal = logic.assessment.level("L4-L5").canal
+    assert (canal.value, canal.model) == (CanalDiameter("relative", 9.0), CanalDiameter("absolute", 9.0))
+    assert logic.correct_canal_diameter("L4-L5", 9.0) is None       # the diameter in force: the reader's grade stays
+    logic.correct_canal_diameter("L4-L5", 12.5, note="measured again")
+    assert canal.value == CanalDiameter("none", 12.5)                # a new diameter is graded by the rule
+    cells = logic.views()[0].cells
+    assert cells["modic"].display == "Modic 1 (model: Modic 2)" and cells["bulging"].display == "yes (model: no)"
+    row = mrml.table_rows(logic.nodes)[0]
+    assert (row["Canal AP"], row["Canal AP corrected"]) == ("12.5 mm, no stenosis", "yes")
+    saved = Assessment.load(logic.save_findings())
+    assert saved.level("L4-L5").canal.value == CanalDiameter("none", 12.5)
+    assert saved.level("L4-L5").modic.model == ModicType(2)
+    assert sorted(c.finding for c in logic.reset("L4-L5")) == ["bulging", "canal", "modic"]
+    assert not any(c.corrected for c in logic.views()[0].cells.values())
+    with pytest.raises(ValueError, match="canal.ap_mm must be above 0"):
+        logic.correct_canal_diameter("L4-L5", -1.0)
+
+
+def test_teaching_the_canal_shows_its_ap_line_only(mrml_scene, sagittal_out_dir):
+    logic = loaded(mrml_scene, sagittal_out_dir)
+    step = logic.show_teaching_step("L4-L5", "canal", 0)
+    assert step.title == "Canal AP line"
+    visible = {ln.GetName() for ln in logic.nodes.lines if ln.GetDisplayNode().GetVisibility()}
+    assert visible == {"L4-L5 canal: canal AP"}
+    points = mrml_scene.GetFirstNodeByName("SpineAssist teaching points")
+    assert [points.GetNthControlPointLabel(i) for i in range(points.GetNumberOfControlPoints())] == \
+        ["canal anterior wall", "canal posterior wall"]
+    assert logic.show_teaching_step("L4-L5", "modic", 0).lines == ()
+    assert not any(ln.GetDisplayNode().GetVisibility() for ln in logic.nodes.lines)
+    logic.end_teaching()
 
 
 def test_relabel_renames_rows_and_segments(mrml_scene, out_dir):

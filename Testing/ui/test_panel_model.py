@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 from support import mrml_case as case
 
-from SpineAssistLib.findings import MeyerdingGrade, MSUGrade, PfirrmannGrade
-from SpineAssistLib.ui.panel_model import choice_index, choices, chosen_value, level_view, value_text
+from SpineAssistLib.findings import (FINDING_KINDS, CanalDiameter, MeyerdingGrade, ModicType, MSUGrade, PfirrmannGrade,
+                                     Presence)
+from SpineAssistLib.ui.panel_model import (COLUMNS, KIND_COLUMN, canal_with_diameter, choice_index, choices,
+                                           chosen_value, level_view, value_text)
 
 
 def test_pfirrmann_offers_grades_one_to_five():
@@ -75,3 +77,50 @@ def test_uncertain_levels_and_review_line():
     assert level_view(Level("L3-L4")).name_text == "L3-L4"         # no confidence recorded (older files)
     assert review_text(Assessment("1.2")) == ""
     assert review_text(Assessment("1.2", review_reasons=["a", "b"])) == "Needs review: a; b"
+
+
+def test_the_sagittal_findings_offer_modic_yes_no_and_the_stenosis_grades():
+    assert [c.text for c in choices("modic")] == ["none", "Modic 1", "Modic 2", "Modic 3"]
+    assert [c.value for c in choices("modic")] == [ModicType(t) for t in range(4)]
+    for kind in ("endplate_upper", "endplate_lower", "narrowing", "bulging", "herniation_sag"):
+        assert [(c.text, c.value) for c in choices(kind)] == [("yes", Presence(True)), ("no", Presence(False))]
+    assert [c.text for c in choices("canal")] == ["no stenosis", "relative stenosis", "absolute stenosis"]
+    for kind in FINDING_KINDS:                       # every kind has an editor of distinct, valid values
+        values = [c.value for c in choices(kind)]
+        assert values and len(set(values)) == len(values)
+        assert all(choice_index(kind, v) == i for i, v in enumerate(values))
+    assert set(KIND_COLUMN) == set(FINDING_KINDS) and all(KIND_COLUMN[k] in COLUMNS for k in FINDING_KINDS)
+
+
+def test_setting_the_canal_grade_keeps_the_measured_diameter():
+    measured = CanalDiameter.measured(9.2)                       # below 10 mm: absolute
+    assert choices("canal")[choice_index("canal", measured)].text == "absolute stenosis"
+    relative = choice_index("canal", CanalDiameter("relative"))
+    assert chosen_value("canal", relative, measured) == CanalDiameter("relative", 9.2)
+    assert chosen_value("canal", relative) == CanalDiameter("relative")   # nothing measured: the grade alone
+    # a diameter the reader measures is graded by Verbiest's rule: 10-12 mm relative, above none
+    assert canal_with_diameter(11.0) == CanalDiameter("relative", 11.0)
+    assert canal_with_diameter(12.5) == CanalDiameter("none", 12.5)
+    with pytest.raises(ValueError, match="canal.ap_mm must be above 0"):
+        canal_with_diameter(0.0)
+    with pytest.raises(TypeError, match="canal.ap_mm must be a number"):
+        canal_with_diameter("9 mm")
+
+
+def test_level_view_shows_every_finding_with_the_series_it_was_read_on():
+    a = case.assessment(sagittal_findings=True)
+    level = a.level("L4-L5")
+    level.canal.correct(CanalDiameter("relative", 9.0), reader="dr.lee")
+    view = level_view(level)
+    assert set(view.cells) == set(FINDING_KINDS)
+    assert (view.cells["modic"].text, view.cells["herniation_sag"].text) == ("Modic 2", "yes")
+    canal = view.cells["canal"]
+    assert canal.display == "9.0 mm, relative stenosis (model: 9.0 mm, absolute stenosis)" and canal.ap_mm == 9.0
+    assert choices("canal")[canal.index].text == "relative stenosis"
+    assert (view.cells["ldh"].view, view.cells["modic"].view) == ("axial", "sagittal")
+    assert view.cells["ldh"].tooltip.startswith("herniation (MSU), read on the axial series")
+    assert view.cells["canal"].tooltip.startswith("canal AP, read on the sagittal series")
+    assert "canal ap mm: 9 mm" in view.cells["canal"].tooltip
+    other = level_view(a.level("L5-S1")).cells["modic"]
+    assert (other.text, other.index, other.assessed) == ("not graded", -1, False)
+    assert value_text("bulging", Presence(False)) == "no" and value_text("modic", None) == ""

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from support import mrml_case as case
 
-from SpineAssistLib.findings import Level, PfirrmannGrade
+from SpineAssistLib.findings import SAGITTAL_GRADING_KINDS, CanalDiameter, Level, PfirrmannGrade, Presence
 from SpineAssistLib.grading import meyerding_grade, msu_grade, pfirrmann_grade
 from SpineAssistLib.ui.teaching import teaching_steps
 
@@ -66,3 +67,41 @@ def test_a_finding_without_geometry_still_teaches_and_a_bad_kind_is_refused():
     assert teaching_steps(bare, "ldh")[-1].text == "Not assessed: no axial series at this level."
     with pytest.raises(ValueError, match="kind must be one of pfirrmann, ldh, listhesis, .*; got 'msu'"):
         teaching_steps(bare, "msu")
+
+
+def test_canal_steps_show_the_ap_line_then_verbiests_thresholds():
+    level = case.assessment(sagittal_findings=True).level("L4-L5")
+    steps = teaching_steps(level, "canal")
+    assert [s.title for s in steps] == ["Canal AP line", "Verbiest's rule: stenosis grade", "Result at L4-L5"]
+    assert steps[0].lines == ("canal AP",) and steps[0].measurement == "canal_ap_mm"
+    assert "Here the line is 9.0 mm long." in steps[0].text
+    assert "below 10 mm absolute stenosis, 10 to 12 mm relative stenosis, above 12 mm no stenosis" in steps[1].text
+    assert steps[1].text.endswith("Here 9.0 mm: absolute stenosis.") and steps[1].lines == ("canal AP",)
+    assert steps[0].points == ("canal anterior wall", "canal posterior wall")
+    assert steps[2].text.startswith("Model's value: 9.0 mm, absolute stenosis.")
+    level.canal.correct(CanalDiameter("relative", 9.0), reader="dr.lee")
+    assert "Reader's value: 9.0 mm, relative stenosis; the model said 9.0 mm, absolute stenosis" in \
+        teaching_steps(level, "canal")[-1].text
+    # the rule's step still explains the measured diameter, and a level without one says so
+    assert teaching_steps(level, "canal")[1].text.endswith("Here 9.0 mm: absolute stenosis.")
+    bare = teaching_steps(Level("L5-S1"), "canal")
+    assert "No diameter was measured at this level." in bare[0].text and bare[0].lines == ()
+    assert bare[-1].text == "Not assessed: not graded."
+
+
+@pytest.mark.parametrize("kind", SAGITTAL_GRADING_KINDS)
+def test_classification_steps_say_what_the_grade_means_and_how_it_was_graded(kind):
+    level = case.assessment(sagittal_findings=True).level("L4-L5")
+    meaning, result = teaching_steps(level, kind)
+    assert meaning.title.endswith(": what it means") and meaning.lines == () and meaning.points == ()
+    assert "Graded by the model from the disc crop" in meaning.text
+    assert result.title == "Result at L4-L5" and result.text.startswith("Model's value: ")
+    ungraded = teaching_steps(Level("L4-L5"), kind)
+    assert "Graded by the model" not in ungraded[0].text and ungraded[1].text == "Not assessed: not graded."
+
+
+def test_a_reader_value_of_a_classification_is_the_result():
+    level = case.assessment(sagittal_findings=True).level("L4-L5")
+    level.bulging.correct(Presence(True), reader="dr.lee")
+    assert teaching_steps(level, "bulging")[-1].text.startswith("Reader's value: yes; the model said no.")
+    assert "Modic changes are signal changes" in teaching_steps(level, "modic")[0].text
