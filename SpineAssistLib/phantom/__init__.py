@@ -3,9 +3,9 @@ of its bundled models' training data. Deterministic from a seed.
 
 One file per idea: ``params`` (every settable choice, drawn from the seed with clinical
 prevalences), ``spine`` (vertebrae, discs, spinal curve), ``tissues`` (T2 signal and labels of
-any point), ``acquisition`` (slice planes, partial volume, k-space, noise, coil), ``truth``
-(keypoints and grades), ``dicom`` (MR Image Storage files), ``study`` (the whole study in memory
-and on disk).
+any point), ``canal`` (the canal's AP diameter at a disc, and a stenosis drawn to a diameter),
+``acquisition`` (slice planes, partial volume, k-space, noise, coil), ``truth`` (keypoints and
+grades), ``dicom`` (MR Image Storage files), ``study`` (the whole study in memory and on disk).
 
 Usage::
 

@@ -3,17 +3,21 @@
 Findings are drawn with prevalences of a lumbar-MRI referral population (older, symptomatic):
 Pfirrmann grade rises with age and towards L4-L5/L5-S1, herniations are mostly at the two lowest
 levels, degenerative anterolisthesis mostly at L4-L5, isthmic at L5-S1, retrolisthesis higher up.
-Every choice can be overridden::
+The sagittal findings of schema 2 (Modic change, endplate defects, central canal stenosis) are
+drawn from a generator of their own, one per level, so that adding them left every earlier draw
+of a seed as it was. Every choice can be overridden::
 
     from SpineAssistLib.findings import MSUGrade
     from SpineAssistLib.phantom import sample_params
     p = sample_params(7, pfirrmann={"L4-L5": 4}, msu={"L4-L5": MSUGrade(2, "AB", "right")},
-                      slip_percent={"L4-L5": 18.0})
+                      slip_percent={"L4-L5": 18.0}, modic={"L4-L5": 1}, endplate_lower={"L4-L5": True},
+                      canal_ap_mm={"L4-L5": 8.5})
 """
 
 from __future__ import annotations
 
 import dataclasses
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +37,20 @@ TISSUE_SIGNAL: dict[str, float] = {
 # ratio measured on the acquired slices falls in the same size).
 MSU_RATIO_RANGE = {1: (0.22, 0.40), 2: (0.62, 0.88), 3: (1.12, 1.28)}
 
+# A disc is narrowed when it has lost at least this fraction of its healthy height: every Pfirrmann
+# IV-V disc as drawn (HEIGHT_LOSS in spine.py), and any disc the parameters ask to be narrowed.
+NARROWED_HEIGHT_LOSS = 0.2
+# Sagittal findings drawn per level (their own generator): Modic change beside a disc, in addition to
+# the bands the spine has always drawn beside 35 % of Pfirrmann IV-V discs, by Pfirrmann grade;
+# its type (type 2, fatty, is the commonest, type 3, sclerosis, rare); an endplate defect at each
+# endplate by grade; a stenosed canal by level (times an age factor) and how far it is narrowed.
+MODIC_EXTRA_RATE = {1: 0.02, 2: 0.04, 3: 0.10, 4: 0.18, 5: 0.25}
+MODIC_TYPE_SHARE = {1: 0.35, 2: 0.50, 3: 0.15}
+ENDPLATE_DEFECT_RATE = {1: 0.05, 2: 0.09, 3: 0.13, 4: 0.19, 5: 0.25}
+STENOSIS_RATE_FROM_BOTTOM = {0: 0.05, 1: 0.14, 2: 0.08, 3: 0.04}   # 0 = lumbosacral; higher levels 0.02
+STENOSIS_FRACTION = (0.45, 0.8)          # drawn AP / the sac's undisturbed AP at the level
+CANAL_AP_RANGE_MM = (2.0, 20.0)          # what canal_ap_mm may ask for
+
 
 @dataclass
 class PhantomParams:
@@ -44,6 +62,13 @@ class PhantomParams:
     pfirrmann: dict[str, int] = field(default_factory=dict)  # level -> 1..5 (every disc level)
     msu: dict[str, MSUGrade] = field(default_factory=dict)   # level -> MSU grade (lumbar levels)
     slip_percent: dict[str, float] = field(default_factory=dict)  # level -> signed slip, + antero
+    # sagittal findings (findings schema 2); docs/phantom.md says how each is drawn and read
+    modic: dict[str, int | None] = field(default_factory=dict)  # level -> Modic type 0-3 at both endplates;
+    #                                                  a level not listed (or None) keeps the spine's own bands
+    endplate_upper: dict[str, bool] = field(default_factory=dict)  # level -> defect in the endplate above the disc
+    endplate_lower: dict[str, bool] = field(default_factory=dict)  # level -> defect in the endplate below the disc
+    narrowing: dict[str, bool] = field(default_factory=dict)  # level -> disc narrowed (default: Pfirrmann IV-V)
+    canal_ap_mm: dict[str, float | None] = field(default_factory=dict)  # level -> sac AP at the disc (mm), narrowed to it
     sacral_slope_deg: float = 40.0
     thoracolumbar_tilt_deg: float = 8.0                     # T12-L1 axis tilt (posterior), sets the lordosis
     scoliosis_mm: float = 0.0                               # lateral apex offset, signed (+ left)
@@ -131,6 +156,7 @@ class PhantomParams:
                 raise ValueError(f"slip_percent: {lv!r} is not a disc of this phantom")
             if not -60.0 <= slip <= 60.0:
                 raise ValueError(f"slip_percent[{lv!r}] must be between -60 and 60 %; got {slip}")
+        self._validate_sagittal_findings(levels)
         if not 13 <= self.sag_slices <= 21:
             raise ValueError(f"sag_slices must be 13-21; got {self.sag_slices}")
         if not 3 <= self.ax_slices_per_block <= 5:
@@ -138,6 +164,35 @@ class PhantomParams:
         if self.snr <= 0:
             raise ValueError(f"snr must be positive; got {self.snr}")
         return self
+
+    def _validate_sagittal_findings(self, levels: list[str]) -> None:
+        for name in ("modic", "endplate_upper", "endplate_lower", "narrowing", "canal_ap_mm"):
+            for lv in getattr(self, name):
+                if lv not in levels:
+                    raise ValueError(f"{name}: {lv!r} is not a disc of this phantom; levels are {', '.join(levels)}")
+        for lv, t in self.modic.items():
+            if t is not None and (isinstance(t, bool) or t not in (0, 1, 2, 3)):
+                raise ValueError(f"modic[{lv!r}] must be a Modic type 0-3 (0 none), or None for the bands the "
+                                 f"spine draws itself; got {t!r}")
+        for name in ("endplate_upper", "endplate_lower", "narrowing"):
+            for lv, v in getattr(self, name).items():
+                if not isinstance(v, (bool, np.bool_)):
+                    raise TypeError(f"{name}[{lv!r}] must be true or false; got {v!r}")
+        for lv, narrowed in self.narrowing.items():
+            grade = self.pfirrmann.get(lv)
+            if grade == 5 and not narrowed:
+                raise ValueError(f"narrowing[{lv!r}] is false but the disc is Pfirrmann V, which is collapsed by "
+                                 f"definition: ask for grade 4 or less, or leave narrowing as drawn")
+            if grade in (1, 2) and narrowed:
+                raise ValueError(f"narrowing[{lv!r}] is true but the disc is Pfirrmann {'I' * grade}, whose height is "
+                                 f"normal by definition: ask for grade 3 or more")
+        lo, hi = CANAL_AP_RANGE_MM
+        for lv, ap in self.canal_ap_mm.items():
+            if ap is None:
+                continue
+            if isinstance(ap, bool) or not isinstance(ap, (int, float, np.floating, np.integer)) or not lo <= ap <= hi:
+                raise ValueError(f"canal_ap_mm[{lv!r}] must be a diameter of {lo:g}-{hi:g} mm (or None: not "
+                                 f"narrowed); got {ap!r}")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -193,6 +248,64 @@ def _sample_slips(rng: np.random.Generator, levels: list[str], lumbar_levels: li
     return slips
 
 
+def level_rng(seed: int, level: str, stream: int) -> np.random.Generator:
+    """Return the generator of one level's draws in ``stream``: keyed by the level's name, so that
+    one level's draws do not move when another level (or the lumbar count) changes."""
+    return np.random.default_rng([int(seed), stream, zlib.crc32(level.encode())])
+
+
+def sac_ap_estimate_mm(p: PhantomParams, level: str) -> float:
+    """Return the least AP diameter (mm) the undisturbed thecal sac can have at disc ``level``: the
+    smaller of its two vertebrae's (spine.py's canal table: 8.5 mm half-depth in the lumbar spine,
+    8.0 thoracic, 6.1 at S1, times ``canal_scale``; the sac fills 80 % of it)."""
+    half = {"S1": 6.1}
+    upper, lower = level.split("-")
+    depth = min(half.get(v, 8.5 if v.startswith("L") else 8.0) for v in (upper, lower))
+    return 2.0 * 0.8 * depth * p.canal_scale
+
+
+def _sample_sagittal_findings(p: PhantomParams) -> dict[str, dict[str, Any]]:
+    """Return the drawn Modic types (only where a change is drawn), endplate defects, narrowing and
+    stenosed canal APs of ``p``'s levels, from the final grades, herniations and slips of ``p``.
+
+    Each level draws the same six numbers from its own generator whatever it then uses: a level's
+    draws never depend on another's. Narrowing is not drawn: it is the height loss drawn with the
+    Pfirrmann grade (IV-V).
+    """
+    out: dict[str, dict[str, Any]] = {"modic": {}, "endplate_upper": {}, "endplate_lower": {}, "narrowing": {},
+                                      "canal_ap_mm": {}}
+    lumbar_levels = p.lumbar_levels
+    age_factor = float(np.clip((p.age - 40.0) / 30.0, 0.0, 1.4))
+    for lv in p.levels:
+        u = level_rng(p.seed, lv, 0x5A6F).random(6)
+        grade = p.pfirrmann.get(lv, 2)
+        if u[0] < MODIC_EXTRA_RATE[grade]:
+            out["modic"][lv] = _choice_from(u[1], MODIC_TYPE_SHARE)
+        out["endplate_upper"][lv] = bool(u[2] < ENDPLATE_DEFECT_RATE[grade])
+        out["endplate_lower"][lv] = bool(u[3] < ENDPLATE_DEFECT_RATE[grade])
+        out["narrowing"][lv] = grade >= 4
+        if lv in lumbar_levels:
+            from_bottom = len(lumbar_levels) - 1 - lumbar_levels.index(lv)
+            msu = p.msu.get(lv, MSUGrade(0))
+            # only where nothing else narrows the sac, so that the drawn AP is always reachable
+            clear = (msu.size == 0 or msu.zone in ("B", "BC", "C")) and abs(p.slip_percent.get(lv, 0.0)) <= 5.0
+            if clear and u[4] < STENOSIS_RATE_FROM_BOTTOM.get(from_bottom, 0.02) * age_factor:
+                lo, hi = STENOSIS_FRACTION
+                out["canal_ap_mm"][lv] = round(float((lo + (hi - lo) * u[5]) * sac_ap_estimate_mm(p, lv)), 2)
+    return out
+
+
+def _choice_from(u: float, options: dict[Any, float]) -> Any:
+    """Return the option a uniform number ``u`` in [0, 1) falls on, the options' shares laid end to end."""
+    total = sum(options.values())
+    edge = 0.0
+    for key, share in options.items():
+        edge += share / total
+        if u < edge:
+            return key
+    return key
+
+
 BACKGROUND_TISSUES = ("fat", "marrow", "muscle", "skin", "viscera", "ligament", "cord", "root", "cartilage")
 
 
@@ -211,8 +324,11 @@ def jittered_tissue_signal(seed: int, spread: float) -> dict[str, float]:
 def sample_params(seed: int, **overrides: Any) -> PhantomParams:
     """Return the phantom parameters drawn from ``seed``, with ``overrides`` (field=value) applied.
 
-    Dict fields (``pfirrmann``, ``msu``, ``slip_percent``, ``tissue_signal``) given as overrides
-    update the drawn dict per level instead of replacing it; unknown fields raise TypeError.
+    Dict fields (``pfirrmann``, ``msu``, ``slip_percent``, ``tissue_signal``, ``modic``,
+    ``endplate_upper``, ``endplate_lower``, ``narrowing``, ``canal_ap_mm``) given as overrides update
+    the drawn dict per level instead of replacing it; unknown fields raise TypeError. The sagittal
+    findings are drawn after the other overrides are applied, so they follow a grade, herniation
+    or slip asked for (narrowing follows an overridden Pfirrmann grade unless itself overridden).
     """
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer; got {seed!r}")
@@ -279,6 +395,9 @@ def sample_params(seed: int, **overrides: Any) -> PhantomParams:
             setattr(p, name, merged)
         else:
             setattr(p, name, value)
+    p.validate()                                      # the grades the draws below follow are valid ones
+    for name, drawn in _sample_sagittal_findings(p).items():
+        setattr(p, name, {**drawn, **getattr(p, name)})
     return p.validate()
 
 

@@ -25,7 +25,7 @@ from scipy.spatial import cKDTree
 
 from SpineAssistLib.anatomy import BACKGROUND, DISC_LABELS, VERTEBRA_LABELS
 from SpineAssistLib.findings import MSUGrade
-from SpineAssistLib.phantom.params import MSU_RATIO_RANGE, PhantomParams
+from SpineAssistLib.phantom.params import MSU_RATIO_RANGE, NARROWED_HEIGHT_LOSS, PhantomParams, level_rng
 
 # Keypoints sit this far inside the body's sharp corner (along the endplate and the wall), so that
 # they land on the labelled body at the scanner's resolution; it cancels out of every slip.
@@ -57,8 +57,21 @@ _SACRAL = [(28.0, 36.0, 50.0), (22.0, 30.0, 44.0), (17.0, 24.0, 36.0), (13.0, 18
 _SACRAL_BEND_DEG = 12.0   # kyphosis per sacral segment
 _SACRAL_DISC_MM = 2.5
 
-# Pfirrmann grade -> fraction of disc height lost (range drawn per disc).
+# Pfirrmann grade -> fraction of disc height lost (range drawn per disc). IV-V lose at least
+# params.NARROWED_HEIGHT_LOSS (narrowed), I-III less.
 HEIGHT_LOSS = {1: (0.0, 0.02), 2: (0.0, 0.05), 3: (0.06, 0.16), 4: (0.2, 0.38), 5: (0.62, 0.74)}
+# The height lost by a grade III disc asked to be narrowed, and by a grade IV disc asked not to be.
+NARROWED_GRADE_III_LOSS = (0.2, 0.32)
+UNNARROWED_GRADE_IV_LOSS = (0.06, 0.16)
+# Modic band: T2 signal of the marrow within MODIC_BAND_MM of the endplate, relative to normal marrow.
+# Type 1 (oedema) and type 2 (fat) are both bright on T2 TSE, type 3 (sclerosis) dark.
+MODIC_SIGNAL = {1: 1.45, 2: 1.35, 3: 0.4}
+MODIC_BAND_MM = 6.0
+# Herniation seen on the sagittal view: disc material at least this deep behind the posterior disc
+# margin within this distance either side of the disc's mid-line (the mid-sagittal slice and its
+# neighbours). Zones A and AB reach the mid-line band; B, BC and C herniations lie lateral to it.
+SAGITTAL_HERNIATION_HALF_WIDTH_MM = 5.0
+SAGITTAL_HERNIATION_MIN_DEPTH_MM = 1.5
 
 
 def _interp_table(table: list[float], n: int) -> list[float]:
@@ -122,6 +135,7 @@ class Vertebra(LocalFrame):
     sacral_index: int = 0         # 0 for a free vertebra, 1..5 for the sacral segments S1..S5
     phi: float = 0.0              # sagittal tilt before scoliosis (rad)
     modic: tuple[int, int] = (0, 0)  # Modic type at the inferior / superior endplate (0 none)
+    defects: list[EndplateDefect] = field(default_factory=list)  # notches in its endplates
 
 
     @property
@@ -179,6 +193,41 @@ class Vertebra(LocalFrame):
 
 
 @dataclass
+class EndplateDefect:
+    """A Schmorl-node-like notch: disc material pressed into a vertebral body through its endplate.
+
+    In the body's frame (mm): centred at lateral ``a``, antero-posterior ``b`` on the ``endplate``
+    (``"superior"`` or ``"inferior"``), ``half_width`` by ``half_length`` across it and ``depth``
+    deep into the body. ``disc_label`` and ``signal`` (relative to CSF) are the disc material's.
+    """
+
+    endplate: str
+    a: float
+    b: float
+    half_width: float
+    half_length: float
+    depth: float
+    disc_label: int
+    signal: float
+
+    def inside(self, v: Vertebra, a, b, w, rim: float = 0.0):
+        """Return whether body-frame points (a, b, w) of ``v`` lie in the notch grown by ``rim`` mm."""
+        rho = v.rho(a, b)
+        surface = v.bottom(b, rho) if self.endplate == "inferior" else v.top(b, rho)
+        into = w - surface if self.endplate == "inferior" else surface - w
+        q = ((a - self.a) / (self.half_width + rim)) ** 2 + ((b - self.b) / (self.half_length + rim)) ** 2 \
+            + (np.maximum(into, 0.0) / (self.depth + rim)) ** 2
+        return q < 1.0
+
+    def center(self, v: Vertebra) -> np.ndarray:
+        """Return the notch's deepest point (LPS mm)."""
+        rho = float(v.rho(np.array(self.a), np.array(self.b)))
+        if self.endplate == "inferior":
+            return v.to_lps(self.a, self.b, float(v.bottom(self.b, rho)) + self.depth)
+        return v.to_lps(self.a, self.b, float(v.top(self.b, rho)) - self.depth)
+
+
+@dataclass
 class Herniation:
     """Disc material beyond the posterior disc margin, in its disc's frame (mm).
 
@@ -227,6 +276,15 @@ class Disc(LocalFrame):
     facet_angle: float = 0.7                             # joint line from the AP axis (rad)
     canal_lr: float = 11.5                               # canal half-width, half-depth at the disc (mm)
     canal_ap: float = 8.5
+    modic_type: int = 0                                  # Modic type of the disc's two endplates (0 none)
+    narrowed: bool = False                               # height loss >= params.NARROWED_HEIGHT_LOSS
+    defect_upper: EndplateDefect | None = None           # in the upper body's inferior endplate
+    defect_lower: EndplateDefect | None = None           # in the lower body's superior endplate
+    # central stenosis asked for: the sac's posterior wall advanced by this much (mm) about arc
+    # length canal_s (the canal AP line's), over +-canal_flat_mm and a taper (tissues.py)
+    canal_narrowing_mm: float = 0.0
+    canal_s: float = 0.0
+    canal_flat_mm: float = 3.0
 
 
     @property
@@ -258,6 +316,7 @@ class Spine:
     sac_end_s: float = 0.0
     conus_tip_s: float = 0.0
     roots: list[tuple[float, float, float, float]] = field(default_factory=list)  # a, b, exit s, side
+    canal_fitted: bool = False     # the stenoses params.canal_ap_mm asks for are drawn (canal.narrow_canal)
 
     def vertebra(self, name: str) -> Vertebra:
         for v in self.vertebrae:
@@ -349,7 +408,7 @@ def build_spine(p: PhantomParams) -> Spine:
         disc_height, disc_wedge_deg = below[i]
         level = f"{name}-{lower.name}"
         grade = p.pfirrmann.get(level, 2 if name.startswith("T") else 1)
-        lo, hi = HEIGHT_LOSS[grade]
+        lo, hi = height_loss_range(grade, p.narrowing.get(level, grade >= 4))
         loss = float(rng.uniform(lo, hi))
         grades[level], losses[level] = grade, loss
         disc_height = disc_height * ds * (1.0 - loss)
@@ -423,9 +482,19 @@ def build_spine(p: PhantomParams) -> Spine:
             disc.bulge_mm = float(rng.uniform(1.5, 3.0))
         elif grade >= 4:
             disc.bulge_mm = 0.0
+        disc.narrowed = disc.height_loss >= NARROWED_HEIGHT_LOSS
+        # Modic bands beside 35 % of Pfirrmann IV-V discs, type 1 or 2 at each endplate: drawn from
+        # this stream as the phantom always has; a type in params.modic for the level decides instead
         if grade >= 4 and rng.random() < 0.35:
-            lo.modic = (lo.modic[0], int(rng.choice([1, 2])))
-            up.modic = (int(rng.choice([1, 2])), up.modic[1])
+            lo_type, up_type = int(rng.choice([1, 2])), int(rng.choice([1, 2]))
+            lo.modic = (lo.modic[0], lo_type)
+            up.modic = (up_type, up.modic[1])
+            disc.modic_type = 1 if 1 in (lo_type, up_type) else 2     # mixed I/II: the active change, I
+        if p.modic.get(name) is not None:
+            disc.modic_type = int(p.modic[name])
+            lo.modic = (lo.modic[0], disc.modic_type)
+            up.modic = (disc.modic_type, up.modic[1])
+        _place_endplate_defects(p, disc)
         discs.append(disc)
 
     spine = _with_curve(p, vertebrae, discs, rng)
@@ -434,6 +503,61 @@ def build_spine(p: PhantomParams) -> Spine:
         if disc.msu.size > 0:
             disc.herniation = _herniation(spine, disc, rng)
     return spine
+
+
+def height_loss_range(grade: int, narrowed: bool) -> tuple[float, float]:
+    """Return the range of the fraction of healthy disc height a disc of Pfirrmann ``grade`` loses,
+    narrowed (>= NARROWED_HEIGHT_LOSS) or not: HEIGHT_LOSS's, unless narrowing goes against the grade's
+    usual height (grade III narrowed, grade IV not)."""
+    if narrowed == (grade >= 4):
+        return HEIGHT_LOSS[grade]
+    if narrowed and grade == 3:
+        return NARROWED_GRADE_III_LOSS
+    if not narrowed and grade == 4:
+        return UNNARROWED_GRADE_IV_LOSS
+    raise ValueError(f"a Pfirrmann {grade} disc cannot be {'narrowed' if narrowed else 'of normal height'}: "
+                     f"grades I-II have normal height, V is collapsed")
+
+
+def _place_endplate_defects(p: PhantomParams, disc: Disc) -> None:
+    """Draw the notches params asks for at the disc's endplates, each from the level's own generator."""
+    rng = level_rng(p.seed, disc.name, 0xED6E)
+    draws = rng.random((2, 5))                   # both endplates' numbers drawn whatever is used
+    signal = float(np.clip(disc.nucleus_signal, 0.12, 0.9))
+    for k, (which, v, endplate) in enumerate((("upper", disc.upper, "inferior"), ("lower", disc.lower, "superior"))):
+        if not getattr(p, f"endplate_{which}").get(disc.name, False):
+            continue
+        u = draws[k]
+        notch = EndplateDefect(endplate, a=-4.0 + 8.0 * u[0], b=v.half_depth * (-0.45 + 0.7 * u[1]),
+                               half_width=4.0 + 3.0 * u[2], half_length=3.0 + 2.5 * u[3], depth=2.5 + 2.5 * u[4],
+                               disc_label=disc.label, signal=signal)
+        v.defects.append(notch)
+        setattr(disc, f"defect_{which}", notch)
+
+
+def herniation_midline_depth(disc: Disc) -> tuple[float, float, float]:
+    """Return (depth mm, a, b) of the disc's herniation where it reaches deepest behind the posterior
+    disc margin within SAGITTAL_HERNIATION_HALF_WIDTH_MM of the disc's mid-line, on its mid-plane:
+    the depth and that outermost point (a, b) in the disc's frame; (0, 0, margin) without one. The
+    dome is the one tissues.py draws, at the mid-plane."""
+    h = disc.herniation
+    if h is None:
+        return 0.0, 0.0, disc.disc_margin_b
+    a = np.arange(-SAGITTAL_HERNIATION_HALF_WIDTH_MM, SAGITTAL_HERNIATION_HALF_WIDTH_MM + 1e-6, 0.05)
+    prof = h.profile(a)
+    edge = float(np.max(_margin_b(disc, np.array([h.center_a - h.half_width, h.center_a + h.half_width]))))
+    top = edge + (h.apex_b - edge) * prof
+    depth = np.where(prof >= 0, top - _margin_b(disc, a), 0.0)
+    i = int(np.argmax(depth))
+    if depth[i] <= 0:
+        return 0.0, 0.0, disc.disc_margin_b
+    return float(depth[i]), float(a[i]), float(top[i])
+
+
+def seen_on_sagittal(disc: Disc) -> bool:
+    """Return whether the disc's herniation shows on the mid-sagittal slices (the rule of
+    SAGITTAL_HERNIATION_HALF_WIDTH_MM and SAGITTAL_HERNIATION_MIN_DEPTH_MM)."""
+    return herniation_midline_depth(disc)[0] >= SAGITTAL_HERNIATION_MIN_DEPTH_MM
 
 
 def _with_curve(p: PhantomParams, vertebrae: list[Vertebra], discs: list[Disc], rng) -> Spine:

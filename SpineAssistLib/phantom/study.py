@@ -31,6 +31,7 @@ from SpineAssistLib.anatomy import (
 from SpineAssistLib.findings import Assessment
 from SpineAssistLib.geometry import itk_geometry, world_to_index
 from SpineAssistLib.phantom.acquisition import Scanner, Series, axial_planes, sagittal_planes
+from SpineAssistLib.phantom.canal import measure_canal
 from SpineAssistLib.phantom.dicom import phantom_uid, write_series
 from SpineAssistLib.phantom.params import PhantomParams, sample_params
 from SpineAssistLib.phantom.spine import Spine, build_spine
@@ -123,7 +124,13 @@ def generate_study(seed: int, params: PhantomParams | None = None) -> PhantomStu
                          "block": g.block, "level": g.level, "offset_mm": offset, "keypoints": pts,
                          "depth_mm": depth, "facet_line_distance_mm": h, "depth_ratio": r})
     mid = int(np.argmin([abs(float((g.position - spine.vertebra("L3").center) @ g.normal)) for g in sag_planes]))
-    truth = build_assessment(spine, uids["study"], uids["sagittal"], uids["axial"], corners, axial_kp, sop["SAG"][mid])
+
+    def sag_sop_at(point) -> str:
+        return sop["SAG"][int(np.argmin([abs(float((g.position - np.asarray(point)) @ g.normal)) for g in sag_planes]))]
+
+    canal = {d.name: measure_canal(model, d) for d in spine.discs if d.label}
+    truth = build_assessment(spine, uids["study"], uids["sagittal"], uids["axial"], corners, axial_kp, sop["SAG"][mid],
+                             canal, sag_sop_at)
     keypoints = {
         "coordinate_system": "LPS",
         "units": "mm",

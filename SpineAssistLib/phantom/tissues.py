@@ -4,6 +4,8 @@ Every structure is an implicit shape evaluated on the points given (the renderer
 supersampled grid of each acquired slice, never a 3D volume). Structures are painted in order,
 later ones over earlier ones: body wall and fat, muscles, vessels, posterior elements, canal
 contents, facet joints, discs, herniations, vertebral bodies. Signals are relative to CSF = 1.
+Making a model of a spine draws the stenoses its parameters ask for (``canal.narrow_canal``, which
+measures them on the model's labels), so every render of that spine has them.
 
 Usage::
 
@@ -18,13 +20,17 @@ import math
 import numpy as np
 
 from SpineAssistLib.anatomy import HERNIATION_LABEL, NEURAL_LABEL, POSTERIOR_ELEMENTS_LABEL, THECAL_SAC_LABEL
-from SpineAssistLib.phantom.spine import SUPERELLIPSE_POWER, Disc, Spine, Vertebra, superellipse
+from SpineAssistLib.phantom.canal import narrow_canal
+from SpineAssistLib.phantom.spine import (MODIC_BAND_MM, MODIC_SIGNAL, SUPERELLIPSE_POWER, Disc, Spine, Vertebra,
+                                          superellipse)
 
 F = np.float32
 # Pfirrmann grade -> nucleus/annulus transition width (normalised radius) and texture amplitude:
 # a sharp bright nucleus (I-II), blurred (III), lost (IV-V); inhomogeneity rises with grade.
 NUCLEUS_EDGE = {1: 0.10, 2: 0.14, 3: 0.40, 4: 0.9, 5: 1.2}
 NUCLEUS_TEXTURE = {1: 0.015, 2: 0.10, 3: 0.22, 4: 0.30, 5: 0.35}
+# A narrowed canal returns to its width over this length (mm) above and below the narrowing.
+CANAL_TAPER_MM = 8.0
 
 
 class _Waves:
@@ -64,6 +70,8 @@ class TissueModel:
         self.disc_s = {}
         for d in spine.discs:
             self.disc_s[d.name] = float(spine.straighten(*d.center)[2])
+        # a stenosis asked for is fitted on this model's own labels, before anything is rendered
+        narrow_canal(spine, self)
 
     # ------------------------------------------------------------------------------------------
     def fields(self, x, y, z, straightened=None) -> dict[str, np.ndarray]:
@@ -267,6 +275,10 @@ class TissueModel:
         val[canal] = S["fat"] * F(0.95)
         # ligamentum flavum lines the posterolateral canal wall; thicker with degeneration
         lf_t = F(3.0 + 0.3 * max(sp.params.age - 50, 0) / 10)
+        # a stenosis asked for: a hypertrophied flavum pushes the sac's posterior wall forward by g
+        g = self._canal_narrowing(ss)
+        if g is not None:
+            lf_t = lf_t + g
         lf = canal & (rc > 1.0 - lf_t / caps) & (bb > cbs + 0.05 * caps)
         val[lf] = S["ligament"]
         # thecal sac, ending at S2 in a rounded cap
@@ -275,6 +287,12 @@ class TissueModel:
         taper = np.sqrt(np.clip((ss - sp.sac_end_s) / 14.0, 0, 1)).astype(F)
         slr, sap = slr * taper + F(1e-3), sap * taper + F(1e-3)
         sb = cbs - F(0.3)
+        root_depth = F(1.0)
+        if g is not None:
+            # the anterior wall stays; the roots keep their place in the narrower sac
+            root_depth = (sap - F(0.5) * g) / sap
+            sap = sap - F(0.5) * g
+            sb = sb - F(0.5) * g
         rs = (aa / slr) ** 2 + ((bb - sb) / sap) ** 2
         sac = rs < 1.0
         dura = (rs >= 1.0) & (rs < 1.0 + F(1.2) / sap)
@@ -291,7 +309,7 @@ class TissueModel:
         for ra, rb, s_exit, side in sp.roots:
             drift = np.clip((s_exit + 22.0 - ss) / 22.0, 0, None).astype(F)
             ca = F(ra) + F(side) * drift * (clrs + F(6.0) - F(abs(ra)))
-            cbr = sb + F(rb) * (F(1.0) - np.minimum(drift, F(1.0))) - F(2.0) * np.minimum(drift, F(1.0))
+            cbr = sb + F(rb) * root_depth * (F(1.0) - np.minimum(drift, F(1.0))) - F(2.0) * np.minimum(drift, F(1.0))
             root = (ss < tip) & (ss > s_exit - 12) & (((aa - ca) ** 2 + (bb - cbr) ** 2) < F(1.0)) & (np.abs(aa) < clrs + 12)
             neural |= root
         val[neural] = np.where(sac[neural], S["cord"], S["root"])
@@ -299,6 +317,20 @@ class TissueModel:
         has = ~np.isnan(val)
         sig[sel[has]] = val[has]
         lab[sel[has]] = lb[has]
+
+    def _canal_narrowing(self, s) -> np.ndarray | None:
+        """Return how far (mm) the sac's posterior wall is pushed forward at arc lengths ``s``: flat
+        over each narrowed disc's canal_flat_mm either side of its canal line, then a cosine taper;
+        None where no disc is narrowed (the canal as the phantom always drew it)."""
+        narrowed = [d for d in self.spine.discs if d.canal_narrowing_mm > 0]
+        if not narrowed:
+            return None
+        g = np.zeros(np.shape(s), F)
+        for d in narrowed:
+            off = np.maximum(np.abs(s - F(d.canal_s)) - F(d.canal_flat_mm), F(0.0))
+            w = np.where(off < CANAL_TAPER_MM, np.cos(off * F(math.pi / (2 * CANAL_TAPER_MM))) ** 2, F(0.0))
+            g = np.maximum(g, F(d.canal_narrowing_mm) * w.astype(F))
+        return g
 
     def _facets(self, d: Disc, x, y, z, a, b, s, sig, lab):
         sd_ = self.disc_s[d.name]
@@ -425,16 +457,24 @@ class TissueModel:
         # basivertebral vein: a bright notch at the middle of the posterior wall
         vein = (np.abs(al) < 2.5) & (bl > v.posterior_wall - 8) & (np.abs(wl) < 1.6)
         marrow = np.where(vein, F(0.85) * S["csf"], marrow)
-        # Modic change beside a degenerated disc: bright band under the endplate
+        # Modic change beside a degenerated disc: a band under the endplate, bright (I, II) or dark (III)
         lo_m, up_m = v.modic
         if lo_m:
-            marrow = np.where(wl < -v.height / 2 + 6, marrow * F(1.45 if lo_m == 1 else 1.35), marrow)
+            marrow = np.where(wl < -v.height / 2 + MODIC_BAND_MM, marrow * F(MODIC_SIGNAL[lo_m]), marrow)
         if up_m:
-            marrow = np.where(wl > v.height / 2 - 6, marrow * F(1.45 if up_m == 1 else 1.35), marrow)
+            marrow = np.where(wl > v.height / 2 - MODIC_BAND_MM, marrow * F(MODIC_SIGNAL[up_m]), marrow)
         cortex = (sd > -1.0) | (sd_w > -1.2)
         val = np.where(cortex, np.where(sd_w > -1.2, S["endplate"], S["cortex"]), marrow)
+        label = np.full(sel.size, v.label, np.uint8)
+        for notch in v.defects:
+            # disc material in the notch, inside a dark sclerotic rim that carries the endplate round it
+            core = notch.inside(v, al, bl, wl)
+            rim = notch.inside(v, al, bl, wl, rim=1.0) & ~core
+            val = np.where(rim, S["endplate"], val)
+            val = np.where(core, F(notch.signal) * S["csf"], val)
+            label = np.where(core, np.uint8(notch.disc_label), label)
         sig[sel[inside]] = val[inside]
-        lab[sel[inside]] = v.label
+        lab[sel[inside]] = label[inside]
 
     def _sacral_discs(self, x, y, z, a, b, s, sig, lab):
         """Rudimentary discs between the fused sacral segments: thin dark lines, labelled sacrum."""

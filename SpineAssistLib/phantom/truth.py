@@ -9,19 +9,48 @@ Keypoints:
   the medial end of each facet joint line, the mid-line posterior disc margin and the posterior
   margin of the thecal sac at the mid-line (each ``KEYPOINT_INSET_MM`` inside its structure), and
   the herniation apex (the herniation's point furthest behind the disc margin) or None.
+
+The sagittal findings of schema 2 are the drawn ones (Modic type, endplate notches, narrowing,
+bulge), the herniation seen on the sagittal view by ``spine.seen_on_sagittal``'s rule, and the
+canal's AP diameter measured on the label map (``canal.measure_canal``), each with the numbers and
+geometry it came from.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from SpineAssistLib.anatomy import CORNERS, HERNIATION_LABEL, MSU_KEYPOINTS, NEURAL_LABEL, THECAL_SAC_LABEL, corner_name
-from SpineAssistLib.findings import Assessment, Geometry, Level, Measurement, MeyerdingGrade, PfirrmannGrade
-from SpineAssistLib.phantom.spine import KEYPOINT_INSET_MM, Disc, Spine
+from SpineAssistLib.findings import (
+    Assessment,
+    CanalDiameter,
+    Finding,
+    Geometry,
+    Level,
+    Measurement,
+    MeyerdingGrade,
+    ModicType,
+    PfirrmannGrade,
+    Presence,
+)
+from SpineAssistLib.phantom.canal import CanalLine
+from SpineAssistLib.phantom.params import NARROWED_HEIGHT_LOSS
+from SpineAssistLib.phantom.spine import (
+    KEYPOINT_INSET_MM,
+    MODIC_BAND_MM,
+    MODIC_SIGNAL,
+    SAGITTAL_HERNIATION_HALF_WIDTH_MM,
+    SAGITTAL_HERNIATION_MIN_DEPTH_MM,
+    Disc,
+    Spine,
+    herniation_midline_depth,
+    seen_on_sagittal,
+)
 from SpineAssistLib.phantom.tissues import TissueModel
 
 LEFT_FACET, RIGHT_FACET, DISC_MARGIN, APEX, CANAL = MSU_KEYPOINTS
@@ -171,9 +200,81 @@ class Truth:
     assessment: Assessment | None = None
 
 
+def _truth(finding: Finding, value: Any, measurements: list[Measurement] | None = None,
+           geometry: Geometry | None = None) -> None:
+    """Set ``finding``'s model value to the truth, assessed, with its evidence."""
+    finding.model = value
+    finding.status, finding.reason = "assessed", ""
+    finding.measurements = list(measurements or [])
+    finding.geometry = geometry or Geometry()
+
+
+def _lps(p) -> tuple[float, float, float]:
+    return tuple(float(q) for q in p)  # type: ignore[return-value]
+
+
+def sagittal_findings(lv: Level, d: Disc, canal: CanalLine | None, disc_height_mm: float, sag_uid: str,
+                      sop_at: Callable[[Any], str]) -> None:
+    """Set ``lv``'s Modic, endplate, narrowing, bulging, sagittal herniation and canal truth from
+    disc ``d``; ``canal`` is its measured canal line (None: the sac is closed there), ``sop_at`` the
+    SOP Instance UID of the sagittal slice nearest an LPS point."""
+    def source(p) -> dict[str, str]:
+        return {"series_instance_uid": sag_uid, "sop_instance_uid": sop_at(p)}
+
+    t = d.modic_type
+    _truth(lv.modic, ModicType(t), [Measurement(
+        "band_signal_ratio", MODIC_SIGNAL[t], "1",
+        f"T2 signal of the marrow within {MODIC_BAND_MM:g} mm of both endplates / normal marrow")] if t else [])
+    for which, v in (("upper", d.upper), ("lower", d.lower)):
+        notch = getattr(d, f"defect_{which}")
+        finding = getattr(lv, f"endplate_{which}")
+        if notch is None:
+            _truth(finding, Presence(False))
+            continue
+        centre = _lps(notch.center(v))
+        _truth(finding, Presence(True), [
+            Measurement("defect_depth_mm", notch.depth, "mm", "notch depth into the body, from the endplate"),
+            Measurement("defect_width_mm", 2 * notch.half_width, "mm", "notch extent across the endplate, left-right"),
+            Measurement("defect_length_mm", 2 * notch.half_length, "mm", "notch extent along the endplate, antero-posterior"),
+        ], Geometry(points={"endplate defect": centre}, source=source(centre)))
+    _truth(lv.narrowing, Presence(bool(d.narrowed)), [
+        Measurement("height_loss", d.height_loss, "1",
+                    f"fraction of the healthy disc height lost; narrowed from {NARROWED_HEIGHT_LOSS:g}"),
+        Measurement("disc_height_mm", disc_height_mm, "mm", "mean of anterior, middle, posterior disc heights"),
+    ])
+    bulging = d.msu.size == 0 and d.msu.bulge
+    _truth(lv.bulging, Presence(bool(bulging)),
+           [Measurement("bulge_mm", d.bulge_mm, "mm", "disc beyond its margin all round, at mid-height")] if bulging else [])
+    depth, a, b = herniation_midline_depth(d)
+    seen = seen_on_sagittal(d)
+    geometry = Geometry()
+    if seen:
+        apex = _lps(d.to_lps(a, b, 0.0))
+        geometry = Geometry(points={"herniation apex": apex}, source=source(apex))
+    _truth(lv.herniation_sag, Presence(bool(seen)), [Measurement(
+        "midline_depth_mm", depth, "mm", f"herniation depth behind the posterior disc margin within "
+        f"{SAGITTAL_HERNIATION_HALF_WIDTH_MM:g} mm of the mid-line; seen from {SAGITTAL_HERNIATION_MIN_DEPTH_MM:g} mm")],
+        geometry)
+    if canal is None:
+        _truth(lv.canal, CanalDiameter("absolute"), [Measurement(
+            "canal_ap_mm", 0.0, "mm", "the sac is closed on the canal line at this disc")])
+        return
+    ant, post = _lps(canal.anterior), _lps(canal.posterior)
+    _truth(lv.canal, CanalDiameter.measured(canal.ap_mm), [Measurement(
+        "canal_ap_mm", canal.ap_mm, "mm", "thecal sac antero-posterior diameter on the disc's mid-sagittal plane, "
+        "from the posterior disc margin perpendicular to the canal")],
+        Geometry(points={"canal anterior wall": ant, "canal posterior wall": post}, lines={"canal AP": (ant, post)},
+                 source=source(np.add(ant, post) / 2)))
+
+
 def build_assessment(spine: Spine, study_uid: str, sag_uid: str, ax_uid: str,
-                     corners: dict[str, list[float]], axial: list[dict[str, Any]], sag_mid_sop: str) -> Assessment:
-    """Return the truth Assessment: every level from T12-L1 down, model value = truth value."""
+                     corners: dict[str, list[float]], axial: list[dict[str, Any]], sag_mid_sop: str,
+                     canal: dict[str, CanalLine | None] | None = None,
+                     sop_at: Callable[[Any], str] | None = None) -> Assessment:
+    """Return the truth Assessment: every level from T12-L1 down, model value = truth value.
+
+    ``canal`` (each level's measured canal line) and ``sop_at`` (the sagittal slice nearest an LPS
+    point) give the sagittal findings of schema 2; without them those stay not assessed."""
     p = spine.params
     levels = []
     for d in spine.discs:
@@ -224,6 +325,8 @@ def build_assessment(spine: Spine, study_uid: str, sag_uid: str, ax_uid: str,
             lines = {"intra-facet line": (pts[LEFT_FACET], pts[RIGHT_FACET])}
             lv.ldh.geometry = Geometry(points=pts, lines=lines,
                                        source={"series_instance_uid": ax_uid, "sop_instance_uid": best["sop_instance_uid"]})
+        if canal is not None and sop_at is not None:
+            sagittal_findings(lv, d, canal.get(d.name), mean_h, sag_uid, sop_at)
         levels.append(lv)
     return Assessment(study_instance_uid=study_uid, levels=levels, sagittal_series_uid=sag_uid, axial_series_uid=ax_uid,
                       created=f"{p.study_date[:4]}-{p.study_date[4:6]}-{p.study_date[6:]}T12:00:00+00:00",

@@ -24,6 +24,25 @@ OVERRIDES = dict(
     slip_percent={"L4-L5": 18.0, "L2-L3": -9.0, "L1-L2": 0.0, "L3-L4": 0.0, "L5-S1": 0.0, "T12-L1": 0.0},
     lumbar_count=5,
 )
+# The sagittal findings of schema 2 that change the images, switched off: no Modic bands but the
+# spine's own, no endplate notch, no stenosis. Such a study is the one the phantom drew before them.
+_ALL_LEVELS = ("T11-T12", "T12-L1", "L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1")
+NO_NEW_DRAWS = dict(modic={lv: None for lv in _ALL_LEVELS}, endplate_upper={lv: False for lv in _ALL_LEVELS},
+                    endplate_lower={lv: False for lv in _ALL_LEVELS}, canal_ap_mm={lv: None for lv in _ALL_LEVELS})
+OVERRIDES.update(NO_NEW_DRAWS)
+# SHA-256 of the pixel data and label maps this study had before those findings were added
+# (commit 3442ce1's phantom), and of the parameters drawn for seeds 0-59 without them.
+BEFORE_SCHEMA_2 = {
+    "sagittal images": "8d097ef0ee32a8ad437de04181347c0ca248c28d19b43a6cda146f9515413fa2",
+    "sagittal labels": "01c0ed7128d760165ca0facd9fe7037f1dffa094fb564a9720340e048e72ce76",
+    "axial images": "0b4fcff42005a55ef6ce05bd277f41c4027521e6a716883e9b8ab1647b4b4bef",
+    "axial labels": "7a865cf39360de34b651e02535b2513b85a465fed2e6a373bcf062d652fca0fd",
+}
+PARAMS_BEFORE_SCHEMA_2 = "188209505dd90ce6cfde370c2f51b12a16bdc9ae24f9966d33e823b5e8f05b25"
+SEED_4_BEFORE_SCHEMA_2 = {
+    "sagittal images": "5e5af18e6b5e8456cedb8374ab078daa003148d7ea31e593ccdfd94485348fcf",
+    "axial images": "9bcd1d3cf17583da4cabb416cd95d496e95a1c0a088fd029fcb565ed40429889",
+}
 
 
 @pytest.fixture(scope="module")
@@ -224,6 +243,37 @@ def test_truth_equals_what_grading_computes_from_the_truth_keypoints_and_masks(s
                                              bulge=study.params.msu[level].bulge))
         best = grading.select_maximal_extrusion(results)
         assert best.value == study.truth.level(level).ldh.value, level
+
+
+def _sha256(a: np.ndarray) -> str:
+    import hashlib
+
+    return hashlib.sha256(np.ascontiguousarray(a).astype(a.dtype.newbyteorder("<")).tobytes()).hexdigest()
+
+
+def test_without_the_new_sagittal_findings_a_seed_draws_the_study_it_drew_before_them(study):
+    assert _sha256(study.sagittal.images) == BEFORE_SCHEMA_2["sagittal images"]
+    assert _sha256(study.sagittal.labels) == BEFORE_SCHEMA_2["sagittal labels"]
+    assert _sha256(study.axial.images) == BEFORE_SCHEMA_2["axial images"]
+    assert _sha256(study.axial.labels) == BEFORE_SCHEMA_2["axial labels"]
+
+
+def test_the_new_draws_leave_every_earlier_draw_of_a_seed_as_it_was():
+    import hashlib
+
+    new = {"modic", "endplate_upper", "endplate_lower", "narrowing", "canal_ap_mm"}
+    earlier = [{k: v for k, v in sample_params(s).to_dict().items() if k not in new} for s in range(60)]
+    text = json.dumps(json.loads(json.dumps(earlier)), sort_keys=True)
+    assert hashlib.sha256(text.encode()).hexdigest() == PARAMS_BEFORE_SCHEMA_2
+
+
+@pytest.mark.slow
+def test_a_default_seed_without_new_findings_draws_the_images_it_drew_before_them():
+    levels = sample_params(4).levels
+    off = {k: {lv: v[next(iter(v))] for lv in levels} for k, v in NO_NEW_DRAWS.items()}
+    st = generate_study(4, sample_params(4, **off))
+    assert _sha256(st.sagittal.images) == SEED_4_BEFORE_SCHEMA_2["sagittal images"]
+    assert _sha256(st.axial.images) == SEED_4_BEFORE_SCHEMA_2["axial images"]
 
 
 def test_a_slice_renders_the_same_twice():

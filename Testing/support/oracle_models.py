@@ -1,19 +1,24 @@
 """Oracle models for pipeline tests: they answer from a phantom study's ground truth, exactly as
 the bundled models would answer if they were perfect. The pipeline's plumbing (pixel ↔ LPS
 geometry, level naming, slice mapping, grading, outputs) is then checked against the truth,
-independently of how well the trained models perform (that is ``spineassist evaluate``'s job)."""
+independently of how well the trained models perform (that is ``spineassist evaluate``'s job).
+
+``truth_disc_grades`` and ``truth_canal_mask`` answer the two sagittal models of findings schema 2
+(the disc-grade classifier and the canal segmenter) from the truth, for the pipeline's oracle
+wiring to call once those models' interfaces are settled."""
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
-from SpineAssistLib.anatomy import DISC_LABELS, HERNIATION_LABEL, THECAL_SAC_LABEL, VERTEBRA_LABELS, CORNERS
-from SpineAssistLib.findings import Assessment, ModelInfo
+from SpineAssistLib.anatomy import DISC_LABELS, HERNIATION_LABEL, NEURAL_LABEL, THECAL_SAC_LABEL, VERTEBRA_LABELS, CORNERS
+from SpineAssistLib.findings import SAGITTAL_GRADING_KINDS, Assessment, ModelInfo
 from SpineAssistLib.models.catalog import AX_POSE_KEYPOINTS
 from SpineAssistLib.models.orientation import SliceOrientation
 from SpineAssistLib.models.yolo import YoloResult
@@ -35,6 +40,35 @@ def _label_slices(truth_dir: Path) -> dict[tuple, np.ndarray]:
             o = origin + k * spacing[2] * d[:, 2]
             out[tuple(np.round(o, 1))] = arr[k]
     return out
+
+
+# What the canal segmenter outlines: the thecal sac with the cord and roots inside it (the phantom's
+# canal AP truth is measured on the same labels, SpineAssistLib/phantom/canal.py).
+CANAL_MASK_LABELS = (THECAL_SAC_LABEL, NEURAL_LABEL)
+DISC_GRADE_KINDS = ("pfirrmann", *SAGITTAL_GRADING_KINDS)
+
+
+def truth_disc_grades(study_dir: Path) -> dict[str, dict[str, object]]:
+    """Return each truth level's disc gradings: level name -> {kind: the truth value} for Pfirrmann
+    and the sagittal gradings (``findings.SAGITTAL_GRADING_KINDS``: Modic, both endplates, narrowing,
+    bulging, sagittal herniation), e.g. ``{"L4-L5": {"modic": ModicType(1), "bulging": Presence(False), ...}}``."""
+    truth = Assessment.load(Path(study_dir) / "truth.json")
+    return {lv.name: {kind: lv.finding(kind).model for kind in DISC_GRADE_KINDS} for lv in truth.levels}
+
+
+@functools.lru_cache(maxsize=4)
+def _sagittal_labels(path: str, modified_ns: int) -> np.ndarray:
+    return sitk.GetArrayFromImage(sitk.ReadImage(path))
+
+
+def truth_canal_mask(study_dir: Path, slice_index: int) -> np.ndarray:
+    """Return the canal (``CANAL_MASK_LABELS``) of sagittal slice ``slice_index`` (0-based, in the
+    series' order: InstanceNumber - 1) as a bool (rows, columns) mask, as the slice is stored."""
+    path = Path(study_dir) / "truth" / "labels_sag.nii.gz"
+    labels = _sagittal_labels(str(path), path.stat().st_mtime_ns)      # a study rewritten there is read again
+    if not 0 <= slice_index < labels.shape[0]:
+        raise IndexError(f"sagittal slice {slice_index} is outside the series' {labels.shape[0]} slices")
+    return np.isin(labels[slice_index], CANAL_MASK_LABELS)
 
 
 class _Oracle:
