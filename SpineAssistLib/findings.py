@@ -647,6 +647,12 @@ FINDING_TITLES: dict[str, str] = {     # how the report, table and panel name ea
 }
 
 
+def finding_class(kind: str) -> type[Finding]:
+    """Return the Finding class of a finding kind (``PfirrmannFinding`` for ``"pfirrmann"``)."""
+    _allowed("finding kind", kind, FINDING_KINDS)
+    return _FINDING_CLASSES[kind]
+
+
 def value_type_of(kind: str) -> type:
     """Return the value class of a finding kind (``PfirrmannGrade`` for ``"pfirrmann"``)."""
     _allowed("finding kind", kind, FINDING_KINDS)

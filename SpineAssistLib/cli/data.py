@@ -24,7 +24,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--gradings", type=Path, default=None,
                    help="radiological_gradings.csv (default: the first one found under ROOT)")
     s.add_argument("--out", type=Path, required=True, help="training-set folder (sets there grow)")
-    s.add_argument("--models", nargs="+", default=None, help="sagittal models to build sets for (default: all four)")
+    s.add_argument("--models", nargs="+", default=None, help="sagittal models to build sets for (default: the four "
+                   "the pipeline runs; the canal U-Net, sag_canal_unet, when named)")
     s.add_argument("--copies", type=int, default=2, help="augmented copies of each training image (default 2)")
     s.add_argument("--val-patients", type=int, default=4, help="patients kept for validation (default 4)")
     s.add_argument("--seed", type=int, default=0)

@@ -21,7 +21,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Train model NAME (or 'all') and write its weights and manifest entry (SHA-256, data, seeds, "
         "settings) into the models folder. --data DIR is either a prepared training set (YOLO data.yaml, an "
         "image folder of classes, or {train,val}/*.npz for the U-Net; DIR or DIR/NAME), a SPIDER folder "
-        "(images/*.mha, masks/*.mha, radiological_gradings.csv: trains sag_disc_unet and sag_pfirrmann_cls), "
+        "(images/*.mha, masks/*.mha, radiological_gradings.csv: trains sag_disc_unet and sag_pfirrmann_cls, and "
+        "sag_disc_grades, whose --gradings CSV may lie elsewhere), "
         "or, with --phantoms N, the folder to build a phantom training set in.")
     add_train_options(p)
     p.set_defaults(func=run)
@@ -76,9 +77,22 @@ def run(args: argparse.Namespace) -> int:
         record["recipe"] = json.loads(recipe.read_text(encoding="utf-8"))
         record["source"] = " + ".join(dict.fromkeys(step.get("source", "?") for step in record["recipe"]))
     data = args.data
+    grade_models = [n for n in names if MODEL_DEFS[n].task == "disc-grades"]
+    if grade_models:
+        names = [n for n in names if n not in grade_models]
+        if args.phantoms or not _is_spider(data):
+            if args.name != "all":
+                raise SpineAssistError(f"{args.name} trains on SPIDER's gradings only: --data must be a SPIDER folder "
+                                       "(images/, masks/) and --gradings its radiological_gradings.csv")
+            print(f"skipping {', '.join(grade_models)}: it trains on a SPIDER folder, not on {data}", flush=True)
+        else:
+            _train_disc_grades(args, data, command if args.name != "all" else
+                               f"spineassist train {grade_models[0]} --data {data} --seed {args.seed}")
+        if not names:
+            return 0
     if args.phantoms:
         record = _build_phantoms(args, names)
-    elif (data / "images").is_dir() and any(p.suffix in (".mha", ".png") for p in (data / "images").iterdir()):
+    elif _is_spider(data):
         from SpineAssistLib.training.spider import SAGITTAL_MODELS, build_real_sets, find_gradings, read_gradings
 
         spider_models = [n for n in names if n in SAGITTAL_MODELS]
@@ -104,6 +118,24 @@ def run(args: argparse.Namespace) -> int:
         print(f"{n}: {entry['file']} {entry['size_bytes'] / 1e6:.1f} MB sha256 {entry['sha256'][:12]}... "
               f"in {entry['training']['seconds'] / 60:.1f} min", flush=True)
     return 0
+
+
+def _is_spider(data: Path) -> bool:
+    return (data / "images").is_dir() and any(p.suffix in (".mha", ".png") for p in (data / "images").iterdir())
+
+
+def _train_disc_grades(args: argparse.Namespace, data: Path, command: str) -> None:
+    """Train sag_disc_grades on a SPIDER folder (training.disc_grades): its own network and loop."""
+    from SpineAssistLib.training.disc_grades import NAME, train_and_register
+    from SpineAssistLib.training.spider import find_gradings
+
+    if args.init is not None:
+        raise SpineAssistError(f"--init: {NAME} trains from scratch (a few minutes on a CPU)")
+    print(f"training {NAME} on {data} ...", flush=True)
+    entry = train_and_register(data, find_gradings(data, args.gradings), epochs=args.epochs, batch=args.batch,
+                               seed=args.seed, device=args.device, out_dir=args.out, command=command)
+    print(f"{NAME}: {entry['file']} {entry['size_bytes'] / 1e6:.2f} MB sha256 {entry['sha256'][:12]}... "
+          f"in {entry['training']['seconds'] / 60:.1f} min", flush=True)
 
 
 def _build_phantoms(args: argparse.Namespace, names: list[str]) -> dict:

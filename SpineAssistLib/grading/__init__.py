@@ -3,9 +3,16 @@
 The models only find points and masks; every grade a reader sees comes from here (GRADING.md),
 with the measurements (units included) and the geometry it was measured from, so a reader can
 check it and a teacher can show it. Each result's ``to_finding()`` fills a ``findings.Finding``.
-One file per rule: ``levels``, ``meyerding``, ``msu``, ``pfirrmann``, ``slice_mapping``.
+One file per rule: ``canal``, ``levels``, ``meyerding``, ``msu``, ``pfirrmann``, ``slice_mapping``.
 """
 
+from SpineAssistLib.grading.canal import (
+                     CanalMeasure,
+                     canal_ap_at_disc,
+                     canal_ap_from_corners,
+                     disc_axis_from_corners,
+                     stenosis_grade,
+)
 from SpineAssistLib.grading.levels import (
                      LabelledDisc,
                      LabelledVertebra,
@@ -37,6 +44,7 @@ from SpineAssistLib.grading.slice_mapping import (
 from SpineAssistLib.grading.vectors import voxel_centers_lps
 
 __all__ = [
+    "CanalMeasure", "canal_ap_at_disc", "canal_ap_from_corners", "disc_axis_from_corners", "stenosis_grade",
     "LabelledDisc", "LabelledVertebra", "LevelLabelling", "SpineDetection", "label_levels",
     "recount_lumbar_levels", "relabel_levels", "vertebrae_cranial_to_caudal",
     "MeyerdingResult", "meyerding_from_percent", "meyerding_grade",

@@ -26,7 +26,7 @@ class ModelDef:
     """One bundled model's fixed definition (weights and metrics live in the manifest)."""
 
     name: str
-    task: str                        # detect / segment / pose / classify / unet-segment
+    task: str                        # detect / segment / pose / classify / unet-segment / disc-grades
     architecture: str
     plane: str                       # sagittal / axial
     imgsz: int
@@ -36,6 +36,7 @@ class ModelDef:
     yaml: str = ""                   # ultralytics model yaml (trained from scratch)
     description: str = ""
     crop: str = ""                   # the window of the slice it sees (models.crops); "" = the whole slice
+    pixel_mm: float | None = None    # the pixel size (mm) slices are resampled to for it; None = their own
 
     @property
     def file(self) -> str:
@@ -57,9 +58,23 @@ MODEL_DEFS: dict[str, ModelDef] = {d.name: d for d in (
     ModelDef("sag_disc_unet", "unet-segment", "MONAI UNet 2D (16-32-64-128-256, 2 residual units)", "sagittal", 256,
              ("background", "disc"), description="intervertebral discs on sagittal T2 slices; instances are the "
              "connected components, named by the nearest level from the vertebra model"),
+    ModelDef("sag_canal_unet", "unet-segment", "MONAI UNet 2D (8-16-32-64-128, 1 residual unit)", "sagittal", 160,
+             ("background", "spinal canal"), description="the spinal canal (dural sac with its CSF, as SPIDER's "
+             "annotators outlined it on T2) on sagittal T2 slices resampled to 0.6 mm a pixel; the canal's "
+             "antero-posterior diameter at each disc is measured on it (grading.canal)", pixel_mm=0.6),
     ModelDef("sag_pfirrmann_cls", "classify", "YOLOv8n-cls", "sagittal", 128, PFIRRMANN_CLASSES,
              yaml="yolov8n-cls.yaml", description="Pfirrmann grade I-V of one disc from a square crop centred on the "
              "disc (1.8 x its anteroposterior width) of the mid-sagittal T2 slice"),
+    ModelDef("sag_disc_grades", "disc-grades", "SpineAssist DiscGradesNet (a stride-2 convolution to 16 channels, "
+             "3 blocks of two convolutions 32-64-128, global average + max pooling, one linear output per grading)",
+             "sagittal", 112,
+             ("modic", "endplate_upper", "endplate_lower", "narrowing", "bulging", "herniation"),
+             description="SPIDER's radiologists' per-disc gradings from three sagittal T2 slices around one disc: Modic "
+             "type 0-3, upper and lower endplate defect, disc narrowing, bulging and herniation (each present / "
+             "absent at a threshold chosen on validation patients)",
+             crop="sagittal window 72 mm square centred on the disc's segmentation, rows along its anteroposterior "
+             "axis, at 112 px, of the mid-sagittal slice and the slices 3 mm either side "
+             "(models.disc_grades.disc_grades_crop)"),
     ModelDef("ax_disc_seg", "segment", "YOLOv8n-seg", "axial", 256, ("disc", "herniation", "thecal sac"),
              yaml="yolov8n-seg.yaml", description="disc, herniation (disc material beyond the margin, bulge included) "
              "and thecal sac on axial T2 slices; its boxes are the per-slice disc / canal detection"),

@@ -1,5 +1,5 @@
 """Return the bundled models' torch networks: YOLO networks out of ultralytics' checkpoints (after
-pointing ultralytics at offline settings) and the disc U-Net from its state dict.
+pointing ultralytics at offline settings) and the U-Nets (discs, canal) from their state dicts.
 
 ``runtime`` exports these to ONNX for the CPU; ``yolo`` and ``unet`` run them in torch on a GPU.
 torch, ultralytics and MONAI are imported inside the functions, so importing this module is light.
@@ -69,28 +69,45 @@ def load_yolo_network(weights: Path, task: str) -> Any:
 UNET_CHANNELS: tuple[int, ...] = (16, 32, 64, 128, 256)
 UNET_STRIDES: tuple[int, ...] = (2, 2, 2, 2)
 UNET_RES_UNITS = 2
+# Each U-Net model's (channels, strides, residual units): its state dict loads only into this shape.
+# The canal U-Net has half the disc U-Net's channels and one residual unit a level (an eighth of its
+# weights, a quarter of its computation): a bright tube behind the bodies needs less than the discs'
+# varied degeneration, and it was trained in half an hour on a 2-core CPU.
+UNET_ARCHITECTURES: dict[str, tuple[tuple[int, ...], tuple[int, ...], int]] = {
+    "sag_disc_unet": (UNET_CHANNELS, UNET_STRIDES, UNET_RES_UNITS),
+    "sag_canal_unet": ((8, 16, 32, 64, 128), (2, 2, 2, 2), 1),
+}
 
 
-def build_unet() -> Any:
-    """Return a fresh MONAI 2D U-Net: 1 input channel, 2 output classes (background, disc) - for training."""
+def unet_architecture(name: str = "sag_disc_unet") -> tuple[tuple[int, ...], tuple[int, ...], int]:
+    """Return (channels, strides, residual units) of the U-Net model ``name``; a name not listed (a
+    site's own U-Net, a test's) has the disc U-Net's shape, the only one there was before."""
+    return UNET_ARCHITECTURES.get(name, UNET_ARCHITECTURES["sag_disc_unet"])
+
+
+def build_unet(name: str = "sag_disc_unet") -> Any:
+    """Return a fresh MONAI 2D U-Net of model ``name``: 1 input channel, 2 output classes (background,
+    the structure) - for training."""
     from monai.networks.nets import UNet
 
-    return UNet(spatial_dims=2, in_channels=1, out_channels=2, channels=UNET_CHANNELS, strides=UNET_STRIDES,
-                num_res_units=UNET_RES_UNITS)
+    channels, strides, res_units = unet_architecture(name)
+    return UNet(spatial_dims=2, in_channels=1, out_channels=2, channels=channels, strides=strides,
+                num_res_units=res_units)
 
 
-def build_inference_unet() -> Any:
+def build_inference_unet(name: str = "sag_disc_unet") -> Any:
     """Return the same network built without importing MONAI (``unet_net``: MONAI's import is slow)."""
     from SpineAssistLib.models.unet_net import ResidualUNet2D
 
-    return ResidualUNet2D(1, 2, UNET_CHANNELS, UNET_STRIDES, UNET_RES_UNITS)
+    channels, strides, res_units = unet_architecture(name)
+    return ResidualUNet2D(1, 2, channels, strides, res_units)
 
 
-def load_unet_network(weights: str | Path) -> Any:
-    """Return the eval-mode torch U-Net with the state dict of ``weights``."""
+def load_unet_network(weights: str | Path, name: str = "sag_disc_unet") -> Any:
+    """Return the eval-mode torch U-Net of model ``name`` with the state dict of ``weights``."""
     import torch
 
-    net = build_inference_unet()
+    net = build_inference_unet(name)
     state = torch.load(str(weights), map_location="cpu", weights_only=True)
     net.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
     return net.eval()

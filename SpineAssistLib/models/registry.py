@@ -3,9 +3,11 @@ weight files. Nothing is downloaded: a missing or altered file is a ModelError n
 and how to restore it.
 
 The manifest (``schema: spineassist.models/1``) lists, per model: ``name``, ``file``, ``sha256``,
-``size_bytes``, ``task`` (detect/segment/pose/classify/unet-segment), ``architecture``,
+``size_bytes``, ``task`` (detect/segment/pose/classify/unet-segment/disc-grades), ``architecture``,
 ``input`` (plane, size in px, normalisation), ``classes``, ``keypoints``, ``training`` (data,
-command, seeds, settings), ``metrics`` (from ``spineassist evaluate``) and ``version``.
+command, seeds, settings), ``metrics`` (from ``spineassist evaluate``) and ``version``; a model
+with present/absent outputs also lists its decision ``thresholds`` ({output: probability}) and
+``outputs``.
 
 Usage::
 
@@ -26,7 +28,7 @@ from SpineAssistLib.errors import ModelError
 from SpineAssistLib.resources import resource_path
 
 MANIFEST_SCHEMA = "spineassist.models/1"
-ModelTask = Literal["detect", "segment", "pose", "classify", "unet-segment"]
+ModelTask = Literal["detect", "segment", "pose", "classify", "unet-segment", "disc-grades"]
 TASKS: tuple[str, ...] = get_args(ModelTask)
 REQUIRED_FIELDS = ("name", "file", "sha256", "task", "architecture", "input", "version", "training", "metrics")
 
@@ -48,6 +50,8 @@ class ModelSpec:
     keypoints: tuple[str, ...] = ()
     size_bytes: int | None = None
     description: str = ""
+    thresholds: Mapping[str, float] = field(default_factory=dict)
+    outputs: Mapping[str, Any] = field(default_factory=dict)
     models_dir: Path = field(default=Path("."), compare=False)
 
     @property
@@ -70,11 +74,18 @@ class ModelSpec:
             raise ModelError(f"model {d['name']!r}: sha256 must be 64 hex digits; got {d['sha256']!r}")
         if Path(d["file"]).name != d["file"]:
             raise ModelError(f"model {d['name']!r}: file must be a plain file name in Resources/Models; got {d['file']!r}")
+        thresholds = d.get("thresholds", {})
+        if not isinstance(thresholds, Mapping) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v <= 1.0 for v in thresholds.values()):
+            raise ModelError(f"model {d['name']!r}: thresholds must map each output to a probability in [0, 1]; "
+                             f"got {thresholds!r}")
         return cls(name=d["name"], file=d["file"], sha256=sha, task=d["task"], architecture=d["architecture"],
                    input=dict(d["input"]), version=str(d["version"]), training=dict(d["training"]),
                    metrics=dict(d["metrics"]), classes=tuple(d.get("classes", ())),
                    keypoints=tuple(d.get("keypoints", ())), size_bytes=d.get("size_bytes"),
-                   description=d.get("description", ""), models_dir=models_dir)
+                   description=d.get("description", ""),
+                   thresholds={str(k): float(v) for k, v in thresholds.items()},
+                   outputs=dict(d.get("outputs", {})), models_dir=models_dir)
 
 
 def models_dir() -> Path:

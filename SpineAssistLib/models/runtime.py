@@ -15,7 +15,8 @@ Both runtimes hand the same numpy arrays to the pre- and post-processing in ``yo
 - YOLO detect and pose: ``[predictions (B, 4 + classes + extra, anchors)]``;
 - YOLO segment: the same, followed by the mask prototypes ``(B, 32, H/4, W/4)``;
 - YOLO classify: ``[probabilities (B, classes)]``;
-- U-Net: ``[logits (B, 2, H, W)]``.
+- U-Net: ``[logits (B, 2, H, W)]``;
+- disc gradings (``disc_grades``): ``[Modic type probabilities (B, 4), binary probabilities (B, 5)]``.
 """
 
 from __future__ import annotations
@@ -34,7 +35,12 @@ import numpy as np
 
 from SpineAssistLib.errors import ModelError
 from SpineAssistLib.export.atomic import atomic_path
-from SpineAssistLib.models.networks import load_unet_network, load_yolo_network, yolo_outputs
+from SpineAssistLib.models.disc_grades_net import CHANNELS, INPUT_SIZE, load_network
+from SpineAssistLib.models.networks import (
+    load_unet_network,
+    load_yolo_network,
+    yolo_outputs,
+)
 from SpineAssistLib.models.registry import ModelSpec, sha256_file
 from SpineAssistLib.resources import cache_root
 
@@ -206,7 +212,9 @@ def _export_module(spec: ModelSpec, weights: Path) -> tuple[Any, tuple[int, ...]
     import torch
 
     if spec.task == "unet-segment":
-        return load_unet_network(weights), (1, 1, 256, 256), {"images": {0: "batch", 2: "height", 3: "width"}}
+        return load_unet_network(weights, spec.name), (1, 1, 256, 256), {"images": {0: "batch", 2: "height", 3: "width"}}
+    if spec.task == "disc-grades":
+        return load_network(weights), (2, CHANNELS, INPUT_SIZE, INPUT_SIZE), {"images": {0: "batch"}}
     net = load_yolo_network(weights, spec.task)
     for m in net.modules():
         if hasattr(m, "dynamic"):   # detection heads: anchors from each input's size, not the example's
@@ -251,8 +259,10 @@ def export_onnx(spec: ModelSpec, weights: Path) -> Path:
         warnings.simplefilter("ignore")
         torch.onnx.export(module, (example,), str(tmp), dynamo=False, opset_version=ONNX_OPSET,
                           input_names=["images"], output_names=names, dynamic_axes=dynamic)
-        # the copy must answer as torch on an input of another size than the example's
-        check_shape = shape if spec.task == "classify" else (2, shape[1], shape[2], shape[3] - 64)
+        # the copy must answer as torch on an input of another size than the example's (the disc
+        # gradings' window has one size: another batch size)
+        check_shape = shape if spec.task == "classify" else (3, *shape[1:]) if spec.task == "disc-grades" else \
+            (2, shape[1], shape[2], shape[3] - 64)
         x = torch.rand(*check_shape, generator=torch.Generator().manual_seed(1))
         with torch.no_grad():
             expected = [t.numpy() for t in outputs(x)]

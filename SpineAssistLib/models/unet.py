@@ -56,7 +56,7 @@ class UNetModel:
         self._net: Any = None
         self._onnx = runtime.OnnxNetwork.for_model(spec, self.weights, self.device)
         if self._onnx is None:
-            self._net = load_unet_network(self.weights)
+            self._net = load_unet_network(self.weights, self.name)
 
     @property
     def runtime(self) -> str:
@@ -66,7 +66,7 @@ class UNetModel:
     def net(self) -> Any:
         """The torch network (loaded on first use where ONNX Runtime runs the model)."""
         if self._net is None:
-            self._net = load_unet_network(self.weights)
+            self._net = load_unet_network(self.weights, self.name)
         return self._net
 
     def predict(self, image: np.ndarray, threshold: float = 0.5,

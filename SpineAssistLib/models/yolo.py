@@ -25,7 +25,11 @@ import numpy as np
 from SpineAssistLib.models import runtime
 from SpineAssistLib.models.device import run_with_fallback, select_device
 from SpineAssistLib.models.imaging import normalize_slice, to_bgr, to_uint8
-from SpineAssistLib.models.networks import configure_offline, load_yolo_network, yolo_outputs
+from SpineAssistLib.models.networks import (
+    configure_offline,
+    load_yolo_network,
+    yolo_outputs,
+)
 
 
 @dataclass

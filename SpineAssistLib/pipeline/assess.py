@@ -39,13 +39,21 @@ from SpineAssistLib.findings import (
     LOW_LEVEL_CONFIDENCE,
     STANDARD_LUMBAR_LEVELS,
     Assessment,
+    CanalFinding,
+    Finding,
+    Geometry,
     HerniationFinding,
     Level,
     ModelInfo,
+    ModicFinding,
+    ModicType,
     PfirrmannFinding,
     PfirrmannGrade,
+    Presence,
+    SagittalHerniationFinding,
+    finding_class,
 )
-from SpineAssistLib.geometry import pixel_spacing
+from SpineAssistLib.geometry import pixel_spacing, pixel_spacing_xy, world_to_index
 from SpineAssistLib.grading import (
     SlicePlane,
     SpineDetection,
@@ -58,8 +66,14 @@ from SpineAssistLib.grading import (
     select_maximal_extrusion,
     voxel_centers_lps,
 )
+from SpineAssistLib.grading.canal import canal_ap_from_corners
 from SpineAssistLib.models import load_model, model_spec
-from SpineAssistLib.models.crops import disc_segmentations, pfirrmann_crop, window_keypoints
+from SpineAssistLib.models.crops import (
+    disc_segmentations,
+    pfirrmann_crop,
+    window_keypoints,
+)
+from SpineAssistLib.models.disc_grades import disc_grades_crop, neighbour_slices
 from SpineAssistLib.models.imaging import erode, region_centroids
 from SpineAssistLib.models.orientation import Oriented, SliceOrientation
 from SpineAssistLib.models.predictor import BatchPredictor, Predictor, WindowPredictor
@@ -71,18 +85,25 @@ log = logging.getLogger(__name__)
 
 STAGES: dict[str, float] = {
     "loading": 2.0, "sagittal models": 3.0, "levels": 0.5, "disc segmentation": 1.0, "disc corners": 0.5,
-    "pfirrmann": 1.0, "listhesis": 0.3, "sagittal-axial mapping": 0.5, "axial models": 3.0, "msu": 0.5,
+    "pfirrmann": 1.0, "listhesis": 0.3, "sagittal gradings": 0.8, "sagittal-axial mapping": 0.5,
+    "axial models": 3.0, "msu": 0.5,
     "outputs": 3.0,
 }
 
-SAGITTAL_MODELS = ("sag_disc_unet", "sag_vertebra_pose", "sag_disc_corners", "sag_pfirrmann_cls")
+SAGITTAL_MODELS = ("sag_disc_unet", "sag_vertebra_pose", "sag_disc_corners", "sag_pfirrmann_cls", "sag_disc_grades",
+                   "sag_canal_unet")
 AXIAL_MODELS = ("ax_disc_seg", "ax_disc_window_seg", "ax_msu_pose")
 # what the pipeline asks of each model (a site's own model, or a test's, must answer the same way)
 MODEL_ROLES: dict[str, type] = {
     "sag_disc_unet": Predictor, "sag_vertebra_pose": Predictor, "sag_disc_corners": WindowPredictor,
     "sag_pfirrmann_cls": Predictor, "ax_disc_seg": BatchPredictor, "ax_disc_window_seg": WindowPredictor,
-    "ax_msu_pose": WindowPredictor,
+    "ax_msu_pose": WindowPredictor, "sag_disc_grades": Predictor, "sag_canal_unet": Predictor,
 }
+# the disc-grades model's outputs that become findings; its herniation output is not used (SPIDER holds
+# too few herniations to learn it: the model card) and the sagittal herniation is measured instead
+SAGITTAL_HERNIATION_NOT_GRADED = ("no sagittal herniation grading passed validation on real scans; "
+                                  "read the sagittal images (the report's key image)")
+DISC_GRADE_KINDS = ("modic", "endplate_upper", "endplate_lower", "narrowing", "bulging")
 
 VERTEBRA_MIN_SCORE = 0.25
 SACRUM_RETRY_SCORE = 0.1      # the sacrum anchors the count: accept a weaker detection rather than none
@@ -184,6 +205,14 @@ def assess(sagittal: ImageStack, axial: Sequence[ImageStack] = (), *, study_inst
     timings["listhesis"] = time.perf_counter() - t
     a.review_reasons = review_reasons(a.levels, labelling, mid, sagittal.voxels.shape[0], _sacrum_score(labelling, pose),
                                       sacrum_cut)
+
+    t = time.perf_counter()
+    reporter.stage("sagittal gradings", 0.0, "Modic, endplates, narrowing, bulging")
+    _grade_disc_findings(models.models.get("sag_disc_grades"), sagittal, mid, a.levels)
+    reporter.stage("sagittal gradings", 0.5, "central canal")
+    _grade_canal(models.models.get("sag_canal_unet"), sagittal, mid, a.levels, corners)
+    _grade_sagittal_herniation(a.levels)
+    timings["sagittal gradings"] = time.perf_counter() - t
 
     if not axial:
         for level in a.levels:
@@ -494,6 +523,104 @@ def _grade_pfirrmann(level: Level, stack: ImageStack, k: int, corners: Mapping[s
     except ValueError as e:
         level.pfirrmann = PfirrmannFinding(model=PfirrmannGrade(grade), confidence=confidence)
         a.warnings.append(f"{level.name}: Pfirrmann measurements not available ({e}); classifier grade only")
+
+
+def _grade_disc_findings(model: Predictor | None, stack: ImageStack, k: int, levels: list[Level]) -> None:
+    """Grade Modic, endplate defects, narrowing and bulging of every segmented disc with
+    ``sag_disc_grades`` (three slices around the mid-sagittal one, a window around the disc)."""
+    if model is None:
+        for level in levels:
+            for kind in DISC_GRADE_KINDS:
+                setattr(level, kind, _not_assessed(kind, "the disc-grades model was not loaded"))
+        return
+    crops, graded = [], []
+    for level in levels:
+        try:
+            crops.append(disc_grades_input(stack, k, stack.labels[k] == DISC_LABELS.get(level.name, -1)))
+            graded.append(level)
+        except ValueError as e:
+            for kind in DISC_GRADE_KINDS:
+                setattr(level, kind, _not_assessed(kind, f"disc not segmented on the mid-sagittal slice ({e})"))
+    if not crops:
+        return
+    source = _source(stack, k)
+    for level, answer in zip(graded, model.predict(np.stack(crops))):
+        modic, modic_p = answer["modic"]
+        level.modic = ModicFinding(model=ModicType(int(modic)), confidence=float(max(modic_p)),
+                                   geometry=Geometry(source=source))
+        for kind in DISC_GRADE_KINDS[1:]:
+            present, prob = answer[kind]
+            # the probability of the value given, so a low number always means an unsure call
+            sure = float(prob) if present else 1.0 - float(prob)
+            setattr(level, kind, finding_class(kind)(model=Presence(bool(present)), confidence=sure,
+                                                          geometry=Geometry(source=source)))
+
+
+def disc_grades_input(stack: ImageStack, k: int, disc_mask: np.ndarray) -> np.ndarray:
+    """Return ``sag_disc_grades``' input for the disc ``disc_mask`` (slice ``k`` as stored): the
+    slices 3 mm either side and the middle one in the canonical view, a window around the disc.
+    ValueError where the mask is too small to place the window."""
+    o = _orientation(stack)
+    canonical = o.affine(stack.slice_numpy_affine(k), stack.voxels[k].shape)
+    slice_mm = float(abs(stack.affine[:3, 2] @ canonical[:3, 2])) or 1.0
+    around = neighbour_slices(stack.voxels.shape[0], k, slice_mm)
+    return disc_grades_crop([o.image(stack.voxels[i]) for i in around], o.image(disc_mask),
+                            pixel_spacing_xy(canonical, "row,col,slice"))
+
+
+def _canonical_xy(stack: ImageStack, k: int, points: Mapping[str, Any]) -> dict[str, tuple[float, float]]:
+    """Return LPS mm points as pixels (x = column, y = row) of slice ``k``'s canonical view."""
+    o = _orientation(stack)
+    canonical = o.affine(stack.slice_numpy_affine(k), stack.voxels[k].shape)
+    out = {}
+    for name, p in points.items():
+        if p is not None:
+            row, col, _ = world_to_index(np.asarray(p, float), canonical)
+            out[name] = (float(col), float(row))
+    return out
+
+
+def _grade_canal(model: Predictor | None, stack: ImageStack, k: int, levels: list[Level],
+                 corners: Mapping[str, Any]) -> None:
+    """Measure the central canal's AP diameter at each disc (``grading.canal``) on the canal
+    U-Net's masks of the mid-sagittal slice and its neighbours, keeping the widest: the midsagittal
+    diameter is the canal's largest, and a slice beside the canal's mid-line cuts a shorter chord
+    of it. Graded by Verbiest's rule."""
+    if model is None:
+        for level in levels:
+            level.canal = CanalFinding(status="not_assessed", reason="the canal model was not loaded")
+        return
+    o = _orientation(stack)
+    best: dict[str, Any] = {}
+    for j in (k, k - 1, k + 1):       # the mid-sagittal slice first: it wins a tie
+        if not 0 <= j < stack.voxels.shape[0]:
+            continue
+        canonical = o.affine(stack.slice_numpy_affine(j), stack.voxels[j].shape)
+        spacing = pixel_spacing(canonical, "row,col,slice")
+        mask = model.predict(o.image(stack.voxels[j]), spacing).mask
+        corners_xy = _canonical_xy(stack, j, corners)
+        for level in levels:
+            measure = canal_ap_from_corners(mask, spacing, corners_xy, level.name)
+            kept = best.get(level.name)
+            if kept is None or (measure.assessed and (not kept[0].assessed or measure.ap_mm > kept[0].ap_mm)):
+                best[level.name] = (measure, canonical, _source(stack, j))
+    for level in levels:
+        measure, canonical, source = best[level.name]
+        level.canal = measure.to_finding(canonical, source)
+
+
+def _grade_sagittal_herniation(levels: list[Level]) -> None:
+    """Say plainly that the sagittal view gives no herniation call: neither the disc-grades model
+    nor the measured protrusion behind the posterior vertebral line (``grading.sagittal_herniation``)
+    told SPIDER's herniated discs from the others on held-out patients (the model card), so a yes/no
+    from them would mislead more than it helps."""
+    for level in levels:
+        level.herniation_sag = SagittalHerniationFinding(
+            status="not_assessed", reason=SAGITTAL_HERNIATION_NOT_GRADED)
+
+
+def _not_assessed(kind: str, reason: str) -> Finding:
+    return finding_class(kind)(status="not_assessed", reason=reason)
 
 
 def _pair(p: np.ndarray | None, q: np.ndarray | None):

@@ -15,6 +15,9 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("name", help="model name (see `spineassist train --list`) or 'all'", nargs="?")
     p.add_argument("--list", action="store_true", help="list the model names and exit")
     p.add_argument("--data", type=Path, help="training data folder (see above)")
+    p.add_argument("--gradings", type=Path, default=None, metavar="CSV",
+                   help="SPIDER's radiological_gradings.csv, where it is not inside --data (sag_disc_grades; "
+                   "default: the first one found under --data)")
     p.add_argument("--phantoms", type=int, default=None, help="build the training set from N phantom studies first")
     p.add_argument("--sagittal-phantoms", type=int, default=0,
                    help="extra sagittal-only phantom studies for the sagittal models (cheap to render)")

@@ -4,7 +4,8 @@
   (one object a line: ``class cx cy w h`` normalised to [0, 1], then ``x y v`` per keypoint
   (pose) or a polygon ``x1 y1 x2 y2 ...`` (segment)) and ``data.yaml``;
 - YOLO classify: ``{train,val}/<class>/*.png`` (an image folder);
-- MONAI U-Net: ``{train,val}/*.npz`` each holding ``image`` (float32, [0, 1]) and ``mask`` (uint8).
+- MONAI U-Net: ``{train,val}/*.npz`` each holding ``image`` (float32, [0, 1]) and ``mask`` (uint8);
+  the canal U-Net's are resampled to its pixel size (``models.canal.to_model_grid``).
 
 Sources: phantom studies (``build_from_phantoms``, from ``phantom_cache`` renders); real scans with
 manual masks (SPIDER) go through ``training.spider`` into the same writers (``add_study``). A
@@ -35,6 +36,7 @@ from SpineAssistLib.anatomy import (
     disc_space_corners,
 )
 from SpineAssistLib.geometry import pixel_spacing_xy, slice_affine, world_to_index
+from SpineAssistLib.models.canal import CANAL_PIXEL_MM, to_model_grid
 from SpineAssistLib.models.catalog import MODEL_DEFS, PFIRRMANN_CLASSES
 from SpineAssistLib.models.crops import (
     MIN_MASK_PIXELS,
@@ -364,11 +366,18 @@ def _split(i: int, n: int, val_fraction: float) -> str:
     return "val" if i >= n - n_val else "train"
 
 
+# The models whose training sets these builders write: sag_disc_grades learns SPIDER's gradings in a
+# loop of its own (``training.disc_grades``), from the SPIDER folder itself.
+SET_MODELS: tuple[str, ...] = tuple(n for n, d in MODEL_DEFS.items() if d.task != "disc-grades")
+
+
 def make_writers(out: Path, models: Sequence[str]) -> dict[str, Any]:
     """Return a writer per model under ``out/<model>`` (existing files there are kept: sets grow)."""
     writers: dict[str, Any] = {}
     for m in models:
         d = MODEL_DEFS[m]
+        if m not in SET_MODELS:
+            raise ValueError(f"{m} has no training set to write: it trains on a SPIDER folder (training.disc_grades)")
         if d.task == "classify":
             writers[m] = FolderWriter(out / m, d.classes)
         elif d.task == "unet-segment":
@@ -393,10 +402,10 @@ def build_from_phantoms(studies: Sequence[Mapping[str, Any]], out_dir: str | Pat
     after normalisation; its own random stream, so every other set is as without it.
     """
     out = Path(out_dir)
-    models = list(models or MODEL_DEFS)
-    unknown = [m for m in models if m not in MODEL_DEFS]
+    models = list(models or SET_MODELS)
+    unknown = [m for m in models if m not in SET_MODELS]
     if unknown:
-        raise ValueError(f"unknown model(s) {', '.join(unknown)}; models are {', '.join(MODEL_DEFS)}")
+        raise ValueError(f"unknown model(s) {', '.join(unknown)}; models are {', '.join(SET_MODELS)}")
     rng = np.random.default_rng(seed)
     writers = make_writers(out, models)
     n = len(studies)
@@ -445,6 +454,8 @@ def add_study(writers: Mapping[str, Any], st: Mapping[str, Any], split: str, cop
     grades = {lv: int(g) for lv, g in st["params"]["pfirrmann"].items()}
     sag_spacing = pixel_spacing_xy(st["sag_affine"], "slice,row,col")
     disc_any = np.isin(lab, [*DISC_LABELS.values(), UNNAMED_DISC_LABEL])
+    canal = lab == THECAL_SAC_LABEL
+    canal_mm = MODEL_DEFS["sag_canal_unet"].pixel_mm or CANAL_PIXEL_MM
     contrast_rng = np.random.default_rng([0x5C, int(st.get("seed") or 0)])
     for s in range(len(sag)):
         base = normalize_slice(sag[s])
@@ -459,6 +470,11 @@ def add_study(writers: Mapping[str, Any], st: Mapping[str, Any], split: str, cop
             stem = f"{tag}_sag{s:02d}_{c}"
             if "sag_disc_unet" in writers and disc_any[s].any():
                 writers["sag_disc_unet"].add(split, stem, shape_img, disc_any[s])
+            # slices through the discs beside the canal teach it where there is none
+            if "sag_canal_unet" in writers and (canal[s].any() or disc_any[s].any()):
+                spacing = (sag_spacing[1], sag_spacing[0])       # (rows, columns)
+                writers["sag_canal_unet"].add(split, stem, to_model_grid(shape_img, spacing, canal_mm),
+                                              to_model_grid(canal[s], spacing, canal_mm, mask=True))
             if near_mid and "sag_vertebra_pose" in writers:
                 writers["sag_vertebra_pose"].add(split, stem, shape_img, sagittal_pose_lines(st, s))
             if near_mid and "sag_disc_corners" in writers:

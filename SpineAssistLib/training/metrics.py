@@ -137,6 +137,24 @@ def with_ci(statistic: Callable[..., float], *arrays: Sequence[Any], n_boot: int
     return {"value": _round(value), "ci95": [_round(lo), _round(hi)], "n": n}
 
 
+def cluster_ci(clusters: Sequence[Sequence[Any]], statistic: Callable[[list], float | None],
+               n_boot: int = N_BOOTSTRAP, seed: int = 0) -> dict[str, Any]:
+    """Return ``{"value", "ci95", "n"}``: the statistic over every item of every cluster and its 95 %
+    percentile bootstrap interval resampling whole clusters (a patient's levels move together);
+    ``n`` is the number of items."""
+    flat = [x for c in clusters for x in c]
+    value = statistic(flat) if flat else None
+    rng = np.random.default_rng(seed)
+    boots = []
+    for _ in range(n_boot if flat else 0):
+        items = [x for i in rng.integers(0, len(clusters), len(clusters)) for x in clusters[i]]
+        v = statistic(items) if items else None
+        if v is not None and math.isfinite(v):
+            boots.append(v)
+    lo, hi = (np.percentile(boots, [2.5, 97.5]).tolist() if boots else [None, None])
+    return {"value": _round(value), "ci95": [_round(lo), _round(hi)], "n": len(flat)}
+
+
 def mean_ci(values: Sequence[float], n_boot: int = N_BOOTSTRAP, seed: int = 0) -> dict[str, Any]:
     """Return the mean of ``values`` with its 95 % bootstrap interval."""
     return with_ci(lambda v: float(np.mean(v)), [float(v) for v in values], n_boot=n_boot, seed=seed)

@@ -133,6 +133,8 @@ def replay_argv(step: Step, scratch: Path, init: Path | None, device: str, check
             argv += ["--pfirrmann-brightness", *map(str, args.pfirrmann_brightness)]
     elif args.data is not None and (Path(args.data).exists() or not check):
         argv += ["--data", str(args.data)]
+        if args.gradings is not None:      # a SPIDER folder's gradings kept elsewhere (sag_disc_grades)
+            argv += ["--gradings", str(args.gradings)]
     else:
         how = "; ".join(s["command"] for s in step.recipe if s.get("command"))
         raise SpineAssistError(f"{step.model}: {step.command!r} trained on a prepared set at {args.data}, which is "

@@ -492,6 +492,9 @@ def iter_cases(root: str | Path, gradings: Mapping[str, Any] | None, patients: I
 
 
 SAGITTAL_MODELS: tuple[str, ...] = ("sag_disc_unet", "sag_vertebra_pose", "sag_disc_corners", "sag_pfirrmann_cls")
+# Models whose sets SPIDER can also write when asked by name (not by default): the canal U-Net
+# (``spineassist data spider --models sag_canal_unet``), from the masks' canal label.
+ON_REQUEST_MODELS: tuple[str, ...] = ("sag_canal_unet",)
 
 
 def build_real_sets(root: str | Path, out_dir: str | Path, gradings: Mapping[str, Any] | None,
@@ -503,9 +506,10 @@ def build_real_sets(root: str | Path, out_dir: str | Path, gradings: Mapping[str
     The last ``val_patients`` patients (by number) are the validation split, so a model is chosen
     on patients it was not trained on; existing samples under ``out_dir`` are kept (sets grow)."""
     models = list(models)
-    bad = [m for m in models if m not in SAGITTAL_MODELS]
+    bad = [m for m in models if m not in SAGITTAL_MODELS + ON_REQUEST_MODELS]
     if bad:
-        raise SpineAssistError(f"SPIDER is sagittal: it trains {', '.join(SAGITTAL_MODELS)}; not {', '.join(bad)}")
+        raise SpineAssistError(f"SPIDER is sagittal: it trains {', '.join(SAGITTAL_MODELS + ON_REQUEST_MODELS)}; "
+                               f"not {', '.join(bad)}")
     root, out = Path(root), Path(out_dir)
     cases = [c for c in iter_cases(root, gradings, exclude=HELD_OUT_PATIENTS)]
     if not cases:

@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 FULL_SETTINGS: dict[str, dict[str, Any]] = {
     "sag_vertebra_pose": {"epochs": 80, "batch": 16},
     "sag_disc_unet": {"epochs": 40, "batch": 8, "patch": 256, "lr": 1e-3},
+    # patches of slices at 0.6 mm a pixel (96 mm square); no left-right flip: every slice is in the
+    # canonical view, the canal always behind the bodies
+    "sag_canal_unet": {"epochs": 20, "batch": 16, "patch": 160, "lr": 2e-3, "hflip": False},
     "sag_pfirrmann_cls": {"epochs": 40, "batch": 32},
     "ax_disc_seg": {"epochs": 60, "batch": 16},
     "sag_disc_corners": {"epochs": 60, "batch": 16},
@@ -109,10 +112,11 @@ def train_yolo(defn: ModelDef, data: str | Path, work_dir: Path, epochs: int, ba
 
 
 class _DiscPatches:
-    """Random 256 x 256 patches of U-Net samples, rotated / deformed on the fly."""
+    """Random square patches of U-Net samples (mostly around the structure), rotated / deformed (and,
+    with ``hflip``, mirrored left-right) on the fly."""
 
-    def __init__(self, files: list[Path], patch: int, augment: bool, seed: int):
-        self.files, self.patch, self.augment = files, patch, augment
+    def __init__(self, files: list[Path], patch: int, augment: bool, seed: int, hflip: bool = True):
+        self.files, self.patch, self.augment, self.hflip = files, patch, augment, hflip
         self.rng = np.random.default_rng(seed)
         self.cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
@@ -137,17 +141,18 @@ class _DiscPatches:
         img, mask = img[y0:y0 + p, x0:x0 + p], mask[y0:y0 + p, x0:x0 + p]
         if self.augment:
             img, mask = augment_geometry(img, mask, self.rng)
-            if self.rng.random() < 0.5:
+            if self.hflip and self.rng.random() < 0.5:
                 img, mask = img[:, ::-1], mask[:, ::-1]
         return np.ascontiguousarray(img), np.ascontiguousarray(mask)
 
 
 def train_unet(data_dir: str | Path, out_file: Path, epochs: int, batch: int = 8, patch: int = 256, lr: float = 1e-3,
                seed: int = 0, device: str = "cpu", log_every: int = 1,
-               init: str | Path | None = None) -> dict[str, Any]:
-    """Train the disc U-Net on ``data_dir/{train,val}/*.npz``; write fp16 weights; return the history.
+               init: str | Path | None = None, name: str = "sag_disc_unet", hflip: bool = True) -> dict[str, Any]:
+    """Train U-Net model ``name`` on ``data_dir/{train,val}/*.npz``; write fp16 weights; return the history.
 
-    ``init``: start from these weights (a fine-tune) instead of a random initialisation.
+    ``init``: start from these weights (a fine-tune) instead of a random initialisation; ``hflip``:
+    mirror half the training patches left-right.
     """
     import torch
     from monai.losses import DiceCELoss
@@ -158,18 +163,18 @@ def train_unet(data_dir: str | Path, out_file: Path, epochs: int, batch: int = 8
     if not train_files:
         raise ModelError(f"{data_dir}/train holds no .npz samples; build the dataset first")
     torch.manual_seed(seed)
-    net = build_unet()
+    net = build_unet(name)
     if init is not None:
         try:
             state = torch.load(str(init), map_location="cpu", weights_only=True)
             net.load_state_dict({k: v.float() for k, v in state.items()})
         except Exception as e:  # noqa: BLE001 - any unreadable or mismatched file gets one clear message
-            raise ModelError(f"--init {init}: not sag_disc_unet weights ({type(e).__name__}: {str(e)[:200]})") from None
+            raise ModelError(f"--init {init}: not {name} weights ({type(e).__name__}: {str(e)[:200]})") from None
     net = net.to(device)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs))
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
-    train = _DiscPatches(train_files, patch, True, seed)
+    train = _DiscPatches(train_files, patch, True, seed, hflip=hflip)
     history = []
     best_dice, best_state = -1.0, None
     rng = np.random.default_rng(seed + 1)
@@ -190,8 +195,8 @@ def train_unet(data_dir: str | Path, out_file: Path, epochs: int, batch: int = 8
         dice = _unet_val_dice(net, val_files, device) if val_files else float("nan")
         history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_dice": dice})
         if epoch % log_every == 0:
-            log.info("sag_disc_unet epoch %d loss %.4f val dice %.4f", epoch + 1, np.mean(losses), dice)
-            print(f"sag_disc_unet epoch {epoch + 1}/{epochs} loss {np.mean(losses):.4f} val dice {dice:.4f}", flush=True)
+            log.info("%s epoch %d loss %.4f val dice %.4f", name, epoch + 1, np.mean(losses), dice)
+            print(f"{name} epoch {epoch + 1}/{epochs} loss {np.mean(losses):.4f} val dice {dice:.4f}", flush=True)
         if not val_files or dice >= best_dice:
             best_dice = dice
             best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
@@ -281,6 +286,9 @@ def train_model(name: str, data: str | Path, *, epochs: int | None = None, batch
     if name not in MODEL_DEFS:
         raise ModelError(f"no model named {name!r}; models are {', '.join(MODEL_DEFS)}")
     defn = MODEL_DEFS[name]
+    if defn.task == "disc-grades":
+        raise ModelError(f"{name} trains on a SPIDER folder with its gradings: `spineassist train {name} --data DIR "
+                         f"--gradings CSV` (training.disc_grades.train_and_register)")
     settings = dict(FULL_SETTINGS[name])
     if epochs is not None:
         settings["epochs"] = int(epochs)
@@ -300,7 +308,8 @@ def train_model(name: str, data: str | Path, *, epochs: int | None = None, batch
     if defn.task == "unet-segment":
         tmp = work / defn.file
         history = train_unet(data, tmp, settings["epochs"], settings["batch"], settings.get("patch", 256),
-                             settings.get("lr", 1e-3), seed, device, init=init)
+                             settings.get("lr", 1e-3), seed, device, init=init, name=name,
+                             hflip=settings.get("hflip", True))
         shutil.copyfile(tmp, target)
         extra.update(best_val_dice=history["best_val_dice"],
                      final_loss=history["history"][-1]["loss"] if history["history"] else None)
@@ -361,7 +370,8 @@ def register_weights(name: str, weights: str | Path, *, settings: Mapping[str, A
         "task": defn.task, "architecture": defn.architecture, "description": defn.description,
         "input": {"plane": defn.plane, "size": defn.imgsz, "channels": 1 if defn.task == "unet-segment" else 3,
                   "normalisation": "per slice: 0.5-99.5th percentile to 0-1 (8-bit grey for YOLO)",
-                  **({"crop": defn.crop} if defn.crop else {})},
+                  **({"crop": defn.crop} if defn.crop else {}),
+                  **({"pixel_mm": defn.pixel_mm} if defn.pixel_mm else {})},
         "classes": list(defn.classes), "keypoints": list(defn.keypoints),
         "version": version or _dt.date.today().strftime("%Y.%m.%d"),
         "training": {"data": dict(data_record), "command": command or f"spineassist train {name}",

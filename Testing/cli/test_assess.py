@@ -17,7 +17,8 @@ def test_assess_command_with_the_bundled_models_and_json_progress(study_dir, tmp
     assert events[-1]["findings"] == str(tmp_path / "out" / "findings.json")
     a = Assessment.load(tmp_path / "out" / "findings.json")
     assert [m.name for m in a.models] == ["sag_disc_unet", "sag_vertebra_pose", "sag_disc_corners", "sag_pfirrmann_cls",
-                                          "ax_disc_seg", "ax_disc_window_seg", "ax_msu_pose"]
+                                          "sag_disc_grades", "sag_canal_unet", "ax_disc_seg", "ax_disc_window_seg",
+                                          "ax_msu_pose"]
     assert a.levels and all(lv.pfirrmann.status == "assessed" or lv.pfirrmann.reason for lv in a.levels)
 
 

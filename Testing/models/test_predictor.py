@@ -41,7 +41,8 @@ def test_a_model_set_refuses_a_model_that_cannot_answer_its_role():
     with pytest.raises(TypeError, match="'sag_disc_unet' must be a Predictor"):
         ModelSet({"sag_disc_unet": object()}, info)
     assert set(MODEL_ROLES) == {"sag_disc_unet", "sag_vertebra_pose", "sag_disc_corners", "sag_pfirrmann_cls",
-                                "ax_disc_seg", "ax_disc_window_seg", "ax_msu_pose"}
+                                "sag_disc_grades", "sag_canal_unet", "ax_disc_seg", "ax_disc_window_seg",
+                                "ax_msu_pose"}
 
 
 def test_an_oriented_model_is_still_a_batch_predictor():

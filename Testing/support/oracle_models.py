@@ -3,9 +3,9 @@ the bundled models would answer if they were perfect. The pipeline's plumbing (p
 geometry, level naming, slice mapping, grading, outputs) is then checked against the truth,
 independently of how well the trained models perform (that is ``spineassist evaluate``'s job).
 
-``truth_disc_grades`` and ``truth_canal_mask`` answer the two sagittal models of findings schema 2
-(the disc-grade classifier and the canal segmenter) from the truth, for the pipeline's oracle
-wiring to call once those models' interfaces are settled."""
+``OracleDiscGrades`` and ``OracleCanal`` answer the two sagittal models of findings schema 2 (the
+disc-grade classifier and the canal segmenter); ``truth_disc_grades`` and ``truth_canal_mask`` give
+the same truth to tests directly."""
 
 from __future__ import annotations
 
@@ -17,7 +17,14 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from SpineAssistLib.anatomy import DISC_LABELS, HERNIATION_LABEL, NEURAL_LABEL, THECAL_SAC_LABEL, VERTEBRA_LABELS, CORNERS
+from SpineAssistLib.anatomy import (
+    CORNERS,
+    DISC_LABELS,
+    HERNIATION_LABEL,
+    NEURAL_LABEL,
+    THECAL_SAC_LABEL,
+    VERTEBRA_LABELS,
+)
 from SpineAssistLib.findings import SAGITTAL_GRADING_KINDS, Assessment, ModelInfo
 from SpineAssistLib.models.catalog import AX_POSE_KEYPOINTS
 from SpineAssistLib.models.orientation import SliceOrientation
@@ -189,6 +196,64 @@ class OraclePfirrmann:
         return YoloResult(("grade1", "grade2", "grade3", "grade4", "grade5"), probs=probs)
 
 
+class OracleCanal:
+    """The canal U-Net's answer from the truth: the sac and its contents on the slice asked about."""
+
+    def __init__(self, oracle: _Oracle):
+        self.o = oracle
+
+    def predict(self, image, pixel_spacing_mm=None, threshold=None, roi=None):
+        from SpineAssistLib.models.unet import UNetResult
+
+        _, _, lab = self.o.lookup(image)
+        mask = np.isin(lab, CANAL_MASK_LABELS)
+        return UNetResult(mask, mask.astype(np.float32))
+
+
+class OracleDiscGrades:
+    """Answers each disc window with that disc's truth gradings. The window is recognised by
+    comparing it with the windows the pipeline's own input function cuts around every truth disc
+    of every sagittal slice (exact where the pipeline's disc masks are the truth's)."""
+
+    def __init__(self, oracle: _Oracle):
+        self.o = oracle
+        self.truth = {lv.name: lv for lv in oracle.truth.levels}
+        self._known: list[tuple[np.ndarray, str]] | None = None
+        self.level_of = {v: k for k, v in DISC_LABELS.items()}
+
+    def _windows(self) -> list[tuple[np.ndarray, str]]:
+        from SpineAssistLib.pipeline.assess import disc_grades_input
+
+        if self._known is None:
+            self._known = []
+            seen = set()
+            for st, k, lab in self.o.by_image.values():
+                if st.role != "sagittal" or (id(st), k) in seen:
+                    continue
+                seen.add((id(st), k))
+                for value in np.unique(lab):
+                    name = self.level_of.get(int(value))
+                    if name in self.truth:
+                        try:
+                            self._known.append((disc_grades_input(st, k, lab == value), name))
+                        except ValueError:
+                            pass
+        return self._known
+
+    def predict(self, crops):
+        answers = []
+        for crop in np.asarray(crops, np.float32):
+            _, name = min(self._windows(), key=lambda w: float(np.abs(w[0] - crop).mean()))
+            level = self.truth[name]
+            answer = {"modic": (level.modic.model.type, tuple(0.9 if t == level.modic.model.type else 0.1 / 3
+                                                             for t in range(4)))}
+            for kind in ("endplate_upper", "endplate_lower", "narrowing", "bulging", "herniation_sag"):
+                present = bool(level.finding(kind).model.present)
+                answer["herniation" if kind == "herniation_sag" else kind] = (present, 0.9 if present else 0.1)
+            answers.append(answer)
+        return answers
+
+
 class _Many:
     def predict_many(self, images, *args, **kwargs):
         return [self.predict(image, *args, **kwargs) for image in images]
@@ -339,7 +404,8 @@ def oracle_models(study_dir: Path, stacks: list[ImageStack]) -> ModelSet:
     models = {"sag_disc_unet": _InView(o, OracleUNet(o)), "sag_vertebra_pose": _InView(o, OracleVertebraPose(o)),
               "sag_disc_corners": OracleDiscCorners(o), "sag_pfirrmann_cls": OraclePfirrmann(o),
               "ax_disc_seg": _InView(o, OracleAxialSeg(o)), "ax_disc_window_seg": OracleAxialSeg(o),
-              "ax_msu_pose": OracleMSUPose(o)}
+              "ax_msu_pose": OracleMSUPose(o), "sag_disc_grades": OracleDiscGrades(o),
+              "sag_canal_unet": _InView(o, OracleCanal(o))}
     infos = [ModelInfo(f"oracle_{n}", "0" * 64, "truth") for n in models]
     return ModelSet(models, infos)
 
