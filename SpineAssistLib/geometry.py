@@ -25,7 +25,8 @@ Usage::
 
 from __future__ import annotations
 
-from typing import Literal, Sequence, get_args
+import math
+from typing import Any, Literal, Sequence, get_args
 
 import numpy as np
 import numpy.typing as npt
@@ -269,3 +270,16 @@ __all__ = [
     "pixel_spacing", "pixel_spacing_xy", "project_to_xy", "ras_to_lps", "reorder_index", "slice_affine", "slice_normal",
     "transpose_index", "world_to_index", "xy_to_world",
 ]
+
+
+def checked_spacing(value: Any, name: str = "pixel_spacing_mm", first: str = "between rows",
+                    second: str = "between columns") -> tuple[float, float]:
+    """Return two pixel sizes in mm as given (``first``, ``second``: what each is, for the message),
+    checked: two finite numbers above 0. ValueError naming ``name`` otherwise."""
+    try:
+        a, b = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be two numbers ({first}, {second}) in mm; got {value!r}") from None
+    if not (math.isfinite(a) and math.isfinite(b) and a > 0 and b > 0):
+        raise ValueError(f"{name} must be two finite sizes above 0 mm ({first}, {second}); got {(a, b)}")
+    return a, b

@@ -265,3 +265,12 @@ def test_bad_shapes_are_refused_with_what_was_expected():
         transpose_index(np.eye(4), (0, 0, 1))
     with pytest.raises(ValueError, match="axis must be 0, 1 or 2"):
         flip_index(np.eye(4), 3, 5)
+
+
+def test_checked_spacing_takes_two_positive_sizes_and_names_what_is_wrong():
+    from SpineAssistLib.geometry import checked_spacing
+
+    assert checked_spacing(("0.5", 0.7)) == (0.5, 0.7)
+    for bad in ((0.5,), (0.5, 0.0), (float("nan"), 1.0), "ab", None):
+        with pytest.raises(ValueError, match="spacing_xy must be two"):
+            checked_spacing(bad, "spacing_xy", "x", "y")

@@ -67,7 +67,7 @@ from SpineAssistLib.findings import (
     Measurement,
 )
 from SpineAssistLib.findings import stenosis_grade as _verbiest
-from SpineAssistLib.geometry import xy_to_world
+from SpineAssistLib.geometry import checked_spacing, xy_to_world
 
 # How far from the disc's posterior margin P the canal is looked for along the measurement line:
 # in front of P (corners placed a little behind the canal's anterior wall) and behind it (a disc
@@ -146,13 +146,7 @@ def stenosis_grade(ap_mm: float) -> str:
 
 def _spacing(pixel_spacing_mm: Any) -> np.ndarray:
     """Return (x = column, y = row) mm per pixel from DICOM-ordered (between rows, between columns)."""
-    try:
-        sy, sx = (float(v) for v in pixel_spacing_mm)
-    except (TypeError, ValueError):
-        raise ValueError(f"pixel_spacing_mm must be two numbers (between rows, between columns) in mm; "
-                         f"got {pixel_spacing_mm!r}") from None
-    if not (math.isfinite(sy) and math.isfinite(sx) and sy > 0 and sx > 0):
-        raise ValueError(f"pixel_spacing_mm must be two finite sizes above 0 mm (rows, columns); got {(sy, sx)}")
+    sy, sx = checked_spacing(pixel_spacing_mm)
     return np.array([sx, sy])
 
 

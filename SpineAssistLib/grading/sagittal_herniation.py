@@ -62,7 +62,7 @@ from SpineAssistLib.findings import (
     Presence,
     SagittalHerniationFinding,
 )
-from SpineAssistLib.geometry import xy_to_world
+from SpineAssistLib.geometry import checked_spacing, xy_to_world
 
 # Chosen on SPIDER's 29 development patients (``training.sagittal_herniation_eval``; 5 herniations
 # there, so barely determined): see the module docstring and the model card.
@@ -139,14 +139,7 @@ class SagittalProtrusion:
 
 
 def _spacing_xy(spacing_xy: Any) -> np.ndarray:
-    try:
-        sx, sy = (float(v) for v in spacing_xy)
-    except (TypeError, ValueError):
-        raise ValueError(f"spacing_xy must be two numbers (x = between columns, y = between rows) in mm; "
-                         f"got {spacing_xy!r}") from None
-    if not (math.isfinite(sx) and math.isfinite(sy) and sx > 0 and sy > 0):
-        raise ValueError(f"spacing_xy must be two finite sizes above 0 mm (columns, rows); got {(sx, sy)}")
-    return np.array([sx, sy])
+    return np.array(checked_spacing(spacing_xy, "spacing_xy", "x = between columns", "y = between rows"))
 
 
 def _xy(name: str, value: Any) -> np.ndarray:
