@@ -23,7 +23,11 @@ from SpineAssistLib.grading.levels import (
                      relabel_levels,
                      vertebrae_cranial_to_caudal,
 )
-from SpineAssistLib.grading.meyerding import MeyerdingResult, meyerding_from_percent, meyerding_grade
+from SpineAssistLib.grading.meyerding import (
+                     MeyerdingResult,
+                     meyerding_from_percent,
+                     meyerding_grade,
+)
 from SpineAssistLib.grading.msu import (
                      DiscMaterial,
                      MSUResult,
@@ -33,7 +37,11 @@ from SpineAssistLib.grading.msu import (
                      msu_size,
                      select_maximal_extrusion,
 )
-from SpineAssistLib.grading.pfirrmann import PfirrmannResult, pfirrmann_grade, rule_based_pfirrmann
+from SpineAssistLib.grading.pfirrmann import (
+                     PfirrmannResult,
+                     pfirrmann_grade,
+                     rule_based_pfirrmann,
+)
 from SpineAssistLib.grading.slice_mapping import (
                      SliceAssignment,
                      SliceMapping,

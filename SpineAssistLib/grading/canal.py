@@ -68,6 +68,7 @@ from SpineAssistLib.findings import (
 )
 from SpineAssistLib.findings import stenosis_grade as _verbiest
 from SpineAssistLib.geometry import checked_spacing, xy_to_world
+from SpineAssistLib.grading.vectors import pixel_point
 
 # How far from the disc's posterior margin P the canal is looked for along the measurement line:
 # in front of P (corners placed a little behind the canal's anterior wall) and behind it (a disc
@@ -150,18 +151,6 @@ def _spacing(pixel_spacing_mm: Any) -> np.ndarray:
     return np.array([sx, sy])
 
 
-def _xy(name: str, value: Any) -> np.ndarray:
-    if value is None:
-        raise ValueError(f"{name} is missing: expected a pixel point (x = column, y = row)")
-    try:
-        arr = np.asarray(value, dtype=float)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a pixel point (x = column, y = row); got {value!r}") from None
-    if arr.shape != (2,):
-        raise ValueError(f"{name} must be a pixel point with 2 coordinates (x = column, y = row); got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} has a non-finite coordinate: {arr.tolist()}")
-    return arr
 
 
 def _mask(canal_mask: Any) -> np.ndarray:
@@ -276,8 +265,8 @@ def canal_ap_at_disc(canal_mask: np.ndarray, pixel_spacing_mm: Sequence[float], 
     """
     mask = _mask(canal_mask)
     spacing = _spacing(pixel_spacing_mm)
-    c_mm = _xy("disc_centre_xy", disc_centre_xy) * spacing
-    p_mm = _xy("posterior_margin_xy", posterior_margin_xy) * spacing
+    c_mm = pixel_point("disc_centre_xy", disc_centre_xy) * spacing
+    p_mm = pixel_point("posterior_margin_xy", posterior_margin_xy) * spacing
     axis = p_mm - c_mm
     if np.linalg.norm(axis) < 1e-6:
         raise ValueError("disc_centre_xy and posterior_margin_xy are the same point: the disc's "
@@ -314,7 +303,7 @@ def disc_axis_from_corners(corners_xy: Mapping[str, Sequence[float]], level: str
     missing = [n for n in names if corners_xy.get(n) is None]
     if missing:
         return f"vertebral corners not found: {', '.join(missing)}"
-    pts = {n: _xy(f"corner {n!r}", corners_xy[n]) for n in names}
+    pts = {n: pixel_point(f"corner {n!r}", corners_xy[n]) for n in names}
     centre = np.mean([pts[n] for n in names], axis=0)
     middle = 0.5 * (pts[names[1]] + pts[names[3]])
     axis = middle - centre

@@ -25,8 +25,19 @@ from typing import Mapping
 
 import numpy as np
 
-from SpineAssistLib.findings import Geometry, ListhesisFinding, Measurement, MeyerdingGrade
-from SpineAssistLib.grading.vectors import BOUNDARY_TOLERANCE, PointLike, as_point, direction, lps_point
+from SpineAssistLib.findings import (
+    Geometry,
+    ListhesisFinding,
+    Measurement,
+    MeyerdingGrade,
+)
+from SpineAssistLib.grading.vectors import (
+    BOUNDARY_TOLERANCE,
+    PointLike,
+    as_point,
+    direction,
+    lps_point,
+)
 
 # Upper slip % bound of grades I-IV (inclusive); anything beyond grade IV's bound is grade V.
 MEYERDING_UPPER_BOUNDS_PERCENT: tuple[float, ...] = (25.0, 50.0, 75.0, 100.0)

@@ -40,7 +40,12 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from SpineAssistLib.findings import Geometry, Measurement, PfirrmannFinding, PfirrmannGrade
+from SpineAssistLib.findings import (
+    Geometry,
+    Measurement,
+    PfirrmannFinding,
+    PfirrmannGrade,
+)
 from SpineAssistLib.grading.vectors import COINCIDENT_MM, Point, as_point, lps_point
 
 # A normal nucleus on T2 is "isointense to CSF" (table, grades I-II); partial volume and coil

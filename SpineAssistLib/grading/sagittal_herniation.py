@@ -63,6 +63,7 @@ from SpineAssistLib.findings import (
     SagittalHerniationFinding,
 )
 from SpineAssistLib.geometry import checked_spacing, xy_to_world
+from SpineAssistLib.grading.vectors import pixel_point
 
 # Chosen on SPIDER's 29 development patients (``training.sagittal_herniation_eval``; 5 herniations
 # there, so barely determined): see the module docstring and the model card.
@@ -142,16 +143,6 @@ def _spacing_xy(spacing_xy: Any) -> np.ndarray:
     return np.array(checked_spacing(spacing_xy, "spacing_xy", "x = between columns", "y = between rows"))
 
 
-def _xy(name: str, value: Any) -> np.ndarray:
-    try:
-        arr = np.asarray(value, dtype=float)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a pixel point (x = column, y = row); got {value!r}") from None
-    if arr.shape != (2,):
-        raise ValueError(f"{name} must be a pixel point with 2 coordinates (x = column, y = row); got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} has a non-finite coordinate: {arr.tolist()}")
-    return arr
 
 
 def posterior_corner_names(level: str) -> tuple[str, str]:
@@ -177,7 +168,7 @@ def protrusion_from_points(disc_mask: np.ndarray, spacing_xy: Sequence[float], u
     thr = float(threshold_mm)
     if not math.isfinite(thr) or thr < 0:
         raise ValueError(f"threshold_mm must be a finite depth of 0 mm or more; got {threshold_mm!r}")
-    r_px, p_px = _xy("upper_posterior_xy", upper_posterior_xy), _xy("lower_posterior_xy", lower_posterior_xy)
+    r_px, p_px = pixel_point("upper_posterior_xy", upper_posterior_xy), pixel_point("lower_posterior_xy", lower_posterior_xy)
 
     def not_assessed(reason: str) -> SagittalProtrusion:
         return SagittalProtrusion(None, None, None, None, None, thr, level=level, reason=reason)

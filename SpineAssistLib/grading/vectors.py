@@ -41,6 +41,22 @@ def lps_point(name: str, value: Any) -> FloatArray:
     return arr
 
 
+def pixel_point(name: str, value: Any) -> FloatArray:
+    """Return ``value`` as a float array of shape (2,) (pixels, x = column, y = row); raise naming ``name``
+    if it is not one."""
+    if value is None:
+        raise ValueError(f"{name} is missing: expected a pixel point (x = column, y = row)")
+    try:
+        arr = np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a pixel point (x = column, y = row); got {value!r}") from None
+    if arr.shape != (2,):
+        raise ValueError(f"{name} must be a pixel point with 2 coordinates (x = column, y = row); got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} has a non-finite coordinate: {arr.tolist()}")
+    return arr
+
+
 def lps_points(name: str, value: Any) -> FloatArray:
     """Return ``value`` as a float array of shape (N, 3), N >= 1 (LPS mm); raise naming ``name`` otherwise."""
     try:
