@@ -168,7 +168,8 @@ def protrusion_from_points(disc_mask: np.ndarray, spacing_xy: Sequence[float], u
     thr = float(threshold_mm)
     if not math.isfinite(thr) or thr < 0:
         raise ValueError(f"threshold_mm must be a finite depth of 0 mm or more; got {threshold_mm!r}")
-    r_px, p_px = pixel_point("upper_posterior_xy", upper_posterior_xy), pixel_point("lower_posterior_xy", lower_posterior_xy)
+    r_px = pixel_point("upper_posterior_xy", upper_posterior_xy)
+    p_px = pixel_point("lower_posterior_xy", lower_posterior_xy)
 
     def not_assessed(reason: str) -> SagittalProtrusion:
         return SagittalProtrusion(None, None, None, None, None, thr, level=level, reason=reason)

@@ -51,7 +51,8 @@ def pixel_point(name: str, value: Any) -> FloatArray:
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be a pixel point (x = column, y = row); got {value!r}") from None
     if arr.shape != (2,):
-        raise ValueError(f"{name} must be a pixel point with 2 coordinates (x = column, y = row); got shape {arr.shape}")
+        raise ValueError(f"{name} must be a pixel point with 2 coordinates (x = column, y = row); "
+                         f"got shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} has a non-finite coordinate: {arr.tolist()}")
     return arr
