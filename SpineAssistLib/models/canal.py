@@ -27,9 +27,8 @@ from typing import Any
 import numpy as np
 
 from SpineAssistLib.geometry import checked_spacing
-from SpineAssistLib.models.device import run_with_fallback
 from SpineAssistLib.models.imaging import normalize_slice
-from SpineAssistLib.models.unet import PAD_MULTIPLE, UNetModel, UNetResult
+from SpineAssistLib.models.unet import UNetModel, UNetResult
 
 CANAL_MODEL = "sag_canal_unet"
 CANAL_PIXEL_MM = 0.6      # the pixel size the canal U-Net was trained at (catalog: ``pixel_mm``)
@@ -98,18 +97,7 @@ class CanalModel(UNetModel):
         if roi is not None:
             raise ValueError("the canal U-Net segments whole slices; roi must be None")
         img = normalize_slice(image)
-        grid = to_model_grid(img, pixel_spacing_mm, self.pixel_mm)
-        h, w = grid.shape
-        x = np.pad(grid, ((0, (-h) % PAD_MULTIPLE), (0, (-w) % PAD_MULTIPLE)), mode="constant")[None, None]
-        x = x.astype(np.float32)
-        if self.runtime == "onnx":
-            logits = self._onnx(x)[0]
-        else:
-
-            logits, used = run_with_fallback(lambda dev: self._forward(x, dev), self.device)
-            self.device = used
-        z = logits[0, :, :h, :w]
-        prob = 1.0 / (1.0 + np.exp(-(z[1] - z[0])))        # softmax of two classes: the canal's
+        prob = self.foreground(to_model_grid(img, pixel_spacing_mm, self.pixel_mm))
         prob = np.clip(from_model_grid(prob, img.shape), 0.0, 1.0)
         return UNetResult(prob >= (self.threshold if threshold is None else float(threshold)), prob)
 

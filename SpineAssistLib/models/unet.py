@@ -78,9 +78,18 @@ class UNetModel:
         256 x 256 patches).
         """
         img = normalize_slice(image)
-        part = img if roi is None else img[roi]
-        h, w = part.shape
-        x = np.pad(part, ((0, (-h) % PAD_MULTIPLE), (0, (-w) % PAD_MULTIPLE)), mode="constant")[None, None]
+        prob = self.foreground(img if roi is None else img[roi])
+        if roi is not None:
+            whole = np.zeros(img.shape, np.float32)
+            whole[roi] = prob
+            prob = whole
+        return UNetResult(prob >= threshold, prob)
+
+    def foreground(self, image01: np.ndarray) -> np.ndarray:
+        """Return the network's probability of its foreground class (softmax of class 1) for each
+        pixel of a normalised 2D image, padded to the network's multiple and cropped back."""
+        h, w = image01.shape
+        x = np.pad(image01, ((0, (-h) % PAD_MULTIPLE), (0, (-w) % PAD_MULTIPLE)), mode="constant")[None, None]
         x = x.astype(np.float32)
         if self.runtime == "onnx":
             logits = self._onnx(x)[0]
@@ -88,12 +97,7 @@ class UNetModel:
             logits, used = run_with_fallback(lambda dev: self._forward(x, dev), self.device)
             self.device = used
         e = np.exp(logits[0] - logits[0].max(axis=0))
-        prob = (e[1] / e.sum(axis=0))[:h, :w].astype(np.float32)    # softmax: the disc class
-        if roi is not None:
-            whole = np.zeros(img.shape, np.float32)
-            whole[roi] = prob
-            prob = whole
-        return UNetResult(prob >= threshold, prob)
+        return (e[1] / e.sum(axis=0))[:h, :w].astype(np.float32)
 
     def _forward(self, x: np.ndarray, device: str) -> np.ndarray:
         import torch
