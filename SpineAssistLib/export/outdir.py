@@ -28,10 +28,13 @@ import errno
 import json
 import os
 import re
+import secrets
 import shutil
+import signal
 import socket
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -42,6 +45,7 @@ LOCK_NAME = ".spineassist.lock"
 JOURNAL_NAME = ".spineassist-commit.json"
 STAGING_PREFIX = ".spineassist-staging-"
 PREVIOUS_PREFIX = ".spineassist-previous-"
+PROBE_PREFIX = ".spineassist-probe-"
 DEFAULT_LOCK_WAIT_S = 120.0     # an output stage takes seconds; a holder this slow is stuck or a reader's editor
 LOCK_POLL_S = 0.05
 
@@ -94,12 +98,32 @@ def check_out_dir(out: str | os.PathLike[str], inputs: Iterable[str | os.PathLik
     return resolved
 
 
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back (delivered on exit) in the main thread; elsewhere do nothing."""
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = {signal.SIGINT, signal.SIGTERM}
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
 def _check_writable(resolved: Path, shown: Path) -> None:
     # a real write: permission bits say nothing for root or on a read-only mount
     try:
-        fd, probe = tempfile.mkstemp(prefix=".spineassist-probe-", dir=resolved)
-        os.close(fd)
-        os.unlink(probe)
+        # a cancel between making and removing it would leave the probe in OUT: signals are held, and a
+        # handler already due when they were (Python runs it at its next step) still finds the finally,
+        # which knows the name before the file exists
+        probe = resolved / f"{PROBE_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
+        with signals_held():
+            try:
+                os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            finally:
+                probe.unlink(missing_ok=True)
     except OSError as e:
         raise OutDirError(f"cannot write into the output folder {shown} ({_os_reason(e)}); "
                           f"choose a folder you can write to") from None
@@ -172,34 +196,46 @@ class OutLock:
         deadline = time.monotonic() + self.wait_s
         told = False
         while True:
-            fd = self._open()
-            try:
-                if _try_lock(fd, self.shared):
-                    if _same_file(fd, self.path):
-                        break
-                    # its holder removed the file as it let go: lock the file now at the path instead
-                    _unlock(fd)
-                    os.close(fd)
-                    continue
-                holder = holder_of(self.out)
-                if time.monotonic() >= deadline:
-                    raise OutDirError(f"the output folder {self.out} is being written by {holder}"
-                                      f"{f' (waited {self.wait_s:.0f} s)' if self.wait_s else ''}; wait for it "
-                                      f"to finish, or choose another --out folder")
-                if not told and self.on_wait is not None:
-                    self.on_wait(f"waiting for {self.out}: it is being written by {holder}")
-                    told = True
-                self.check()
-            except BaseException:
-                os.close(fd)
-                raise
-            os.close(fd)
+            # signals wait while a lock file is opened and locked, so a cancel never strands one in OUT
+            with signals_held():
+                if self._lock_once():
+                    break
+            holder = holder_of(self.out)
+            if time.monotonic() >= deadline:
+                raise OutDirError(f"the output folder {self.out} is being written by {holder}"
+                                  f"{f' (waited {self.wait_s:.0f} s)' if self.wait_s else ''}; wait for it "
+                                  f"to finish, or choose another --out folder")
+            if not told and self.on_wait is not None:
+                self.on_wait(f"waiting for {self.out}: it is being written by {holder}")
+                told = True
+            self.check()
             time.sleep(LOCK_POLL_S)
-        self._fd = fd
-        if not self.shared:
-            _write_holder(fd, self.command)
-            recover(self.out)
+        try:
+            if not self.shared:
+                _write_holder(self._fd, self.command)
+                recover(self.out)
+        except BaseException:       # a cancel during recovery: __exit__ will not run, so let go here
+            self.release()
+            raise
         return self
+
+    def _lock_once(self) -> bool:
+        """Try once to lock the file at the path; on success keep its descriptor in ``self._fd``."""
+        fd = self._open()
+        try:
+            while _try_lock(fd, self.shared):
+                if _same_file(fd, self.path):
+                    self._fd, fd = fd, -1
+                    return True
+                # its holder removed the file as it let go: lock the file now at the path instead
+                _unlock(fd)
+                os.close(fd)
+                fd = -1
+                fd = self._open()
+            return False
+        finally:
+            if fd >= 0:
+                os.close(fd)
 
     def _open(self) -> int:
         try:
@@ -213,12 +249,13 @@ class OutLock:
         (a waiting run then sees the file gone and locks the next one)."""
         if self._fd is None:
             return
-        fd, self._fd = self._fd, None
-        with contextlib.suppress(OSError):
-            if not self.shared:
-                self.path.unlink(missing_ok=True)
-            _unlock(fd)
-        os.close(fd)
+        with signals_held():
+            fd, self._fd = self._fd, None
+            with contextlib.suppress(OSError):
+                if not self.shared:
+                    self.path.unlink(missing_ok=True)
+                _unlock(fd)
+            os.close(fd)
 
     @property
     def held(self) -> bool:
@@ -291,9 +328,13 @@ else:
 
 # ---- staging and commit --------------------------------------------------------------------------------
 
-def new_staging(out: Path) -> Path:
-    """Return a fresh staging folder inside ``out`` (the same file system, so the moves are renames)."""
-    return Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out))
+def staging_path(out: Path) -> Path:
+    """Name a fresh staging folder inside ``out`` (the same file system, so the moves are renames).
+
+    Only the name: the caller makes it inside the ``try`` whose ``finally`` removes it, so a cancel
+    at any point between the two never leaves a folder the caller did not know about.
+    """
+    return out / f"{STAGING_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
 
 
 def commit(out: Path, staging: Path, written: Iterable[str], managed: Iterable[str]) -> None:
@@ -346,7 +387,7 @@ def recover(out: Path) -> list[str]:
 def _leftovers(out: Path) -> list[Path]:
     """What a stopped run can leave in OUT: its journal, staging and previous-set folders, temporary files."""
     return sorted(p for pattern in (JOURNAL_NAME, f"{STAGING_PREFIX}*", f"{PREVIOUS_PREFIX}*", f".{JOURNAL_NAME}.*.tmp",
-                                    ".*.partial") for p in out.glob(pattern))
+                                    ".*.partial", f"{PROBE_PREFIX}*") for p in out.glob(pattern))
 
 
 def _roll_forward(out: Path, journal: dict[str, Any]) -> None:

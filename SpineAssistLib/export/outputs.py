@@ -16,7 +16,6 @@ without error.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import logging
 import os
@@ -25,7 +24,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable
 
 from SpineAssistLib import mrml
 from SpineAssistLib.errors import SpineAssistError
@@ -129,14 +128,15 @@ def write_outputs(result: "AssessmentResult", out_dir: str | os.PathLike[str], *
                 if attempt:
                     result.assessment = copy.deepcopy(pristine)
                 written.disagreements = _merge_reader_values(result.assessment, out)
-            staging = outdir.new_staging(out)
+            staging = outdir.staging_path(out)
             try:
+                staging.mkdir(mode=0o700)
                 _write_set(result, staging, written, check, parallel, writers)
                 check()
                 if _fingerprint(out / "findings.json") != seen:
                     log.warning("%s changed while the outputs were written; merging it again", out / "findings.json")
                     continue
-                with _signals_held():        # the swap is short: a signal waits for it rather than a recovery
+                with outdir.signals_held():        # the swap is short: a signal waits for it rather than a recovery
                     outdir.commit(out, staging, list(written.files), OUTPUT_FILES)
                 return written
             except OSError as e:
@@ -188,23 +188,6 @@ def _write_set(result: "AssessmentResult", staging: Path, written: WrittenOutput
     finally:
         if own is not None or (writers is not None and writers.busy):   # a failure here left them mid-job
             (own or writers).close()
-
-
-@contextlib.contextmanager
-def _signals_held() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM back (delivered on exit) in the main thread; elsewhere do nothing."""
-    import signal
-    import threading
-
-    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    held = {signal.SIGINT, signal.SIGTERM}
-    before = signal.pthread_sigmask(signal.SIG_BLOCK, held)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 # one process each, groups of about equal time on a 2-core CPU (the SR takes as long as the other three;
@@ -271,7 +254,7 @@ class WriterProcesses:
         self._children: list[tuple[Any, Any, tuple[str, ...]]] = []
         sys.stdout.flush()     # a forked child must not write this process's buffered output again
         sys.stderr.flush()
-        with _signals_held():      # a child gets a signal only once it has its own handlers (_writer_main)
+        with outdir.signals_held():      # a child gets a signal only once it has its own handlers (_writer_main)
             self._fork(ctx, groups)
 
     def _fork(self, ctx: Any, groups: tuple[tuple[str, ...], ...]) -> None:
@@ -447,7 +430,9 @@ def _warm_up(outputs: tuple[str, ...]) -> None:
     standard's tables on its first SEG or SR."""
     if {"seg.dcm", "sr.dcm"} & set(outputs):
         try:
-            from highdicom import _standard_utils as standard  # private, but only a warm-up: may change
+            from highdicom import (
+                _standard_utils as standard,  # private, but only a warm-up: may change
+            )
 
             standard.get_sop_class_iod_map()
             standard.get_iod_module_map()

@@ -125,7 +125,7 @@ def test_commit_replaces_the_whole_set_and_removes_what_the_new_one_lacks(tmp_pa
     _set(out, "old")
     (out / "notes.txt").write_text("the reader's")
     with OutLock(out):                                          # taken first: it removes stale staging
-        staging = outdir.new_staging(out)
+        staging = outdir.staging_path(out)
         _set(staging, "new", NAMES[:2])                         # no SEG this time
         commit(out, staging, NAMES[:2], NAMES)
     assert _contents(out) == {"findings.json": "new findings.json", "report.html": "new report.html",
@@ -138,7 +138,7 @@ def test_a_commit_cut_off_at_any_move_is_finished_by_the_next_run(tmp_path, monk
     run that takes the lock finishes the new one."""
     out = tmp_path / "out"
     _set(out, "old")
-    staging = outdir.new_staging(out)
+    staging = outdir.staging_path(out)
     _set(staging, "new", NAMES[:2])
     real_replace, calls = os.replace, []
 
@@ -164,7 +164,7 @@ def test_a_commit_cut_off_at_any_move_is_finished_by_the_next_run(tmp_path, monk
 def test_a_run_killed_before_its_journal_leaves_the_old_set_and_its_staging_is_removed(tmp_path):
     out = tmp_path / "out"
     _set(out, "old")
-    staging = outdir.new_staging(out)
+    staging = outdir.staging_path(out)
     _set(staging, "new")
     (out / ".findings.json.x1y2.partial").write_text("half")
     check_out_dir(out)                                          # nobody holds it: cleaned up at once
@@ -182,7 +182,7 @@ def test_recover_reports_what_it_did_and_ignores_a_journal_that_is_not_ours(tmp_
 def test_journal_lists_the_new_files_and_those_to_remove(tmp_path, monkeypatch):
     out = tmp_path / "out"
     _set(out, "old")
-    staging = outdir.new_staging(out)
+    staging = outdir.staging_path(out)
     _set(staging, "new", NAMES[:1])
     seen = {}
     real = outdir._roll_forward
@@ -195,3 +195,37 @@ def test_journal_lists_the_new_files_and_those_to_remove(tmp_path, monkeypatch):
     commit(out, staging, NAMES[:1], NAMES)
     assert seen["files"] == ["findings.json"] and seen["remove"] == ["report.html", "seg.dcm"]
     assert not (out / outdir.JOURNAL_NAME).exists()
+
+
+def test_a_cancel_while_the_lock_recovers_lets_go_of_it_and_leaves_no_lock_file(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    _set(out, "old")
+
+    def cancelled(_out):
+        raise KeyboardInterrupt("cancelled")
+
+    monkeypatch.setattr(outdir, "recover", cancelled)
+    with pytest.raises(KeyboardInterrupt):
+        with OutLock(out):
+            pass
+    assert not (out / outdir.LOCK_NAME).exists()
+    monkeypatch.undo()
+    with OutLock(out, wait_s=0):                                # not held by the cancelled one
+        pass
+    assert _contents(out) == {n: f"old {n}" for n in NAMES}
+
+
+def test_a_cancel_during_the_write_probe_leaves_no_probe_behind(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    _set(out, "old")
+    real_close = os.close
+
+    def close(fd):
+        real_close(fd)
+        raise KeyboardInterrupt("cancelled")     # as a signal handler run just after the probe was made
+
+    monkeypatch.setattr(outdir.os, "close", close)
+    with pytest.raises(KeyboardInterrupt):
+        check_out_dir(out)
+    monkeypatch.undo()
+    assert _contents(out) == {n: f"old {n}" for n in NAMES}
