@@ -11,6 +11,7 @@ disc narrowing, disc bulging, Verbiest's stenosis grade), codes use the private 
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from typing import Mapping
 
@@ -46,6 +47,55 @@ _UID_NAMESPACE = uuid.UUID("6f3c8a52-2d4e-5b8f-9a61-5d0c7e1b2a90")  # SpineAssis
 def stable_uid(*parts: str) -> str:
     """Return a ``2.25`` UID (PS3.5 B.2) derived from ``parts``: the same parts always give the same UID."""
     return f"2.25.{uuid.uuid5(_UID_NAMESPACE, chr(31).join(parts)).int}"
+
+
+# What differs between two writes of the same SEG or SR: the object's own UIDs (random when it is
+# made) and the times it was made at.
+_OWN_UIDS = frozenset({"SOPInstanceUID", "SeriesInstanceUID", "DimensionOrganizationUID"})
+_TIME_VRS = frozenset({"DA", "TM", "DT"})
+
+
+def _feed(digest: "hashlib._Hash", ds: Dataset) -> None:
+    for element in ds:
+        if element.keyword in _OWN_UIDS or element.VR in _TIME_VRS:
+            continue
+        digest.update(f"{element.tag:08X}{element.VR}".encode())
+        if element.VR == "SQ":
+            digest.update(str(len(element.value)).encode())
+            for item in element.value:
+                _feed(digest, item)
+        elif isinstance(element.value, (bytes, bytearray)):
+            digest.update(element.value)
+        else:
+            digest.update(str(element.value).encode())
+
+
+def _set_everywhere(ds: Dataset, keyword: str, value: str) -> None:
+    for element in ds:
+        if element.keyword == keyword:
+            element.value = value
+        elif element.VR == "SQ":
+            for item in element.value:
+                _set_everywhere(item, keyword, value)
+
+
+def assign_content_uids(ds: Dataset) -> Dataset:
+    """Return ``ds`` (a SEG or SR SpineAssist made) with Series and SOP Instance UIDs (and a SEG's
+    DimensionOrganizationUID) derived from its content, times left out.
+
+    Written again with the same content, the object gets the same UIDs: a rerun, or a batch study
+    retried after a crash, that stores it in a PACS finds it there and sends nothing twice; a
+    reader's correction changes the content and so gives a new object.
+    """
+    digest = hashlib.sha256()
+    _feed(digest, ds)
+    content = digest.hexdigest()
+    ds.SeriesInstanceUID = stable_uid("series", content)
+    ds.SOPInstanceUID = stable_uid("instance", content)
+    _set_everywhere(ds, "DimensionOrganizationUID", stable_uid("dimension organization", content))
+    if "MediaStorageSOPInstanceUID" in getattr(ds, "file_meta", ()):
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    return ds
 
 
 # --- anatomy (SNOMED CT) -------------------------------------------------------------------

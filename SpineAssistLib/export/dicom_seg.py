@@ -30,6 +30,7 @@ from SpineAssistLib.export.codes import (
     ANATOMICAL_STRUCTURE,
     LUMBAR_SPINE,
     PRIVATE_SCHEME,
+    assign_content_uids,
     coding_scheme_identification,
     disc_structure,
     stable_uid,
@@ -153,7 +154,7 @@ def build_disc_seg(source_images: Sequence[Dataset], disc_labels: np.ndarray, as
         pixel_array=pixel_array,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=descriptions,
-        series_instance_uid=hd.UID(),
+        series_instance_uid=hd.UID(),      # both replaced by UIDs derived from the content (assign_content_uids)
         series_number=series_number,
         sop_instance_uid=hd.UID(),
         instance_number=1,
@@ -175,7 +176,7 @@ def build_disc_seg(source_images: Sequence[Dataset], disc_labels: np.ndarray, as
         seg.CodingSchemeIdentificationSequence = [coding_scheme_identification()]
     if deidentification is not None:
         seg = deidentify_derived(seg, deidentification)
-    return seg
+    return assign_content_uids(seg)
 
 
 def write_disc_seg(source_images: Sequence[Dataset], disc_labels: np.ndarray, assessment: Assessment,

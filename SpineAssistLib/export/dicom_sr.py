@@ -237,7 +237,7 @@ def build_measurement_report(assessment: Assessment, source_images: Sequence[Dat
     sr = hd.sr.Comprehensive3DSR(
         evidence=images,
         content=report[0],
-        series_instance_uid=hd.UID(),
+        series_instance_uid=hd.UID(),      # both replaced by UIDs derived from the content (assign_content_uids)
         series_number=series_number,
         sop_instance_uid=hd.UID(),
         instance_number=1,
@@ -248,7 +248,7 @@ def build_measurement_report(assessment: Assessment, source_images: Sequence[Dat
     sr.CodingSchemeIdentificationSequence = [C.coding_scheme_identification()]
     if deidentification is not None:
         sr = deidentify_derived(sr, deidentification)
-    return sr
+    return C.assign_content_uids(sr)
 
 
 def write_measurement_report(assessment: Assessment, source_images: Sequence[Dataset],

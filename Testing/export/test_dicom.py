@@ -1,5 +1,6 @@
 """seg.dcm and sr.dcm read back with highdicom and pydicom, validated with dciodvfy, and de-identified."""
 
+import copy
 import shutil
 import subprocess
 
@@ -11,7 +12,8 @@ import pytest
 from SpineAssistLib.anatomy import DISC_LABELS
 from SpineAssistLib.export.deidentify import DeidentificationSettings, deidentify
 from SpineAssistLib.export.dicom_seg import build_disc_seg, disc_tracking_uid, write_disc_seg
-from SpineAssistLib.export.dicom_sr import write_measurement_report
+from SpineAssistLib.export.dicom_sr import build_measurement_report, write_measurement_report
+from SpineAssistLib.findings import PfirrmannGrade
 
 from support import export_case as S
 
@@ -240,6 +242,25 @@ def test_sr_rejects_images_of_another_study(study):
     other.study_instance_uid = "2.25.1"
     with pytest.raises(ValueError, match="belong to the assessment's study"):
         write_measurement_report(other, sag, "/nonexistent/sr.dcm")
+
+
+# ---- UIDs ---------------------------------------------------------------------------------------
+
+def test_the_same_seg_and_sr_get_the_same_uids_and_a_correction_new_ones(study):
+    """Written again with the same content (a rerun, a batch study retried), SEG and SR keep their UIDs,
+    so a PACS that holds them is sent nothing twice; a reader's correction makes new objects."""
+    sag, ax, a = study
+    segs = [build_disc_seg(sag, S.disc_labels(), a) for _ in range(2)]
+    srs = [build_measurement_report(a, sag + ax) for _ in range(2)]
+    for first, second in (segs, srs):
+        assert (first.SeriesInstanceUID, first.SOPInstanceUID) == (second.SeriesInstanceUID, second.SOPInstanceUID)
+        assert first.SOPInstanceUID.startswith("2.25.") and first.SOPInstanceUID != first.SeriesInstanceUID
+    assert segs[0].SOPInstanceUID != srs[0].SOPInstanceUID
+    edited = build_disc_seg(sag, S.disc_labels(), a, reader_edited=True, reader="dr.lee")
+    corrected = copy.deepcopy(a)
+    corrected.levels[0].pfirrmann.correct(PfirrmannGrade(3), reader="dr.lee", time="2024-03-17T10:00:00+00:00")
+    assert edited.SOPInstanceUID != segs[0].SOPInstanceUID
+    assert build_measurement_report(corrected, sag + ax).SOPInstanceUID != srs[0].SOPInstanceUID
 
 
 # ---- de-identification ------------------------------------------------------------------------
