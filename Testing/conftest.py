@@ -72,3 +72,25 @@ def assessed(study_dir, tmp_path_factory):
     events = []
     done = run_assessment(study_dir, out, models=oracle_for(study_dir), progress=events.append)
     return done, out, events
+
+
+# ---- a real Orthanc DICOMweb server (dicom and cli tests) -------------------------------------------------
+# One per session: it starts in a fraction of a second but takes seconds to stop.
+
+@pytest.fixture(scope="session")
+def orthanc(tmp_path_factory):
+    """A running Orthanc with its DICOMweb plugin on 127.0.0.1 and a random user (support/orthanc.py)."""
+    from support.orthanc import orthanc_server
+
+    with orthanc_server(tmp_path_factory.mktemp("orthanc")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def pacs_study(orthanc, study_dir) -> str:
+    """The StudyInstanceUID of ``study_dir``, uploaded to ``orthanc`` (through its REST API, not DICOMweb)."""
+    import pydicom
+
+    files = sorted(study_dir.rglob("*.dcm"))
+    orthanc.upload(files)
+    return str(pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)
