@@ -98,18 +98,47 @@ def check_out_dir(out: str | os.PathLike[str], inputs: Iterable[str | os.PathLik
     return resolved
 
 
+HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 @contextlib.contextmanager
 def signals_held() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM back (delivered on exit) in the main thread; elsewhere do nothing."""
-    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+    """Hold SIGINT and SIGTERM back until the block ends, then act on them; in the main thread only.
+
+    Two layers, because blocking alone is not enough: the kernel may deliver a signal to any of the
+    process's threads (ONNX Runtime's, torch's), and Python then runs the handler in the main thread
+    at its next step, wherever that is. So the Python handlers are swapped for one that only notes
+    the signal, and the original handler runs when the block is left. The signals are also blocked
+    in this thread, so a process forked inside the block starts with them blocked (it unblocks them
+    once it has its own handlers).
+    """
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    held = {signal.SIGINT, signal.SIGTERM}
-    before = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    noted: list[int] = []
+    previous: dict[int, Any] = {}
+    mask = None
+
+    def note(signum: int, _frame: Any) -> None:
+        noted.append(signum)
+
     try:
+        for sig in HELD_SIGNALS:
+            previous[sig] = signal.signal(sig, note)
+        if hasattr(signal, "pthread_sigmask"):
+            mask = signal.pthread_sigmask(signal.SIG_BLOCK, set(HELD_SIGNALS))
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+        if mask is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for sig in dict.fromkeys(noted):      # each held signal acted on once, as it would have been
+            handler = previous.get(sig)
+            if callable(handler):
+                handler(sig, None)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(sig)
 
 
 def _check_writable(resolved: Path, shown: Path) -> None:

@@ -229,3 +229,23 @@ def test_a_cancel_during_the_write_probe_leaves_no_probe_behind(tmp_path, monkey
         check_out_dir(out)
     monkeypatch.undo()
     assert _contents(out) == {n: f"old {n}" for n in NAMES}
+
+
+def test_a_signal_taken_by_another_thread_waits_for_the_held_block():
+    """The kernel may hand SIGINT to any thread (ONNX Runtime's): Python then runs the handler in the
+    main thread at its next step. Inside ``signals_held`` that step must not be interrupted."""
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait, args=(10,))
+    other.start()
+    finished = []
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with outdir.signals_held():
+                signal.pthread_kill(other.ident, signal.SIGINT)
+                time.sleep(0.05)                 # Python steps on: the handler is due by now
+                finished.append(True)
+        assert finished == [True]
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        stop.set()
+        other.join()
