@@ -35,6 +35,16 @@ def _env(orthanc, tmp_path, password=None) -> dict[str, str]:
             "YOLO_OFFLINE": "1"}
 
 
+@pytest.fixture(autouse=True)
+def _pacs_study_as_uploaded(orthanc, pacs_study):
+    """The session's PACS study is shared with other test modules: what a test stored in it (SEG, SR)
+    is removed again, so each module finds the study as uploaded."""
+    yield
+    for s in orthanc.qido(f"studies/{pacs_study}/series?includefield=00080060"):
+        if s.get("00080060", {}).get("Value", [""])[0] != "MR":
+            orthanc.delete(s["0020000E"]["Value"][0])
+
+
 def _fetch_folders(tmp_path) -> list[str]:
     return [p.name for p in (tmp_path / "tmp").iterdir() if p.name.startswith(FETCH_PREFIX)]
 
