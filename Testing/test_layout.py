@@ -15,7 +15,7 @@ PKG = "SpineAssistLib"
 # The inference side: what `spineassist assess` and the Slicer module run. None of it may import
 # training code, the command line or the user interfaces.
 INFERENCE = ("dicom", "models", "grading", "pipeline", "export", "mrml")
-NOT_FROM_INFERENCE = ("training", "cli", "ui", "phantom")
+NOT_FROM_INFERENCE = ("training", "cli", "ui", "phantom", "batch")
 
 
 def _modules() -> dict[str, Path]:

@@ -15,9 +15,7 @@ import argparse
 import contextlib
 import json
 import logging
-import os
 import shutil
-import signal
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -27,12 +25,10 @@ from typing import Callable, ContextManager, Iterator
 from SpineAssistLib.dicom.dicomweb import DicomwebServer, check_uid, connect
 from SpineAssistLib.errors import Cancelled, SpineAssistError
 from SpineAssistLib.export.outdir import DEFAULT_LOCK_WAIT_S, check_out_dir
-from SpineAssistLib.pipeline.progress import CancelToken, json_lines_printer, text_printer
+from SpineAssistLib.pipeline.progress import CancelToken, cancel_on_sigterm, json_lines_printer, text_printer
 
 log = logging.getLogger(__name__)
 
-# The outputs --store sends to the PACS: the DICOM ones.
-STORED_OUTPUTS = ("seg.dcm", "sr.dcm")
 FETCH_PREFIX = "spineassist-fetch-"
 
 
@@ -86,7 +82,7 @@ class _Study:
 
 def run(args: argparse.Namespace) -> int:
     cancel = CancelToken()
-    with _cancel_on_sigterm(cancel):
+    with cancel_on_sigterm(cancel):
         if args.dicomweb:
             return _run_dicomweb(args, cancel)
         if args.store or args.keep_fetched is not None:
@@ -98,29 +94,6 @@ def run(args: argparse.Namespace) -> int:
             return _assess_study(args, _local(studies[0], args.out), cancel)
         outs = batch_folders(studies, args.out)
         return _assess_batch(args, [_local(s, o) for s, o in zip(studies, outs)], cancel, inputs=studies)
-
-
-@contextlib.contextmanager
-def _cancel_on_sigterm(cancel: CancelToken) -> Iterator[None]:
-    """SIGTERM (the Slicer panel's Cancel, a batch scheduler) cancels the run at once: the handler
-    raises ``Cancelled`` wherever the main thread is (importing, loading models, between model
-    calls), and the staging folder, lock and writer processes are cleaned up on the way out. The
-    few milliseconds in which a finished output set is swapped in hold the signal back."""
-    pid = os.getpid()
-
-    def on_term(*_: object) -> None:
-        if os.getpid() != pid:      # a writer process forked before it set its own handler: just end
-            os._exit(128 + signal.SIGTERM)
-        if cancel.cancelled:        # already on the way out: let the cleanup finish
-            return
-        cancel.cancel("terminated (SIGTERM)")
-        raise Cancelled(cancel.reason)
-
-    previous = signal.signal(signal.SIGTERM, on_term)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _local(folder: Path, out: Path) -> _Study:
@@ -168,7 +141,9 @@ def _from_pacs(args: argparse.Namespace, server: DicomwebServer, uid: str, out: 
 
 
 def _store(args: argparse.Namespace, server: DicomwebServer, uid: str, out: Path) -> None:
-    paths = [out / name for name in STORED_OUTPUTS if (out / name).is_file()]
+    from SpineAssistLib.export.outputs import PACS_OUTPUTS
+
+    paths = [out / name for name in PACS_OUTPUTS if (out / name).is_file()]
     result = server.store(paths)
     if args.json_progress:
         print(json.dumps({"event": "stored", "study": uid, "url": server.url, "stored": list(result.stored),

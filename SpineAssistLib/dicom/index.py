@@ -30,7 +30,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -682,3 +682,57 @@ def series_table(index: StudyIndex, choice: SeriesChoice | None = None) -> str:
     if index.skipped:
         rows.append(f"{len(index.skipped)} file(s) skipped: " + "; ".join(sorted({why for _, why in index.skipped})[:4]))
     return "\n".join(rows)
+
+
+# ---- many studies ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class StudyFolder:
+    """One study found in a folder tree: its UID, the deepest folder holding all its files, and
+    their count (a batch assesses each ``folder`` with ``study_uid``)."""
+
+    study_uid: str
+    folder: Path
+    files: int
+    modalities: tuple[str, ...]
+
+
+def studies_under(root: str | os.PathLike[str], *, skip: Sequence[Path] = (),
+                  cancel: Callable[[], None] | None = None) -> list[StudyFolder]:
+    """Return every study under ``root`` (files read up to the study UID only), in folder order.
+
+    ``skip``: folders not to search (a batch's output folder inside the tree). A file that is not
+    DICOM, or has no StudyInstanceUID, is passed over: an archive holds reports and thumbnails too.
+    """
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    root = Path(root)
+    if not root.is_dir():
+        raise StudyError(f"{root} is not a folder; give the folder tree that holds the studies")
+    skipped = [p.resolve() for p in skip]
+    files: dict[str, list[Path]] = {}
+    modalities: dict[str, set[str]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        dirnames[:] = sorted(d for d in dirnames if (here / d).resolve() not in skipped)
+        if cancel is not None:
+            cancel()
+        for name in sorted(filenames):
+            f = here / name
+            if name.upper() == "DICOMDIR" or not _looks_like_dicom(f):
+                continue
+            try:
+                ds = pydicom.dcmread(f, stop_before_pixels=True, force=True,
+                                     specific_tags=["StudyInstanceUID", "Modality"])
+            except (InvalidDicomError, OSError, ValueError, EOFError, KeyError):
+                continue
+            uid = str(getattr(ds, "StudyInstanceUID", "") or "")
+            if uid:
+                files.setdefault(uid, []).append(f)
+                modalities.setdefault(uid, set()).add(str(getattr(ds, "Modality", "") or ""))
+    found = []
+    for uid, paths in files.items():
+        folder = Path(os.path.commonpath([str(p.parent) for p in paths]))
+        found.append(StudyFolder(uid, folder, len(paths), tuple(sorted(m for m in modalities[uid] if m))))
+    return sorted(found, key=lambda s: (str(s.folder), s.study_uid))

@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 OUTPUT_FILES = ("findings.json", "findings.csv", "report.html", "seg.dcm", "sr.dcm", "scene.mrb")
+# what a PACS gets back (--store): the derived DICOM objects, never the report or scene
+PACS_OUTPUTS = ("seg.dcm", "sr.dcm")
 
 
 @dataclass
@@ -378,7 +380,7 @@ def _writer_main(conn: Any, outputs: tuple[str, ...], parent_ends: list[Any], pa
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)    # Ctrl-C is the parent's to handle: it stops us
     signal.signal(signal.SIGTERM, signal.SIG_DFL)   # not the parent's cancel handler: terminate ends us
-    _die_with_parent(parent_pid)
+    die_with_parent(parent_pid)
     if hasattr(signal, "pthread_sigmask"):          # held back by the parent across the fork
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     # lower priority: the imports below then take the CPU the models leave, not the models'; while the
@@ -408,19 +410,18 @@ def _writer_main(conn: Any, outputs: tuple[str, ...], parent_ends: list[Any], pa
             os._exit(1)
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    """Have the kernel end this process when its parent dies (Linux), so a killed run leaves no
-    writer working on; elsewhere the closed pipe ends it at its next message."""
+def die_with_parent(parent_pid: int, sig: int = 9) -> None:
+    """Have the kernel send ``sig`` (SIGKILL by default) to this process when its parent dies (Linux),
+    so a killed run leaves no child working on; elsewhere the closed pipe ends it at its next message."""
     if not sys.platform.startswith("linux"):
         return
     import ctypes
-    import signal
 
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL, 0, 0, 0)      # 1 = PR_SET_PDEATHSIG
+        libc.prctl(1, sig, 0, 0, 0)      # 1 = PR_SET_PDEATHSIG
     except (OSError, AttributeError) as e:
-        log.debug("writer process: no parent-death signal: %s", e)
+        log.debug("no parent-death signal: %s", e)
     if os.getppid() != parent_pid:                 # the parent died before the signal was asked for
         os._exit(1)
 

@@ -57,6 +57,25 @@ def onnx_dir() -> Path:
     return Path(os.environ.get("SPINEASSIST_ONNX_DIR") or cache_root() / "onnx")
 
 
+THREADS_ENV = "SPINEASSIST_THREADS"
+
+
+def cpu_threads() -> int | None:
+    """Return the CPU threads one model may use (``SPINEASSIST_THREADS``), or None for the runtime's
+    own choice (every core). Batch workers set it so that several share the cores instead of each
+    taking them all."""
+    value = os.environ.get(THREADS_ENV, "").strip()
+    if not value:
+        return None
+    try:
+        threads = int(value)
+    except ValueError:
+        threads = 0
+    if threads < 1:
+        raise ModelError(f"{THREADS_ENV} must be a whole number of threads (1 or more); got {value!r}")
+    return threads
+
+
 def onnx_runtime_installed() -> bool:
     return importlib.util.find_spec("onnxruntime") is not None
 
@@ -302,6 +321,9 @@ class OnnxNetwork:
         # worker threads wait without spinning between operators: spinning took the CPU the writer
         # processes need
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        threads = cpu_threads()
+        if threads:         # a batch worker shares the CPU with the others: its share, not every core
+            options.intra_op_num_threads = threads
         if optimized:      # ``optimized_onnx``: optimised once already
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         try:

@@ -6,11 +6,14 @@ steps; the Slicer panel and ``--json-progress`` read the same events.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import sys
 import threading
 from dataclasses import dataclass
-from typing import Callable, Protocol, TextIO
+from typing import Callable, Iterator, Protocol, TextIO
 
 from SpineAssistLib.errors import Cancelled
 
@@ -105,3 +108,26 @@ def text_printer(stream: TextIO = sys.stderr) -> Callable[[ProgressEvent], None]
             stream.flush()
 
     return emit
+
+
+@contextlib.contextmanager
+def cancel_on_sigterm(cancel: CancelToken) -> Iterator[None]:
+    """SIGTERM (the Slicer panel's Cancel, a batch scheduler) cancels the run at once: the handler
+    raises ``Cancelled`` wherever the main thread is (importing, loading models, between model
+    calls), and the staging folder, lock and writer processes are cleaned up on the way out. The
+    few milliseconds in which a finished output set is swapped in hold the signal back."""
+    pid = os.getpid()
+
+    def on_term(*_: object) -> None:
+        if os.getpid() != pid:      # a writer process forked before it set its own handler: just end
+            os._exit(128 + signal.SIGTERM)
+        if cancel.cancelled:        # already on the way out: let the cleanup finish
+            return
+        cancel.cancel("terminated (SIGTERM)")
+        raise Cancelled(cancel.reason)
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
