@@ -9,6 +9,7 @@ out of memory, its node gone); the scheduler then gives its study to another wor
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import multiprocessing
 import os
@@ -267,9 +268,10 @@ class RayEngine:
     def _spawn(self, w: int) -> None:
         import ray
 
-        settings = self.settings
+        # a Ray worker process runs Ray's own threads: it writes its outputs itself rather than fork writers
+        settings = dataclasses.replace(self.settings, writer_processes=False)
         if self.gpus and settings.device == "auto":
-            settings = WorkerSettings(**{**settings.__dict__, "device": "cuda"})
+            settings = dataclasses.replace(settings, device="cuda")
         actor = self._remote.remote(settings)
         self._actors[w] = actor
         self._pids[w] = ray.get(actor.pid.remote(), timeout=300)

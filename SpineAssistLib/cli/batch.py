@@ -47,7 +47,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--engine", choices=("local", "ray"), default="local",
                      help="local: worker processes on this machine (default); ray: Ray actors on a cluster")
     run.add_argument("--workers", type=int, default=None, metavar="N",
-                     help="workers (default: local one per two CPU cores, at least one; ray 2)")
+                     help="workers (default: local one per CPU core, at most 8; ray 2)")
     run.add_argument("--threads", type=int, default=None, metavar="N",
                      help="CPU threads per worker's models (default: the cores shared out among the local workers)")
     run.add_argument("--address", metavar="HOST:PORT",
@@ -95,8 +95,13 @@ def _where(args: argparse.Namespace) -> str:
     return str(args.folder) if args.folder else "the DICOMweb query"
 
 
+# one worker per core (each its models on one thread) gave the highest rate on a 2-core machine
+# (benchmarks/RESULTS.md, "Batch"); a worker with its writer processes holds about 0.7 GB, hence the cap
+MAX_DEFAULT_WORKERS = 8
+
+
 def _local_workers(args: argparse.Namespace) -> int:
-    return args.workers or max(1, (os.cpu_count() or 2) // 2)
+    return args.workers or max(1, min(os.cpu_count() or 1, MAX_DEFAULT_WORKERS))
 
 
 def _threads(args: argparse.Namespace) -> int | None:
