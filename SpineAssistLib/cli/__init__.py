@@ -18,7 +18,7 @@ from SpineAssistLib.errors import Cancelled, SpineAssistError
 from SpineAssistLib.version import __version__
 
 # Subcommand modules, in the order `--help` lists them.
-COMMANDS: tuple[str, ...] = ("assess", "batch", "series", "phantom", "data", "train", "evaluate", "export", "schema", "prepare")
+COMMANDS: tuple[str, ...] = ("assess", "batch", "view", "series", "phantom", "data", "train", "evaluate", "export", "schema", "prepare")
 
 EXIT_USER_ERROR = 2
 EXIT_CANCELLED = 130

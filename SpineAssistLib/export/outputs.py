@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any, Callable
 from SpineAssistLib import mrml
 from SpineAssistLib.errors import SpineAssistError
 from SpineAssistLib.export import outdir
-from SpineAssistLib.export.atomic import atomic_write
 from SpineAssistLib.export.key_images import key_images_of
 from SpineAssistLib.findings import Assessment, carry_reader_values
 
@@ -78,6 +77,20 @@ def save_reader_findings(assessment: Assessment, out_dir: str | os.PathLike[str]
     reader corrected, the reader's corrections are carried into it (the new model values stay
     beside them) rather than the older run's values written over it.
     """
+    return save_reader_session(assessment, out_dir, **lock_options)
+
+
+def save_reader_session(assessment: Assessment, out_dir: str | os.PathLike[str], *,
+                        scene_writer: Callable[[Path], None] | None = None, **lock_options: Any) -> Path:
+    """Save a reader's findings and, with ``scene_writer``, the scene they were read in, as one set; return
+    OUT/findings.json.
+
+    ``scene_writer(path)`` writes the scene (``scene.mrb``) to ``path`` inside a staging folder;
+    findings.json and scene.mrb then replace OUT's pair together (``outdir.commit``) under OUT's lock,
+    so an interrupted save leaves the previous pair, never one new file beside an old one. When
+    OUT's findings come from a newer run (see ``save_reader_findings``) only the findings are written:
+    that run's scene stays, as the reader's older scene would contradict its findings.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with outdir.locked(out, **lock_options):
@@ -88,8 +101,17 @@ def save_reader_findings(assessment: Assessment, out_dir: str | os.PathLike[str]
             for line in carry_reader_values(current, assessment):
                 current.warnings.append(f"reader and new model disagree: {line}")
             target = current
-        with atomic_write(out / "findings.json") as f:
-            f.write(target.to_json() + "\n")
+        staging = outdir.staging_path(out)
+        try:
+            staging.mkdir()
+            (staging / "findings.json").write_text(target.to_json() + "\n", encoding="utf-8")
+            written = ["findings.json"]
+            if scene_writer is not None and target is assessment:
+                scene_writer(staging / "scene.mrb")
+                written.append("scene.mrb")
+            outdir.commit(out, staging, written, managed=written)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return out / "findings.json"
 
 

@@ -128,10 +128,33 @@ class SpineAssistLogic:
         if not scene_file.is_file():
             raise FileNotFoundError(f"{scene_file} is missing: the assessment did not write its Slicer scene")
         self.stop_live()
+        self.unload()
         mrml.read_mrb(scene_file, self.scene)
         self.assessment, self.nodes = mrml.load_state(self.scene)
         self.out_dir = out_dir
         return self.nodes
+
+    def unload(self) -> None:
+        """Remove the shown assessment's nodes (images, segments, points, boxes, lines, table, their folders)
+        from the scene, so the next one loaded is not drawn over it."""
+        self.stop_live()
+        self.end_teaching()
+        nodes, self.assessment, self.nodes, self.out_dir = self.nodes, None, None, None
+        if nodes is None:
+            return
+        for node in nodes.all_nodes():
+            if not self.scene.IsNodePresent(node):
+                continue
+            helpers = [node.GetNthDisplayNode(i) for i in range(node.GetNumberOfDisplayNodes())] \
+                if hasattr(node, "GetNumberOfDisplayNodes") else []
+            helpers += [node.GetStorageNode()] if hasattr(node, "GetStorageNode") else []
+            for helper in [h for h in helpers if h is not None]:
+                self.scene.RemoveNode(helper)
+            self.scene.RemoveNode(node)
+        sh = self.scene.GetSubjectHierarchyNode()
+        if sh is not None and nodes.study_item:
+            # the data nodes are gone already; removing them again through the hierarchy never returns
+            sh.RemoveItem(nodes.study_item, False, True)
 
     def adopt_scene(self) -> bool:
         """Pick up an assessment already in the scene (a reopened .mrb); return True if there was one."""

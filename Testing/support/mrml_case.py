@@ -118,3 +118,18 @@ def show(scene, a: Assessment | None = None):
                             label_maps={"sagittal": (label_map(), AFFINE)},
                             keypoints={"sagittal": SAGITTAL_POINTS, "axial": AXIAL_POINTS}, boxes=boxes())
     return a, nodes
+
+
+def write_out_dir(out, sagittal_findings: bool = False):
+    """Write an assess output folder holding this case's scene.mrb and findings.json (what `spineassist
+    assess` writes, less the DICOM and report); return it."""
+    from SpineAssistLib import mrml
+
+    scene = mrml.new_scene()
+    a, nodes = show(scene, assessment(sagittal_findings) if sagittal_findings else None)
+    mrml.save_state(scene, a, nodes)
+    out.mkdir(parents=True, exist_ok=True)
+    assert scene.WriteToMRB(str(out / "scene.mrb"))
+    a.save(out / "findings.json")
+    scene.Clear(1)
+    return out

@@ -18,15 +18,7 @@ from SpineAssistLib.ui.panel_model import choice_index
 @pytest.fixture
 def out_dir(tmp_path):
     """An assess output folder holding the hand-built case's scene.mrb (what `spineassist assess` writes)."""
-    scene = mrml.new_scene()
-    a, nodes = case.show(scene)
-    mrml.save_state(scene, a, nodes)
-    out = tmp_path / "out"
-    out.mkdir()
-    assert scene.WriteToMRB(str(out / "scene.mrb"))
-    a.save(out / "findings.json")
-    scene.Clear(1)
-    return out
+    return case.write_out_dir(tmp_path / "out")
 
 
 def loaded(scene, out_dir):
