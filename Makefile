@@ -12,10 +12,11 @@ export MPLCONFIGDIR := $(CURDIR)/.cache/matplotlib
 
 setup: $(STAMP) ## idempotent: a second run only checks the stamp
 
-$(STAMP): requirements-dev.txt Resources/requirements.txt Resources/constraints.txt pyproject.toml Makefile
+$(STAMP): requirements-dev.txt requirements-web.txt Resources/requirements.txt Resources/constraints.txt pyproject.toml Makefile
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt -c Resources/constraints.txt
+	$(PY) -m pip install --quiet --no-deps slicer-layer-dm==2.0.0 -c Resources/constraints.txt
 	$(PY) -m pip install --quiet --no-deps -e .
 	@# the package's bytecode, as a wheel install compiles it: a fresh `spineassist assess` otherwise compiles
 	@# every module it imports where PYTHONDONTWRITEBYTECODE is set, as on the project's machines

@@ -104,7 +104,8 @@ def test_no_import_circles():
 # directly or through the project's modules it imports at their top, may be imported inside the
 # function that needs it, so that Slicer loads the module and `spineassist --help` starts at once.
 HEAVY = {"torch", "ultralytics", "monai", "highdicom", "pydicom", "scipy", "slicer", "vtk", "qt", "ctk", "cv2",
-         "matplotlib", "onnxruntime", "onnx", "SimpleITK", "skimage", "PIL"}
+         "matplotlib", "onnxruntime", "onnx", "SimpleITK", "skimage", "PIL", "trame", "trame_slicer", "trame_vuetify",
+         "aiohttp", "playwright"}
 
 
 def _top_third_party(path: Path) -> set[str]:

@@ -19,6 +19,8 @@ import tempfile
 from pathlib import Path
 
 from SpineAssistLib.errors import SpineAssistError
+from SpineAssistLib.export.outdir import check_out_dir
+from SpineAssistLib.web.access import is_loopback, new_token, page_url
 
 DEFAULT_PORT = 8080
 ASSESSED_MARKERS = ("scene.mrb", "findings.json")
@@ -45,8 +47,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def _plan(args: argparse.Namespace) -> tuple[Path | None, Path | None, Path]:
     """Return (study to assess or None, OUT to open or None, OUT) after checking the paths."""
-    from SpineAssistLib.export.outdir import check_out_dir
-
     path = args.path.expanduser()
     if not path.is_dir():
         raise SpineAssistError(f"{path} is not a folder: give an assessed output folder (with scene.mrb) or the "
@@ -78,8 +78,6 @@ def _check_port(host: str, port: int) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from SpineAssistLib.web.access import is_loopback, new_token, page_url
-
     if not is_loopback(args.host) and not args.allow_remote:
         raise SpineAssistError(f"--host {args.host} can be reached from other machines: add --allow-remote to serve "
                                f"there (the page will then need the random token printed with its address), or "
@@ -94,8 +92,6 @@ def run(args: argparse.Namespace) -> int:
         raise SpineAssistError(f"the browser view needs trame-slicer ({e.name or e} is missing): run `make setup`, "
                                f"or pip install -r requirements-web.txt") from None
     token = None if is_loopback(args.host) else new_token()
-    if not os.environ.get("DISPLAY"):      # no X server: straight to offscreen EGL, without VTK's X warnings
-        os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
     # Slicer's bundle reader and the views keep temporary files: in a folder of this run, removed at exit
     scratch = Path(tempfile.mkdtemp(prefix="spineassist-view-"))
     tempfile.tempdir = str(scratch)

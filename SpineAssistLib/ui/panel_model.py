@@ -55,6 +55,9 @@ NEW_KINDS: tuple[str, ...] = (*SAGITTAL_GRADING_KINDS, "canal")
 # one editable cell per finding of schema 2.
 KIND_COLUMN: dict[str, str] = {"ldh": "Herniation (MSU)", "pfirrmann": "Pfirrmann", "listhesis": "Meyerding",
                                **{k: FINDING_TITLES[k][0].upper() + FINDING_TITLES[k][1:] for k in NEW_KINDS}}
+# Each finding's full name, where a panel names one finding (the teaching chooser, the editors' labels).
+KIND_TITLES: dict[str, str] = {"ldh": "Herniation (MSU)", "listhesis": "Spondylolisthesis (Meyerding)",
+                               "pfirrmann": "Pfirrmann", **{k: KIND_COLUMN[k] for k in NEW_KINDS}}
 COLUMNS: tuple[str, ...] = ("Level", "Herniation (MSU)", "Pfirrmann", "Meyerding", "Slip %",
                             *(KIND_COLUMN[k] for k in NEW_KINDS))
 

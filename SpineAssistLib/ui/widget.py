@@ -22,11 +22,9 @@ from SpineAssistLib.ui.logic import (
     new_work_folder,
     volume_plane,
 )
-from SpineAssistLib.ui.panel_model import COLUMNS, KIND_COLUMN, NEW_KINDS, choices, review_text
+from SpineAssistLib.ui.panel_model import COLUMNS, KIND_COLUMN, KIND_TITLES, choices, review_text
 from SpineAssistLib.ui.process import DEVICES, AssessOutcome, AssessProcess, stage_dicom_files
 
-KIND_TITLES = {"ldh": "Herniation (MSU)", "listhesis": "Spondylolisthesis (Meyerding)", "pfirrmann": "Pfirrmann",
-               **{kind: KIND_COLUMN[kind] for kind in NEW_KINDS}}
 RESET_COLUMN = len(COLUMNS)
 
 

@@ -30,20 +30,20 @@ from trame_slicer.views import Layout, LayoutDirection, ViewLayoutDefinition
 from trame_vuetify.ui.vuetify3 import SinglePageWithDrawerLayout
 from vtkmodules.vtkCommonCore import vtkObject
 
-from SpineAssistLib.findings import FINDING_TITLES
 from SpineAssistLib.mrml import LAYERS
 from SpineAssistLib.mrml.nodes import level_center_ras
 from SpineAssistLib.ui.controller import PanelController
-from SpineAssistLib.ui.panel_model import KIND_COLUMN, choices
+from SpineAssistLib.ui.panel_model import KIND_COLUMN, KIND_TITLES, choices
 from SpineAssistLib.ui.process import DEVICES
 from SpineAssistLib.version import __version__
+from SpineAssistLib.web.access import token_middleware
 
 LAYOUT = "SpineAssist"
 SAGITTAL_VIEW, AXIAL_VIEW = "Yellow", "Red"
 DISCLAIMER = "Research software: not validated for clinical use."
 # The editors' order in the level card: the three graded findings first, then the sagittal gradings.
 EDITOR_KINDS: tuple[str, ...] = tuple(KIND_COLUMN)
-TEACH_KINDS = [{"title": FINDING_TITLES[k][0].upper() + FINDING_TITLES[k][1:], "value": k} for k in EDITOR_KINDS]
+TEACH_KINDS = [{"title": KIND_TITLES[k], "value": k} for k in EDITOR_KINDS]
 
 
 def page_state(panel: PanelController) -> dict[str, Any]:
@@ -52,7 +52,8 @@ def page_state(panel: PanelController) -> dict[str, Any]:
     for view in panel.views():
         cells = {kind: {"text": cell.text, "display": cell.display, "model": cell.model_text,
                         "corrected": cell.corrected, "assessed": cell.assessed, "index": cell.index,
-                        "tooltip": cell.tooltip, "view": cell.view, "ap_mm": cell.ap_mm}
+                        "tooltip": cell.tooltip, "view": cell.view,
+                        "ap_mm": None if cell.ap_mm is None else round(cell.ap_mm, 1)}
                  for kind, cell in view.cells.items()}
         levels.append({"name": view.name, "label": view.name_text, "model_name": view.model_name,
                        "corrected": view.corrected, "uncertain": view.uncertain, "tooltip": view.name_tooltip,
@@ -71,13 +72,28 @@ def page_state(panel: PanelController) -> dict[str, Any]:
         "selected": selected,
         "editor": next((lv["cells"] for lv in levels if lv["name"] == selected), None),
         "unlocked": panel.unlocked,
-        "dirty": panel.dirty,
+        "unsaved": panel.dirty,
         "layers": dict(panel.layers),
         "out_dir": str(panel.out_dir or ""),
         "teaching": None if teaching is None else {
             "level": teaching.level, "kind": teaching.kind, "step": teaching.index + 1, "count": teaching.count,
             "title": teaching.title, "text": teaching.text},
     }
+
+
+def _slices_away(volume: Any, ras: tuple[float, float, float]) -> float:
+    """How far (in slices and pixels, the largest) a RAS point lies outside a volume's voxel grid; 0 inside.
+
+    An oblique axial block's RAS bounding box is far larger than the block: only its own grid says
+    whether a disc is in it.
+    """
+    from vtkmodules.vtkCommonMath import vtkMatrix4x4
+
+    m = vtkMatrix4x4()
+    volume.GetRASToIJKMatrix(m)
+    ijk = m.MultiplyPoint([*ras, 1.0])[:3]
+    dims = volume.GetImageData().GetDimensions()
+    return max(max(-0.5 - c, c - (n - 0.5), 0.0) for c, n in zip(ijk, dims))
 
 
 class SpineAssistWebApp(TrameApp):
@@ -87,6 +103,8 @@ class SpineAssistWebApp(TrameApp):
                  locked_paths: bool = False, quiet: bool = False) -> None:
         super().__init__(server)
         self.server.enable_module(trame_slicer_module)
+        if not os.environ.get("DISPLAY"):    # no X server: straight to offscreen EGL rather than through X's failure
+            os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
         self.slicer_app = SlicerApp()
         if quiet:
             # SlicerApp sends every VTK message to stderr (deprecation notes, X fallbacks on a machine without a
@@ -163,8 +181,8 @@ class SpineAssistWebApp(TrameApp):
             for i in range(node.GetNumberOfDisplayNodes()):
                 display = node.GetNthDisplayNode(i)
                 display.SetPropertiesLabelVisibility(False)
-                if node.IsA("vtkMRMLMarkupsROINode"):
-                    display.SetFillOpacity(0.05)
+                if node.IsA("vtkMRMLMarkupsROINode"):    # the box's outline; a filled box hides the vertebra
+                    display.SetFillVisibility(False)
         sagittal = nodes.volumes.get("sagittal")
         if sagittal is not None:
             self._show_volume(SAGITTAL_VIEW, sagittal)
@@ -175,7 +193,7 @@ class SpineAssistWebApp(TrameApp):
             self._axial_volume = axial[0].GetID()
 
     def _show_axial_for(self, level: str) -> None:
-        """Show the axial block that holds ``level``'s disc (the one whose bounds contain its centre)."""
+        """Show the axial block whose slices cut ``level``'s disc centre (the nearest, within a slice)."""
         nodes, assessment = self.panel.logic.nodes, self.panel.logic.assessment
         if nodes is None or assessment is None:
             return
@@ -183,17 +201,15 @@ class SpineAssistWebApp(TrameApp):
             ras = level_center_ras(nodes, assessment, level)
         except (ValueError, KeyError):
             return
-        for key, volume in nodes.volumes.items():
-            if key == "sagittal":
-                continue
-            bounds = [0.0] * 6
-            volume.GetRASBounds(bounds)
-            inside = all(bounds[2 * i] - 1.0 <= ras[i] <= bounds[2 * i + 1] + 1.0 for i in range(3))
-            if inside and volume.GetID() != self._axial_volume:
-                self._show_volume(AXIAL_VIEW, volume)
-                self._axial_volume = volume.GetID()
-                self.panel.logic.center(level)
-                return
+        best = min(((_slices_away(volume, ras), volume) for key, volume in nodes.volumes.items() if key != "sagittal"),
+                   key=lambda pair: pair[0], default=None)
+        if best is None or best[0] > 1.0:     # no axial slice within a slice of this disc: keep the view as it is
+            return
+        volume = best[1]
+        if volume.GetID() != self._axial_volume:
+            self._show_volume(AXIAL_VIEW, volume)
+            self._axial_volume = volume.GetID()
+            self.panel.logic.center(level)
 
     # ------------------------------------------------------------------ page -> controller
     def _act(self, action: Callable[[], Any], what: str) -> Any:
@@ -338,7 +354,7 @@ class SpineAssistWebApp(TrameApp):
                         title="Relabel every level one disc down (e.g. L4-L5 becomes L5-S1)")
                 v3.VSpacer()
                 v3.VBtn("Save", click=self.on_save, color="primary", variant="flat", id="save",
-                        disabled=("running",), prepend_icon=("dirty ? 'mdi-content-save-alert' : 'mdi-content-save'",))
+                        disabled=("running",), prepend_icon=("unsaved ? 'mdi-content-save-alert' : 'mdi-content-save'",))
             with v3.VCardText(classes="pt-0"):
                 with html.Div(classes="d-flex flex-wrap"):
                     for layer in LAYERS:
@@ -355,7 +371,7 @@ class SpineAssistWebApp(TrameApp):
                 for kind in EDITOR_KINDS:
                     items = [{"title": c.text, "value": i} for i, c in enumerate(choices(kind))]
                     with html.Div(classes="d-flex align-center ga-2"):
-                        v3.VSelect(label=KIND_COLUMN[kind], items=("choices_" + kind, items),
+                        v3.VSelect(label=KIND_TITLES[kind], items=("choices_" + kind, items),
                                    model_value=(f"editor.{kind}.index >= 0 ? editor.{kind}.index : null",),
                                    update_modelValue=(self.on_edit, f"['{kind}', $event]"), density="compact",
                                    hide_details=True, classes="mb-1", id=f"edit-{kind}",
@@ -389,8 +405,6 @@ class SpineAssistWebApp(TrameApp):
 def start_page(app: SpineAssistWebApp, *, host: str, port: int, token: str | None,
                on_ready: Callable[[int], None] | None = None) -> None:
     """Serve the page (blocking until the server stops); ``token`` guards a non-loopback address."""
-    from SpineAssistLib.web.access import token_middleware
-
     if token is not None:
         @app.server.controller.add("on_server_bind")
         def _bind(wslink_server: Any) -> None:

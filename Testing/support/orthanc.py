@@ -17,7 +17,6 @@ import contextlib
 import json
 import secrets
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -26,6 +25,8 @@ from base64 import b64encode
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
+
+from support.net import free_port
 
 ORTHANC = "Orthanc"
 DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
@@ -83,12 +84,6 @@ class OrthancServer:
             self.request("DELETE", found["Path"])
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _config(folder: Path, port: int, user: str, password: str) -> dict:
     return {
         "Name": "SpineAssistTest",
@@ -142,7 +137,7 @@ def orthanc_server(folder: Path, *, start_within_s: float = START_WITHIN_S) -> I
     user, password = f"u{secrets.token_hex(4)}", secrets.token_urlsafe(18)
     for attempt in range(1, PORT_TRIES + 1):
         # another process may take the free port before Orthanc binds it: then Orthanc exits, and a new port is tried
-        port = _free_port()
+        port = free_port()
         config = folder / "orthanc.json"
         config.write_text(json.dumps(_config(folder, port, user, password), indent=1))
         log_path = folder / f"orthanc-{attempt}.log"

@@ -6,19 +6,14 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
 from typing import Iterator
 
+from support.net import free_port
+
 START_WITHIN_S = 120
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _ray() -> str:
@@ -29,7 +24,7 @@ def _ray() -> str:
 @contextlib.contextmanager
 def ray_head(env: dict[str, str], cpus: int = 2) -> Iterator[str]:
     """Yield the address (127.0.0.1:PORT) of a Ray head started with ``env`` added to this process's."""
-    port = _free_port()
+    port = free_port()
     full = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **env}
     start = subprocess.run([_ray(), "start", "--head", f"--port={port}", f"--num-cpus={cpus}", "--num-gpus=0",
                             "--include-dashboard=false", "--disable-usage-stats"], capture_output=True, text=True,

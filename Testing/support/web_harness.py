@@ -10,14 +10,76 @@ is served. Extra routes, on 127.0.0.1 only and only in this harness:
 - ``GET /harness/state`` -> the page state the server holds (``web.app.page_state``).
 
 Both run on the server's event loop, the thread that owns the scene and the views.
+
+Tests start it with ``page_server(OUT)`` (or the real command with ``view_command([...])``), which yields
+the page's address and stops the server afterwards.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
+
+from support.net import free_port
+
+TESTING = Path(__file__).resolve().parents[1]
+START_WITHIN_S = 90.0
+URL_LINE = re.compile(r"at (http://127\.0\.0\.1:\d+/\S*)")
+
+
+@contextlib.contextmanager
+def _served(argv: list[str], ready: "re.Pattern[str]", log: Path, env: dict[str, str] | None = None) -> Iterator[str]:
+    """Start ``argv``, wait for a stdout line matching ``ready`` (group 1: the address), yield it, stop it."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w+", encoding="utf-8") as out:
+        proc = subprocess.Popen(argv, cwd=TESTING, stdout=subprocess.PIPE, stderr=out, text=True,
+                                env={**os.environ, **(env or {})}, start_new_session=True)
+        try:
+            deadline = time.monotonic() + START_WITHIN_S
+            url = None
+            while url is None:
+                line = proc.stdout.readline()    # type: ignore[union-attr]
+                if not line and proc.poll() is not None:
+                    out.seek(0)
+                    raise RuntimeError(f"the page server stopped (exit {proc.returncode}): {out.read()[-3000:]}")
+                match = ready.search(line)
+                url = match.group(1) if match else None
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the page server did not start within {START_WITHIN_S:.0f} s")
+            yield url
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
+
+
+@contextlib.contextmanager
+def page_server(out: Path, log_dir: Path) -> Iterator[str]:
+    """The review page over ``out`` with this harness's routes; yields its address (``http://127.0.0.1:PORT``)."""
+    port = free_port()
+    with _served([sys.executable, "-m", "support.web_harness", str(out), str(port)], re.compile(r"READY (\d+)"),
+                 log_dir / "page-server.log") as found:
+        yield f"http://127.0.0.1:{found}"
+
+
+@contextlib.contextmanager
+def view_command(args: list[str], log_dir: Path) -> Iterator[str]:
+    """``spineassist view ARGS --port P`` (the real command); yields the address it prints."""
+    port = free_port()
+    argv = [sys.executable, "-m", "SpineAssistLib.cli", "view", *args, "--port", str(port)]
+    with _served(argv, URL_LINE, log_dir / "view.log") as url:
+        yield url.rstrip("/")
 
 
 def keypoint_on_screen(app: Any, view_name: str, label: str, offset_ras: tuple[float, float, float]) -> dict[str, float]:
@@ -54,7 +116,7 @@ def main(out: str, port: int) -> None:
 
     from SpineAssistLib.web.app import SpineAssistWebApp, page_state, start_page
 
-    app = SpineAssistWebApp(reader="dr.browser")
+    app = SpineAssistWebApp(reader="dr.browser", quiet=True)
     started = time.perf_counter()
     app.panel.open(Path(out))
     opened_s = time.perf_counter() - started
