@@ -40,6 +40,7 @@ from SpineAssistLib.web.access import token_middleware
 
 LAYOUT = "SpineAssist"
 SAGITTAL_VIEW, AXIAL_VIEW = "Yellow", "Red"
+SELECTED_FIELD_MM = 110.0     # the sagittal view's height when a level is chosen: the level and its two vertebrae
 DISCLAIMER = "Research software: not validated for clinical use."
 # The editors' order in the level card: the three graded findings first, then the sagittal gradings.
 EDITOR_KINDS: tuple[str, ...] = tuple(KIND_COLUMN)
@@ -124,6 +125,7 @@ class SpineAssistWebApp(TrameApp):
         self.locked_paths = locked_paths
         self._paths: tuple[str, str] = ("", "")
         self._open_warned: str | None = None
+        self._zoomed: str | None = None
         self._axial_volume: str | None = None
         self.state.setdefault("device", device)
         self.state.setdefault("study_dir", "")
@@ -154,6 +156,9 @@ class SpineAssistWebApp(TrameApp):
             self._show_study()
         if panel.selected:
             self._show_axial_for(panel.selected)
+            if panel.selected != self._zoomed:
+                self._zoom_sagittal(panel.selected)
+        self._zoomed = panel.selected
         with self.state:
             self.state.update(page_state(panel))
 
@@ -191,6 +196,18 @@ class SpineAssistWebApp(TrameApp):
         if axial:
             self._show_volume(AXIAL_VIEW, axial[0])
             self._axial_volume = axial[0].GetID()
+
+    def _zoom_sagittal(self, level: str) -> None:
+        """Show about two vertebrae around the chosen level: its corners are far enough apart to take with the mouse."""
+        _, node = self._slice_view(SAGITTAL_VIEW)
+        width, height, _ = node.GetDimensions()
+        fov = list(node.GetFieldOfView())
+        if height > 0 and width > 0:
+            node.SetFieldOfView(SELECTED_FIELD_MM * width / height, SELECTED_FIELD_MM, fov[2])
+        try:
+            self.panel.logic.center(level)
+        except (ValueError, KeyError):
+            pass
 
     def _show_axial_for(self, level: str) -> None:
         """Show the axial block whose slices cut ``level``'s disc centre (the nearest, within a slice)."""
