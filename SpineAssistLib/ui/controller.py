@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 from SpineAssistLib.errors import SpineAssistError
-from SpineAssistLib.export.outputs import save_reader_session
 from SpineAssistLib.findings import FindingKind
 from SpineAssistLib.mrml import LAYERS
 from SpineAssistLib.mrml.scene import write_mrb
@@ -243,12 +242,8 @@ class PanelController:
 
     def save(self) -> Path:
         """Write findings.json and scene.mrb into OUT as one set, with every correction's provenance."""
-        assessment, _ = self.logic._need()   # noqa: SLF001 - the logic's one guard for "nothing loaded"
-        out = self.logic.out_dir
-        if out is None:
-            raise RuntimeError("no output folder: open an assessed study first")
         self.stop_teaching()   # the teaching points are not part of the reading
-        saved = save_reader_session(assessment, out, scene_writer=lambda path: self._write_scene(path))
+        saved = self.logic.save_findings(scene_writer=self._write_scene)
         self.dirty = False
         self.status = f"Saved your corrections in {saved}"
         self._changed()

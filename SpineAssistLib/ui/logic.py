@@ -24,7 +24,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from SpineAssistLib import mrml
-from SpineAssistLib.export.outputs import save_reader_findings
+from SpineAssistLib.export.outputs import save_reader_session
 from SpineAssistLib.findings import FINDING_KINDS, Assessment, Correction, FindingKind
 from SpineAssistLib.geometry import lps_to_ras
 from SpineAssistLib.mrml.edits import current_reader
@@ -230,11 +230,13 @@ class SpineAssistLogic:
             mrml.set_keypoints_locked(self.nodes, True)
 
     # Saving -------------------------------------------------------------------------------------
-    def save_findings(self, out_dir: str | Path | None = None) -> Path:
+    def save_findings(self, out_dir: str | Path | None = None, *,
+                      scene_writer: Callable[[Path], None] | None = None) -> Path:
         """Write the findings with the reader's corrections to ``out_dir/findings.json`` (default: the run's folder).
 
         A later ``spineassist assess`` into the same folder keeps them and rewrites the report,
-        SEG and SR with them.
+        SEG and SR with them. With ``scene_writer`` the scene is written beside them as
+        ``scene.mrb``, the two replacing OUT's pair as one set (``save_reader_session``).
         """
         assessment, _ = self._need()
         target = Path(out_dir) if out_dir is not None else self.out_dir
@@ -242,7 +244,7 @@ class SpineAssistLogic:
             raise RuntimeError("no output folder: give out_dir")
         # under the folder's lock: an assessment writing there finishes first, and a newer run's
         # findings take the corrections instead of being overwritten
-        return save_reader_findings(assessment, target)
+        return save_reader_session(assessment, target, scene_writer=scene_writer)
 
     # Teaching -----------------------------------------------------------------------------------
     def export_training_data(self, dest: str | Path, salt: str = "") -> Any:

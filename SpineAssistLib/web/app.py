@@ -230,11 +230,6 @@ class SpineAssistWebApp(TrameApp):
 
     # ------------------------------------------------------------------ page -> controller
     def _act(self, action: Callable[[], Any], what: str) -> Any:
-        if self._loop is None:
-            try:
-                self._loop = asyncio.get_running_loop()
-            except RuntimeError:
-                pass
         return self.panel.attempt(action, what)
 
     def on_select(self, level: str) -> None:
@@ -427,10 +422,10 @@ def start_page(app: SpineAssistWebApp, *, host: str, port: int, token: str | Non
         def _bind(wslink_server: Any) -> None:
             wslink_server.app.middlewares.append(token_middleware(token))
 
-    if on_ready is not None:
-        @app.server.controller.add("on_server_ready")
-        def _ready(**_: Any) -> None:
-            app._loop = asyncio.get_running_loop()   # noqa: SLF001 - the background run's callbacks hop onto it
+    @app.server.controller.add("on_server_ready")
+    def _ready(**_: Any) -> None:
+        app._loop = asyncio.get_running_loop()   # noqa: SLF001 - the background run's callbacks hop onto it
+        if on_ready is not None:
             on_ready(app.server.port)
 
     os.environ.setdefault("TRAME_DISABLE_V3_WARNING", "1")
