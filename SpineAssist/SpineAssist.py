@@ -56,7 +56,10 @@ class SpineAssistWidget(ScriptedLoadableModuleWidget):
         ScriptedLoadableModuleWidget.setup(self)
         from SpineAssistLib.ui.widget import SpineAssistPanel  # noqa: PLC0415 - the panel imports Qt
 
-        self.panel = SpineAssistPanel(self.layout)
+        ui_widget = slicer.util.loadUI(self.resourcePath("UI/SpineAssist.ui"))
+        self.layout.addWidget(ui_widget)
+        ui_widget.setMRMLScene(slicer.mrmlScene)
+        self.panel = SpineAssistPanel(slicer.util.childWidgetVariables(ui_widget))
 
     def enter(self):
         self.panel.enter()
@@ -100,10 +103,12 @@ class SpineAssistTest(ScriptedLoadableModuleTest):
         sample_data.load_into_slicer(folder, series)
         panel = slicer.util.getModuleWidget("SpineAssist").panel
         panel.enter()
-        self.assertIsNotNone(panel.sagittal.currentNode())
-        self.assertIsNotNone(panel.axial.currentNode())
-        panel.device.setCurrentText("auto")
-        panel.on_run()
+        ui = panel.ui
+        self.assertIsNotNone(ui.sagittalSelector.currentNode())
+        self.assertIsNotNone(ui.axialSelector.currentNode())
+        ui.deviceComboBox.setCurrentText("auto")
+        ui.runButton.click()
+        self.assertFalse(ui.runButton.enabled)
         outcome = panel.job.wait_for_done(timeout=1800)
         self.assertTrue(outcome.ok, outcome.message)
         logic = panel.logic
@@ -112,13 +117,18 @@ class SpineAssistTest(ScriptedLoadableModuleTest):
         discs = [i for i in range(segmentation.GetNumberOfSegments())
                  if segment_tag(segmentation.GetNthSegment(i), TAG_STRUCTURE) == "disc"]
         self.assertEqual(len(discs), len(levels))
-        self.assertEqual(panel.table.rowCount, len(levels))
+        self.assertEqual(ui.levelsTable.rowCount, len(levels))
+        self.assertTrue(ui.saveButton.enabled)
         level = levels[0]
         model = level.pfirrmann.model
         new = PfirrmannGrade(2 if model is None or model.grade != 2 else 3)
         panel.on_edit(level.name, "pfirrmann", choice_index("pfirrmann", new))
         self.assertEqual(level.pfirrmann.value, new)
         self.assertEqual(level.pfirrmann.model, model)
-        export = logic.export_training_data(os.path.join(slicer.app.temporaryPath, "SpineAssist-training"))
+        self.assertTrue(panel.controller.dirty)
+        ui.saveButton.click()
+        self.assertEqual(panel.controller.error, "")
+        self.assertFalse(panel.controller.dirty)
+        export = panel.controller.export_training_data(os.path.join(slicer.app.temporaryPath, "SpineAssist-training"))
         self.assertGreater(export.counts["sag_disc_unet"], 0)
         self.delayDisplay("SpineAssist: whole flow passed")

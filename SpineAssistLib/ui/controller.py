@@ -130,6 +130,17 @@ class PanelController:
         self.status = f"Showing {self.logic.out_dir}"
         self._changed()
 
+    def adopt_scene(self) -> bool:
+        """Show an assessment the scene already holds (a scene.mrb the reader opened in Slicer); True if
+        there was one. It has no output folder until the reader runs the study again."""
+        if not self.logic.adopt_scene():
+            return False
+        self.selected = None
+        self.dirty = False
+        self.status = "Showing the assessment in this scene"
+        self._changed()
+        return True
+
     def run(self, study_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str], *, device: str = "auto",
             sagittal_uid: str | None = None, axial_uid: str | None = None) -> None:
         """Assess ``study_dir`` into ``out_dir`` in a background process; its results are shown when it ends."""
@@ -253,6 +264,19 @@ class PanelController:
         errors: list[str] = []
         if not write_mrb(self.logic.scene, path, errors) or not path.is_file():
             raise OSError(f"Slicer could not write the scene: {'; '.join(errors) or 'no reason given'}")
+
+    def export_training_data(self, dest: str | os.PathLike[str]) -> Any:
+        """Add this case, as the reader left it, to the training sets under ``dest``; the status says what
+        was added and what was left out. Returns the ``TrainingExport``."""
+        result = self.logic.export_training_data(Path(dest))
+        self.status = result.summary()
+        self._changed()
+        return result
+
+    def inform(self, text: str) -> None:
+        """Show a view's own news (a file it opened, a database it filled) in the status line."""
+        self.status = text
+        self._changed()
 
     # ------------------------------------------------------------------ teaching
     def teach(self, level: str, kind: FindingKind, delta: int = 1) -> TeachingView:

@@ -191,3 +191,33 @@ def test_opening_another_study_replaces_the_one_shown_and_guards_unsaved_correct
     assert panel.views()[0].cells["canal"].assessed          # the other study's schema-2 findings
     assert mrml_scene.GetNumberOfNodes() == count             # the first study's nodes are gone, not drawn under it
     assert mrml_scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") == 1
+
+
+def test_a_scene_opened_in_slicer_is_adopted_with_its_corrections(panel, out_dir):
+    panel.edit("L4-L5", "pfirrmann", choice_index("pfirrmann", PfirrmannGrade(4)))
+    panel.save()
+    scene = mrml.new_scene()
+    mrml.read_mrb(out_dir / "scene.mrb", scene)          # as File > Load scene does in Slicer
+    adopted = PanelController(scene, reader="dr.kim")
+    assert adopted.adopt_scene() and adopted.loaded and not adopted.dirty
+    assert adopted.views()[0].cells["pfirrmann"].display == "IV (model: III)"
+    assert adopted.out_dir is None                        # no output folder until the study is run again
+    assert not PanelController(mrml.new_scene()).adopt_scene()
+
+
+def test_training_export_and_a_views_news_reach_the_status(panel, tmp_path):
+    panel.edit("L4-L5", "pfirrmann", choice_index("pfirrmann", PfirrmannGrade(4)))
+    result = panel.export_training_data(tmp_path / "train")
+    assert result.counts["sag_disc_unet"] == 3 and panel.status == result.summary()
+    assert str(tmp_path / "train") in panel.status
+    panel.inform("Added seg.dcm to the DICOM database.")
+    assert panel.changes[-1] == "Added seg.dcm to the DICOM database."
+
+
+def test_the_slicer_panels_status_label_escapes_what_it_shows(panel):
+    from SpineAssistLib.ui.widget import status_html
+
+    panel.attempt(lambda: panel.open(panel.out_dir / "<missing>"), "Cannot open")
+    text = status_html(panel)
+    assert "&lt;missing&gt;" in text and "<missing>" not in text
+    assert '<span style="color:#b00020">Cannot open: ' in text
