@@ -4,8 +4,12 @@ scores on the held-out test patients.
 Data: the SPIDER sagittal T2 series as PNG slices with manual masks (``training.spider``) and
 SPIDER's ``radiological_gradings.csv``; each disc whose level is named (T11-T12 to L5-S1) and graded
 is one sample. The 12 held-out test patients (``spider.HELD_OUT_PATIENTS``) are never read for
-training; ``VALIDATION_PATIENTS`` (6 of the other 29, picked before any training so that every
-grading has positives there) choose the epoch and the binary thresholds; the other 23 train.
+training; the other 29 (the development patients) all train the shipped network, for a fixed number
+of epochs. Its decision thresholds come from a patient-level ``CV_FOLDS``-fold cross-validation on
+those 29 (``out_of_fold_probabilities``): each disc is scored by a network trained the same way on the
+other folds' patients, and each threshold is chosen on those out-of-fold scores of all 29 patients
+(a fixed validation subset of 6 patients, used before, held 2 herniated discs and chose thresholds
+that did not carry over).
 
 Training input: the window ``models.disc_grades`` cuts at inference, placed from the manual disc
 mask, on the study's mid-sagittal slice or one of the two either side of it; moved by up to
@@ -14,13 +18,11 @@ away, their order reversed at random (a sagittal window is never flipped front t
 always on its left); coil bias, gamma, contrast, blur and noise. Losses: cross-entropy for the Modic
 type (types 0 and 2 weighted by inverse frequency; types 1 and 3, one disc each in SPIDER, take type
 2's weight), binary cross-entropy for each binary grading (positives weighted by the negatives over
-the positives, at most ``POS_WEIGHT_CAP``), and the Pfirrmann grade as an auxiliary output. The
-weights of the epoch with the best mean validation AUC (Modic change and the binary gradings with at
-least 5 validation positives: herniation, with 2, is left out) are kept; each binary threshold is the one
-that maximises the balanced accuracy on the validation patients (a grading with fewer than 5
-positives there keeps 0.5, the balance point its weighted loss trained towards: the optimum over 2
-positives is one of a handful of values), and the Modic change threshold
-(``models.disc_grades.modic_type``) the one that maximises the Modic type accuracy there.
+the positives, at most ``POS_WEIGHT_CAP``), and the Pfirrmann grade as an auxiliary output. Each binary
+threshold is the one that maximises the balanced accuracy of the out-of-fold scores, and the Modic
+change threshold (``models.disc_grades.modic_type``) the one that maximises the Modic type accuracy
+there. ``train_network`` can still choose the epoch on validation discs (``val``); the shipped recipe
+does not, since no fixed subset of 29 patients is large enough to choose it.
 
 Usage::
 
@@ -80,13 +82,11 @@ from SpineAssistLib.training.spider import (
 from SpineAssistLib.training.train import _manifest_lock, update_manifest
 
 NAME = "sag_disc_grades"
-# Chosen from the gradings alone, before any training: each binary grading and Modic type 2 has
-# positives here (herniation: 2 of the 6 herniated discs outside the test set).
-VALIDATION_PATIENTS: frozenset[str] = frozenset({"78", "110", "200", "220", "234", "239"})
+CV_FOLDS = 5                     # patient-level folds whose out-of-fold scores choose the thresholds
 # SPIDER's column (training.spider.read_gradings' key) of each binary grading
 SPIDER_KEYS: dict[str, str] = {"endplate_upper": "up_endplate", "endplate_lower": "low_endplate",
                                "narrowing": "narrowing", "bulging": "bulging", "herniation": "herniation"}
-DEFAULT_SETTINGS: dict[str, Any] = {"epochs": 30, "batch": 32, "lr": 2e-3, "weight_decay": 1e-4, "copies": 2,
+DEFAULT_SETTINGS: dict[str, Any] = {"epochs": 45, "batch": 32, "lr": 2e-3, "weight_decay": 1e-4, "copies": 3,
                                     "aux_weight": 0.5, "dropout": 0.3, "widths": list(WIDTHS)}
 SHIFT_MM, ANGLE_DEG, SCALE = 3.0, 8.0, 0.10       # the window's random placement in training
 CENTRE_JITTER_SLICES = 2                          # the middle slice: the mid-sagittal one or up to 2 either side
@@ -260,6 +260,17 @@ def choose_modic_threshold(truth: Sequence[int], probs: np.ndarray) -> float:
     return _middle_of_best(candidates, scores)
 
 
+def choose_thresholds(samples: Sequence[DiscSample], modic_p: np.ndarray, binary_p: np.ndarray) -> dict[str, float]:
+    """Return every decision threshold chosen on scored discs: the Modic change threshold at the best
+    type accuracy, each binary one at the best balanced accuracy; 0.5 (the balance point the weighted
+    loss trains towards) for a grading with fewer than ``MIN_SELECTION_POSITIVES`` positives."""
+    modic_t, binary_t, _ = targets(samples)
+    return {MODIC_CHANGE: choose_modic_threshold([MODIC_TYPES[i] for i in modic_t], modic_p),
+            **{n: choose_threshold(binary_t[:, j] > 0, binary_p[:, j])
+               if (binary_t[:, j] > 0).sum() >= MIN_SELECTION_POSITIVES else 0.5
+               for j, n in enumerate(BINARY_GRADINGS)}}
+
+
 MIN_SELECTION_POSITIVES = 5     # a grading with fewer validation positives (herniation: 2) does not choose the epoch
 
 
@@ -354,17 +365,47 @@ def train_network(train: Sequence[DiscSample], val: Sequence[DiscSample], settin
         best = {"epoch": epochs, "probs": None, "state": {k: v.detach().clone() for k, v in net.state_dict().items()}}
     thresholds = {n: 0.5 for n in (MODIC_CHANGE, *BINARY_GRADINGS)}
     if best["probs"] is not None:
-        thresholds = {MODIC_CHANGE: choose_modic_threshold([MODIC_TYPES[i] for i in val_m], best["probs"][0]),
-                      **{n: choose_threshold(val_b[:, j] > 0, best["probs"][1][:, j])
-                         if (val_b[:, j] > 0).sum() >= MIN_SELECTION_POSITIVES else 0.5
-                         for j, n in enumerate(BINARY_GRADINGS)}}
+        thresholds = choose_thresholds(val, *best["probs"])
     state = {k: v.half() if v.is_floating_point() else v for k, v in best["state"].items()}
     return {"state": state, "epoch": best["epoch"], "history": history, "val_probabilities": best["probs"],
             "val_score": best.get("score"), "thresholds": thresholds}
 
 
+def patient_folds(patients: Iterable[str], folds: int = CV_FOLDS, seed: int = 0) -> list[list[str]]:
+    """Return ``folds`` disjoint groups of the patients (a seeded shuffle dealt round), each sorted."""
+    order = np.random.default_rng(seed).permutation(sorted({str(p) for p in patients}, key=int))
+    if len(order) < folds:
+        raise SpineAssistError(f"{len(order)} patients cannot make {folds} cross-validation folds")
+    return [sorted(order[i::folds].tolist(), key=int) for i in range(folds)]
+
+
+def out_of_fold_probabilities(samples: Sequence[DiscSample], settings: Mapping[str, Any], seed: int = 0,
+                              folds: int = CV_FOLDS, progress: Callable[[str], None] | None = print
+                              ) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:
+    """Return (Modic probabilities (N, 4), binary probabilities (N, 5), the folds' patients): each
+    disc scored by a network trained as the shipped one is (``settings``, last epoch) on the discs of
+    the other folds' patients, as the predictor scores it (both slice orders)."""
+    groups = patient_folds((s.patient for s in samples), folds, seed)
+    modic_p = np.zeros((len(samples), len(MODIC_TYPES)), np.float32)
+    binary_p = np.zeros((len(samples), len(BINARY_GRADINGS)), np.float32)
+    s = {**DEFAULT_SETTINGS, **settings}
+    for f, group in enumerate(groups):
+        held = set(group)
+        fit = [d for d in samples if d.patient not in held]
+        idx = [i for i, d in enumerate(samples) if d.patient in held]
+        result = train_network(fit, [], s, seed + 1 + f, progress=None)
+        net = build_network(tuple(s["widths"]), float(s["dropout"]))
+        net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in result["state"].items()})
+        modic_p[idx], binary_p[idx] = _predict_torch(net, np.stack([evaluation_input(samples[i]) for i in idx]))
+        if progress:
+            progress(f"{NAME} cross-validation fold {f + 1}/{folds}: {len(fit)} discs trained, {len(idx)} scored "
+                     f"(patients {', '.join(group)})")
+    return modic_p, binary_p, groups
+
+
 def split_patients(root: str | Path) -> dict[str, list[str]]:
-    """Return {"train", "val"}: the patients of a SPIDER folder outside the held-out test set."""
+    """Return {"train": the patients of a SPIDER folder outside the held-out test set, "val": []}
+    (the thresholds come from cross-validation over the training patients)."""
 
     root = Path(root)
     if (root / "images").is_dir() and any((root / "images").glob("*.png")):
@@ -373,7 +414,7 @@ def split_patients(root: str | Path) -> dict[str, list[str]]:
 
         patients = sorted({ip.name.split("_")[0] for ip, _ in mha_patients(root)}, key=lambda p: (len(p), p))
     dev = [p for p in patients if p not in HELD_OUT_PATIENTS]
-    return {"train": [p for p in dev if p not in VALIDATION_PATIENTS], "val": [p for p in dev if p in VALIDATION_PATIENTS]}
+    return {"train": dev, "val": []}
 
 
 def _software() -> dict[str, str]:
@@ -407,8 +448,10 @@ def train_and_register(data: str | Path, gradings_csv: str | Path, *, epochs: in
     table = read_gradings(gradings_csv)
     split = split_patients(data)
     train = load_samples(data, table, split["train"], progress=progress)
-    val = load_samples(data, table, split["val"], progress=progress)
-    result = train_network(train, val, settings, seed, progress)
+    modic_p, binary_p, folds = out_of_fold_probabilities(train, settings, seed, CV_FOLDS, progress)
+    thresholds = choose_thresholds(train, modic_p, binary_p)
+    result = train_network(train, [], settings, seed, progress)
+    result.update(thresholds=thresholds, folds=folds)
     out = Path(out_dir) if out_dir else models_dir()
     out.mkdir(parents=True, exist_ok=True)
     target = out / f"{NAME}.pt"
@@ -416,10 +459,7 @@ def train_and_register(data: str | Path, gradings_csv: str | Path, *, epochs: in
     torch.save(result["state"], str(tmp))
     tmp.replace(target)
     seconds = time.perf_counter() - t0
-    val_report = None
-    if result["val_probabilities"] is not None:
-        mp, bp = result["val_probabilities"]
-        val_report = score_probabilities(val, mp, bp, result["thresholds"], n_boot=0)
+    val_report = score_probabilities(train, modic_p, binary_p, thresholds, n_boot=0)
     entry = manifest_entry(target, settings, seed, seconds, data, gradings_csv, split, result, val_report,
                            command or f"spineassist train {NAME} --data {data} --gradings {gradings_csv} --seed {seed}",
                            version)
@@ -479,13 +519,15 @@ def manifest_entry(weights: Path, settings: Mapping[str, Any], seed: int, second
             "losses": "Modic: cross-entropy, types 0 and 2 weighted by inverse frequency, types 1 and 3 (one "
                       "disc each) as type 2; binary: BCE with positive weight n_neg / n_pos (at most "
                       f"{POS_WEIGHT_CAP:g}); auxiliary Pfirrmann cross-entropy x {settings.get('aux_weight')}",
-            "selection": f"epoch of the best mean validation AUC over Modic change and the binary gradings with "
-                         f">= {MIN_SELECTION_POSITIVES} validation positives (epoch {result['epoch']}); binary thresholds: the "
-                         "balanced-accuracy optimum on the validation patients, or 0.5 for a grading with fewer than "
-                         f"{MIN_SELECTION_POSITIVES} positives there (herniation: 2); modic_change: the Modic type "
-                         "accuracy optimum there; probabilities averaged over the two slice orders",
+            "selection": f"the last of {settings.get('epochs')} epochs, trained on every development patient; "
+                         f"thresholds from a patient-level {len(result.get('folds') or [])}-fold cross-validation on "
+                         "them (each disc scored by a network trained the same way on the other folds): binary: the "
+                         "balanced-accuracy optimum of the out-of-fold scores, or 0.5 for a grading with fewer than "
+                         f"{MIN_SELECTION_POSITIVES} positives; modic_change: the Modic type accuracy optimum; "
+                         "probabilities averaged over the two slice orders",
+            "cross_validation_folds": [list(f) for f in result.get("folds") or []],
             "history": list(result["history"]), "seconds": round(seconds, 1), "software": _software(),
-            **({"validation": val_report["summary"]} if val_report else {}),
+            **({"cross_validation": val_report["summary"]} if val_report else {}),
         },
         "metrics": {},
     }

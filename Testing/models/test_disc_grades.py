@@ -51,6 +51,11 @@ def test_shipped_weights_match_the_manifest_and_are_small():
     assert entry["training"]["command"].startswith("spineassist train sag_disc_grades")
     held_out = set(entry["training"]["data"]["held_out_left_out"])
     assert len(held_out) == 12 and not held_out & {p for ps in entry["training"]["data"]["patients"].values() for p in ps}
+    # the thresholds' cross-validation folds: disjoint, every training patient once, no held-out one
+    folds = entry["training"]["cross_validation_folds"]
+    in_folds = [p for f in folds for p in f]
+    assert len(folds) == 5 and len(in_folds) == len(set(in_folds))
+    assert set(in_folds) == set(entry["training"]["data"]["patients"]["train"]) and not held_out & set(in_folds)
 
 
 def test_the_predictor_grades_each_disc_with_the_manifest_thresholds(model):

@@ -91,3 +91,24 @@ def test_a_short_training_gives_fp16_weights_and_every_threshold():
     assert r["epoch"] == 1 and len(r["history"]) == 1 and r["val_probabilities"][0].shape == (4, 4)
     x = T.training_input(train[0], rng)
     assert x.shape == (3, 112, 112) and 0.0 <= x.min() and x.max() <= 1.0
+
+
+def test_cross_validation_folds_are_disjoint_patients_and_score_each_disc_once_unseen(monkeypatch):
+    folds = T.patient_folds([str(p) for p in range(1, 12)], folds=5, seed=0)
+    assert sorted(p for f in folds for p in f) == sorted(str(p) for p in range(1, 12))
+    assert [len(f) for f in folds] == [3, 2, 2, 2, 2] and folds == T.patient_folds(map(str, range(11, 0, -1)), 5, 0)
+    with pytest.raises(T.SpineAssistError, match="cannot make 5"):
+        T.patient_folds(["1", "2"], folds=5)
+    rng = np.random.default_rng(0)
+    samples = [_sample(p, m, f, rng) for p in ("1", "2", "3") for m, f in ((0, 0), (2, 1))]
+    trained_on = []
+    real = T.train_network
+    monkeypatch.setattr(T, "train_network", lambda fit, val, *a, **k: trained_on.append({s.patient for s in fit})
+                        or real(fit, val, *a, **k))
+    settings = {"epochs": 1, "batch": 4, "copies": 1, "widths": [4, 8]}
+    modic_p, binary_p, groups = T.out_of_fold_probabilities(samples, settings, seed=0, folds=3, progress=None)
+    assert [set(g) for g in groups] == [{"1", "2", "3"} - t for t in trained_on]   # each fold's net never saw it
+    assert modic_p.shape == (6, 4) and binary_p.shape == (6, 5)
+    assert np.allclose(modic_p.sum(axis=1), 1.0, atol=1e-3) and ((binary_p > 0) & (binary_p < 1)).all()
+    chosen = T.choose_thresholds(samples, modic_p, binary_p)
+    assert set(chosen) == {MODIC_CHANGE, *BINARY_GRADINGS} and chosen["herniation"] == 0.5   # 3 positives
