@@ -76,10 +76,15 @@ def load_network(weights: str | Path) -> Any:
 
     state = torch.load(str(weights), map_location="cpu", weights_only=True)
     try:
-        net = build_network(network_widths(state))
-        net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=True)
+        return network_from_state(state)
     except (ModelError, RuntimeError) as e:
         raise ModelError(f"{weights}: not sag_disc_grades weights ({str(e).splitlines()[0]})") from None
+
+
+def network_from_state(state: Mapping[str, Any]) -> Any:
+    """Return the eval-mode network holding a (possibly fp16) state dict of ``build_network``."""
+    net = build_network(network_widths(state))
+    net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=True)
     return net.eval()
 
 

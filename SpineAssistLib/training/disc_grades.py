@@ -67,6 +67,7 @@ from SpineAssistLib.models.disc_grades_net import (
     MODIC_TYPES,
     WIDTHS,
     build_network,
+    network_from_state,
 )
 from SpineAssistLib.models.imaging import normalize_slice
 from SpineAssistLib.models.registry import models_dir, sha256_file
@@ -260,6 +261,9 @@ def choose_modic_threshold(truth: Sequence[int], probs: np.ndarray) -> float:
     return _middle_of_best(candidates, scores)
 
 
+MIN_SELECTION_POSITIVES = 5     # a grading with fewer positives chooses neither the epoch nor its threshold
+
+
 def choose_thresholds(samples: Sequence[DiscSample], modic_p: np.ndarray, binary_p: np.ndarray) -> dict[str, float]:
     """Return every decision threshold chosen on scored discs: the Modic change threshold at the best
     type accuracy, each binary one at the best balanced accuracy; 0.5 (the balance point the weighted
@@ -269,9 +273,6 @@ def choose_thresholds(samples: Sequence[DiscSample], modic_p: np.ndarray, binary
             **{n: choose_threshold(binary_t[:, j] > 0, binary_p[:, j])
                if (binary_t[:, j] > 0).sum() >= MIN_SELECTION_POSITIVES else 0.5
                for j, n in enumerate(BINARY_GRADINGS)}}
-
-
-MIN_SELECTION_POSITIVES = 5     # a grading with fewer validation positives (herniation: 2) does not choose the epoch
 
 
 def validation_score(modic_p: np.ndarray, binary_p: np.ndarray, modic_t: np.ndarray, binary_t: np.ndarray) -> float:
@@ -393,9 +394,7 @@ def out_of_fold_probabilities(samples: Sequence[DiscSample], settings: Mapping[s
         held = set(group)
         fit = [d for d in samples if d.patient not in held]
         idx = [i for i, d in enumerate(samples) if d.patient in held]
-        result = train_network(fit, [], s, seed + 1 + f, progress=None)
-        net = build_network(tuple(s["widths"]), float(s["dropout"]))
-        net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in result["state"].items()})
+        net = network_from_state(train_network(fit, [], s, seed + 1 + f, progress=None)["state"])
         modic_p[idx], binary_p[idx] = _predict_torch(net, np.stack([evaluation_input(samples[i]) for i in idx]))
         if progress:
             progress(f"{NAME} cross-validation fold {f + 1}/{folds}: {len(fit)} discs trained, {len(idx)} scored "
@@ -459,8 +458,8 @@ def train_and_register(data: str | Path, gradings_csv: str | Path, *, epochs: in
     torch.save(result["state"], str(tmp))
     tmp.replace(target)
     seconds = time.perf_counter() - t0
-    val_report = score_probabilities(train, modic_p, binary_p, thresholds, n_boot=0)
-    entry = manifest_entry(target, settings, seed, seconds, data, gradings_csv, split, result, val_report,
+    cv_report = score_probabilities(train, modic_p, binary_p, thresholds, n_boot=0)
+    entry = manifest_entry(target, settings, seed, seconds, data, gradings_csv, split, result, cv_report,
                            command or f"spineassist train {NAME} --data {data} --gradings {gradings_csv} --seed {seed}",
                            version)
     if out.resolve() == models_dir().resolve():
@@ -483,7 +482,7 @@ def _old_entry() -> dict[str, Any]:
 
 def manifest_entry(weights: Path, settings: Mapping[str, Any], seed: int, seconds: float, data: str | Path,
                    gradings_csv: str | Path, split: Mapping[str, list[str]], result: Mapping[str, Any],
-                   val_report: Mapping[str, Any] | None, command: str, version: str | None) -> dict[str, Any]:
+                   cv_report: Mapping[str, Any] | None, command: str, version: str | None) -> dict[str, Any]:
     """Return the manifest entry of freshly trained weights (metrics empty until ``evaluate``)."""
 
     defn = MODEL_DEFS[NAME]
@@ -527,7 +526,7 @@ def manifest_entry(weights: Path, settings: Mapping[str, Any], seed: int, second
                          "probabilities averaged over the two slice orders",
             "cross_validation_folds": [list(f) for f in result.get("folds") or []],
             "history": list(result["history"]), "seconds": round(seconds, 1), "software": _software(),
-            **({"cross_validation": val_report["summary"]} if val_report else {}),
+            **({"cross_validation": cv_report["summary"]} if cv_report else {}),
         },
         "metrics": {},
     }
