@@ -145,10 +145,17 @@ def test_a_disk_too_small_is_one_line_without_slicer_log_lines(study_dir, tmp_pa
 
 # ---- signals -------------------------------------------------------------------------------------------
 
+def _default_sigint() -> None:
+    # A suite started in the background (``make test &``, nohup) inherits SIGINT ignored, and Python
+    # keeps an ignored SIGINT ignored: the run under test gets Ctrl-C as a terminal would send it.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(study_dir, out, *extra):
     return subprocess.Popen([sys.executable, "-m", "SpineAssistLib.cli", "assess", str(study_dir), "--out", str(out),
                              "--device", "cpu", "--json-progress", *extra], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True, env={**os.environ, **ENV})
+                            stderr=subprocess.PIPE, text=True, start_new_session=True, env={**os.environ, **ENV},
+                            preexec_fn=_default_sigint)
 
 
 def _wait_for_stage(proc, stage: str) -> None:

@@ -231,7 +231,16 @@ def test_a_cancel_during_the_write_probe_leaves_no_probe_behind(tmp_path, monkey
     assert _contents(out) == {n: f"old {n}" for n in NAMES}
 
 
-def test_a_signal_taken_by_another_thread_waits_for_the_held_block():
+@pytest.fixture
+def python_sigint():
+    """Python's own SIGINT handler, as an interactive run has it, for the test's duration (a suite
+    started in the background inherits SIGINT ignored)."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
+def test_a_signal_taken_by_another_thread_waits_for_the_held_block(python_sigint):
     """The kernel may hand SIGINT to any thread (ONNX Runtime's): Python then runs the handler in the
     main thread at its next step. Inside ``signals_held`` that step must not be interrupted."""
     stop = threading.Event()
