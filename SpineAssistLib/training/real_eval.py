@@ -13,7 +13,15 @@ together):
 - vertebral body box IoU on the slice the levels were counted on (the pipeline draws boxes, not
   vertebra masks);
 - Pfirrmann exact and within-one accuracy and quadratic kappa against SPIDER's grade;
-- spondylolisthesis: Meyerding >= I against SPIDER's flag, sensitivity and specificity.
+- spondylolisthesis: Meyerding >= I against SPIDER's flag, sensitivity and specificity;
+- the disc gradings the pipeline reports from ``sag_disc_grades`` (upper and lower endplate defect,
+  narrowing, bulging: balanced accuracy, sensitivity, specificity and AUC of the probability the
+  finding carries; Modic type accuracy and the balanced accuracy of "any Modic change"), against
+  SPIDER's gradings: the product's figures, the window placed from the pipeline's own disc, where
+  ``training.disc_grades evaluate`` places it from the manual mask.
+
+A grade counts only at a disc the pipeline found and named right (as the Pfirrmann grade does); the
+share of graded discs it gave a value is reported beside each.
 
 Usage::
 
@@ -42,7 +50,12 @@ from SpineAssistLib.training.train import _manifest_lock
 FOUND_DICE = 0.5
 BOX_MARGIN_MM = 5.0
 TARGETS = {"disc_dice": 0.90, "pfirrmann_exact": 0.75, "pfirrmann_within_one": 0.97, "pfirrmann_kappa": 0.85,
-           "listhesis_sensitivity": 0.90, "listhesis_specificity": 0.95}
+           "listhesis_sensitivity": 0.90, "listhesis_specificity": 0.95,
+           **{f"{k}_balanced_accuracy": 0.80 for k in ("endplate_upper", "endplate_lower", "narrowing", "bulging")},
+           "modic_type_accuracy": 0.85}
+# the pipeline's yes/no disc findings and SPIDER's column for each (``spider.GRADING_COLUMNS`` keys)
+PRESENCE_GRADINGS = (("endplate_upper", "up_endplate"), ("endplate_lower", "low_endplate"),
+                     ("narrowing", "narrowing"), ("bulging", "bulging"))
 
 
 def _dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -95,6 +108,7 @@ def score_case(case: RealCase, result: Any | None, error: str | None = None) -> 
         rec["listhesis_pred"] = None if grade is None else int(grade >= 1)
         slip = lv.listhesis.value.slip_percent if grade is not None else None
         rec["slip_percent"] = None if slip is None else round(float(slip), 1)
+        rec.update(_disc_gradings(g, lv if rec["named"] else None))
         out["levels"].append(rec)
     if result is not None:
         for b in result.boxes:
@@ -108,6 +122,74 @@ def score_case(case: RealCase, result: Any | None, error: str | None = None) -> 
             truth_box = (rows.min(), cols.min(), rows.max() + 1, cols.max() + 1)
             out["boxes"].append({"vertebra": vert, "iou": _box_iou(b.pixel_box, truth_box)})
     return out
+
+
+def _disc_gradings(truth: Mapping[str, Any], level: Any | None) -> dict[str, Any]:
+    """Return one disc's Modic and yes/no gradings, SPIDER's against the pipeline's (None where
+    SPIDER has no grade, or the level was not named right or its finding not assessed); for a yes/no
+    finding also the probability of "present" (its confidence is that of the value it gives)."""
+    rec: dict[str, Any] = {"modic_truth": truth.get("modic"), "modic_pred": None}
+    f = None if level is None else level.modic
+    if f is not None and f.status == "assessed" and f.value is not None:
+        rec["modic_pred"] = f.value.type
+    for key, column in PRESENCE_GRADINGS:
+        t = truth.get(column)
+        rec[f"{key}_truth"] = None if t is None else bool(t)
+        rec[f"{key}_pred"] = rec[f"{key}_p"] = None
+        f = None if level is None else getattr(level, key)
+        if f is None or f.status != "assessed" or f.value is None:
+            continue
+        rec[f"{key}_pred"] = f.value.present
+        if f.confidence is not None:
+            rec[f"{key}_p"] = f.confidence if f.value.present else 1.0 - f.confidence
+    return rec
+
+
+def _presence_summary(lv: Sequence[Sequence[Mapping[str, Any]]], key: str, n_boot: int) -> dict[str, Any]:
+    """Return a yes/no grading's figures over the discs SPIDER graded and the pipeline gave a value."""
+    pairs = [[(x[f"{key}_truth"], x[f"{key}_pred"], x[f"{key}_p"]) for x in p
+              if x.get(f"{key}_truth") is not None and x.get(f"{key}_pred") is not None] for p in lv]
+    graded = [[x for x in p if x.get(f"{key}_truth") is not None] for p in lv]
+
+    def rates(items: list) -> tuple[float, float]:
+        return M.sensitivity_specificity([t for t, _, _ in items], [q for _, q, _ in items])
+
+    def balanced(items: list) -> float | None:
+        sens, spec = rates(items)
+        return None if np.isnan(sens) or np.isnan(spec) else (sens + spec) / 2
+
+    def auc(items: list) -> float | None:
+        scored = [(t, p) for t, _, p in items if p is not None]
+        v = M.auc([t for t, _ in scored], [p for _, p in scored]) if scored else float("nan")
+        return None if np.isnan(v) else v
+
+    return {"balanced_accuracy": _patient_bootstrap(pairs, balanced, n_boot),
+            "sensitivity": _patient_bootstrap(pairs, lambda i: _none_if_nan(rates(i)[0]), n_boot),
+            "specificity": _patient_bootstrap(pairs, lambda i: _none_if_nan(rates(i)[1]), n_boot),
+            "auc": _patient_bootstrap(pairs, auc, n_boot),
+            "positives": sum(1 for p in pairs for t, _, _ in p if t),
+            "graded_share": _patient_bootstrap(graded, lambda i: float(np.mean(
+                [x[f"{key}_pred"] is not None for x in i])), n_boot)}
+
+
+def _none_if_nan(v: float) -> float | None:
+    return None if np.isnan(v) else v
+
+
+def _modic_summary(lv: Sequence[Sequence[Mapping[str, Any]]], n_boot: int) -> dict[str, Any]:
+    """Return the Modic type accuracy, the balanced accuracy of any change against none, and the
+    accuracy of always answering "no change" on the same discs."""
+    pairs = [[(x["modic_truth"], x["modic_pred"]) for x in p
+              if x.get("modic_truth") is not None and x.get("modic_pred") is not None] for p in lv]
+
+    def change(items: list) -> float | None:
+        sens, spec = M.sensitivity_specificity([t != 0 for t, _ in items], [q != 0 for _, q in items])
+        return None if np.isnan(sens) or np.isnan(spec) else (sens + spec) / 2
+
+    return {"type_accuracy": _patient_bootstrap(pairs, lambda i: float(np.mean([t == q for t, q in i])), n_boot),
+            "change_balanced_accuracy": _patient_bootstrap(pairs, change, n_boot),
+            "majority_accuracy": M._round(float(np.mean([t == 0 for p in pairs for t, _ in p]))) if any(pairs) else None,
+            "changes": sum(1 for p in pairs for t, _ in p if t != 0)}
 
 
 def _patient_bootstrap(per_patient: Sequence[Sequence[Any]], statistic: Callable[[list], float | None],
@@ -177,6 +259,8 @@ def summarise(cases: Sequence[Mapping[str, Any]], n_boot: int = M.N_BOOTSTRAP) -
         "named_right_when_confident": _share_named([x for p in lv for x in p], lambda c: c >= LOW_LEVEL_CONFIDENCE),
         "named_right_when_unsure": _share_named([x for p in lv for x in p], lambda c: c < LOW_LEVEL_CONFIDENCE),
         "patients_flagged_for_review": sum(1 for c in cases if c.get("review")),
+        "disc_gradings": {**{key: _presence_summary(lv, key, n_boot) for key, _ in PRESENCE_GRADINGS},
+                          "modic": _modic_summary(lv, n_boot)},
     }
 
 
@@ -300,6 +384,7 @@ def markdown_table(report: Mapping[str, Any]) -> str:
              "| metric | value (95 % CI, patients resampled) | n | target |", "|---|---|---|---|"]
     for label, key, target in rows:
         lines.append(f"| {label} | {_fmt(s[key])} | {s[key]['n']} | {target} |")
+    lines += _gradings_table(s.get("disc_gradings"))
     cm = s["pfirrmann_confusion"]
     lines += ["", "Pfirrmann confusion (rows: SPIDER's radiologists, columns: SpineAssist):", "",
               "| | I | II | III | IV | V |", "|---|---|---|---|---|---|"]
@@ -307,20 +392,55 @@ def markdown_table(report: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+GRADING_NAMES = {"endplate_upper": "upper endplate defect", "endplate_lower": "lower endplate defect",
+                 "narrowing": "disc narrowing", "bulging": "disc bulging"}
+
+
+def _gradings_table(g: Mapping[str, Any] | None) -> list[str]:
+    """Return the lines of the disc-gradings table (none for a report made before they were scored)."""
+    if not g:
+        return []
+    lines = ["", "Disc gradings as the pipeline reports them (`sag_disc_grades` on the pipeline's own disc; "
+             "only discs found and named right):", "",
+             "| grading | positives | balanced accuracy | sensitivity | specificity | AUC | discs given a value | target |",
+             "|---|---|---|---|---|---|---|---|"]
+    for key, label in GRADING_NAMES.items():
+        m = g[key]
+        lines.append(f"| {label} | {m['positives']} of {m['balanced_accuracy']['n']} | {_fmt(m['balanced_accuracy'])} | "
+                     f"{_fmt(m['sensitivity'])} | {_fmt(m['specificity'])} | {_fmt(m['auc'])} | "
+                     f"{_fmt(m['graded_share'])} | balanced accuracy >= 0.80 |")
+    m = g["modic"]
+    lines.append(f"| any Modic change | {m['changes']} of {m['type_accuracy']['n']} | {_fmt(m['change_balanced_accuracy'])} "
+                 f"| | | | | |")
+    lines += ["", f"Modic type (0/1/2/3) accuracy: {_fmt(m['type_accuracy'])}, target >= 0.85 (always answering "
+                  f"\"no change\" on the same discs: {m['majority_accuracy']})."]
+    return lines
+
+
+REAL_SOURCE = "spineassist evaluate --real"
+GRADED_BY = "sag_disc_grades"     # the model whose findings ``disc_gradings`` scores
+
+
 def store_real_in_manifest(report: Mapping[str, Any], manifest_path: str | Path | None = None) -> None:
     """Write the held-out real patients' summary beside each sagittal model's phantom metrics, keyed
-    by the weights it was measured with (the phantom evaluation leaves it in place)."""
+    by the weights it was measured with (the phantom evaluation leaves it in place). A model whose
+    ``real_metrics`` come from its own held-out evaluation (``sag_canal_unet``'s, from
+    ``training.canal_eval``) keeps them; the disc gradings' figures go to ``GRADED_BY`` only."""
     import json
 
     path = Path(manifest_path) if manifest_path else models_dir() / "manifest.json"
     measured = {m["name"]: m["sha256"] for m in report["models"]}
-    summary = {k: v for k, v in report["summary"].items()}
+    summary = {k: v for k, v in report["summary"].items() if k != "disc_gradings"}
+    source = f"{REAL_SOURCE} (SPIDER held-out patients " + ", ".join(report["patients"]) + ")"
     with _manifest_lock(path):
         data = json.loads(path.read_text(encoding="utf-8"))
         for m in data["models"]:
-            if m["name"] in measured:
-                m["real_metrics"] = {"sha256": measured[m["name"]], "source": "spineassist evaluate --real "
-                                     "(SPIDER held-out patients " + ", ".join(report["patients"]) + ")", **summary}
+            own = m.get("real_metrics", {}).get("source", REAL_SOURCE)
+            if m["name"] not in measured or not own.startswith(REAL_SOURCE):
+                continue
+            m["real_metrics"] = {"sha256": measured[m["name"]], "source": source, **summary}
+            if m["name"] == GRADED_BY and "disc_gradings" in report["summary"]:
+                m["real_metrics"]["disc_gradings"] = report["summary"]["disc_gradings"]
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
         tmp.replace(path)

@@ -308,3 +308,85 @@ def test_spider_mha_reader_and_train_builds_all_four_sagittal_sets(tmp_path):
     assert any((tmp_path / "sets" / "sag_pfirrmann_cls" / "train" / "grade2").iterdir())
     with pytest.raises(SpineAssistError, match="SPIDER is sagittal"):
         build_real_sets(tmp_path / "spider", tmp_path / "x", g, ["ax_msu_pose"])
+
+
+def test_real_scoring_of_the_disc_gradings_the_pipeline_reports(tmp_path):
+    """Endplate and Modic grades read off the pipeline's levels, against SPIDER's columns, only at
+    discs named right; a level with no value (not assessed) counts as not graded."""
+    from SpineAssistLib.findings import ModicFinding, ModicType, Presence, UpperEndplateFinding
+    from SpineAssistLib.training.real_eval import score_case, summarise
+    from SpineAssistLib.training.spider import read_gradings, read_png_patient
+
+    root = _png_folder(tmp_path / "spider", patients=("3",))
+    # IVD label 1 is L5-S1 ... 5 is L1-L2; the thoracic discs (6, 7) are not scored
+    up = {1: 1, 2: 1, 3: 0, 4: 0, 5: 0}
+    modic = {1: 2, 2: 0, 3: 0, 4: 2, 5: 0}
+    with open(root / "radiological_gradings.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["Patient", "IVD label", "Modic", "UP endplate", "LOW endplate", "Spondylolisthesis",
+                    "Disc herniation", "Disc narrowing", "Disc bulging", "Pfirrman grade"])
+        for ivd in range(1, 8):
+            w.writerow([3, ivd, modic.get(ivd, 0), up.get(ivd, 0), 0, 0, 0, 0, 0, 2])
+    case = read_png_patient(root, "3", read_gradings(root / "radiological_gradings.csv"))
+    result = _result_from_truth(case)
+    # (present, confidence of the value given) from L5-S1 up; L1-L2's endplate left not assessed
+    calls = {"L5-S1": (True, 0.9), "L4-L5": (False, 0.8), "L3-L4": (True, 0.7), "L2-L3": (False, 0.9)}
+    modic_calls = {"L5-S1": 2, "L4-L5": 0, "L3-L4": 2, "L2-L3": 0, "L1-L2": 0}
+    for lv in result.assessment.levels:
+        if lv.name in calls:
+            present, conf = calls[lv.name]
+            lv.endplate_upper = UpperEndplateFinding(model=Presence(present), confidence=conf)
+        if lv.name in modic_calls:
+            lv.modic = ModicFinding(model=ModicType(modic_calls[lv.name]), confidence=0.6)
+    rec = score_case(case, result)
+    by = {x["level"]: x for x in rec["levels"]}
+    assert by["L4-L5"]["endplate_upper_truth"] is True and by["L4-L5"]["endplate_upper_pred"] is False
+    assert by["L4-L5"]["endplate_upper_p"] == pytest.approx(0.2)        # the probability of "present"
+    assert by["L1-L2"]["endplate_upper_pred"] is None and by["L1-L2"]["endplate_upper_truth"] is False
+    g = summarise([rec], n_boot=20)["disc_gradings"]
+    e = g["endplate_upper"]
+    # truth present at L5-S1, L4-L5 (found 1 of 2); absent at L3-L4, L2-L3 (1 false call of 2)
+    assert e["sensitivity"]["value"] == pytest.approx(0.5) and e["specificity"]["value"] == pytest.approx(0.5)
+    assert e["balanced_accuracy"]["value"] == pytest.approx(0.5) and e["positives"] == 2
+    # present-probabilities 0.9, 0.2 against 0.7, 0.1: 3 of 4 pairs ranked right
+    assert e["auc"]["value"] == pytest.approx(0.75)
+    assert e["graded_share"]["value"] == pytest.approx(0.8)              # 4 of 5 lumbar discs
+    assert g["narrowing"]["balanced_accuracy"]["value"] is None and g["narrowing"]["graded_share"]["value"] == 0
+    m = g["modic"]
+    assert m["type_accuracy"]["value"] == pytest.approx(0.6) and m["changes"] == 2
+    assert m["change_balanced_accuracy"]["value"] == pytest.approx((0.5 + 2 / 3) / 2, abs=1e-4)
+    assert m["majority_accuracy"] == pytest.approx(0.6)
+    from SpineAssistLib.training.real_eval import markdown_table
+    md = markdown_table({"summary": summarise([rec], n_boot=20), "patients": ["3"]})
+    row = next(line for line in md.splitlines() if line.startswith("| upper endplate defect"))
+    assert "| 2 of 4 | 0.500" in row and "| disc narrowing | 0 of 0 | n/a" in md
+    assert "Modic type (0/1/2/3) accuracy: 0.600" in md
+    # every disc named one level too high: no grade is scored
+    shift = {"L5-S1": "L4-L5", "L4-L5": "L3-L4", "L3-L4": "L2-L3", "L2-L3": "L1-L2", "L1-L2": "T12-L1",
+             "T12-L1": "T11-T12", "T11-T12": "T11-T12"}
+    wrong = score_case(case, _result_from_truth(case, shift))
+    assert all(x["endplate_upper_pred"] is None and x["modic_pred"] is None for x in wrong["levels"])
+
+
+def test_storing_real_figures_keeps_a_model_s_own_held_out_evaluation(tmp_path):
+    """``evaluate --real --update-manifest`` once replaced the canal model's own held-out figures
+    (``training.canal_eval``) with the pipeline's summary."""
+    import json
+
+    from SpineAssistLib.training.real_eval import store_real_in_manifest
+
+    canal_own = {"sha256": "c" * 64, "source": "training.canal_eval (SPIDER held-out patients 7)", "canal_dice": {}}
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps({"models": [
+        {"name": "sag_disc_unet", "real_metrics": {"source": "spineassist evaluate --real (old)", "disc_dice": 0.1}},
+        {"name": "sag_canal_unet", "real_metrics": canal_own},
+        {"name": "sag_disc_grades"}, {"name": "ax_disc_seg"}]}))
+    summary = {"disc_dice": {"value": 0.87}, "disc_gradings": {"narrowing": {"positives": 3}}}
+    report = {"patients": ["7"], "summary": summary,
+              "models": [{"name": n, "sha256": n[:1] * 64} for n in ("sag_disc_unet", "sag_canal_unet", "sag_disc_grades")]}
+    store_real_in_manifest(report, path)
+    got = {m["name"]: m.get("real_metrics") for m in json.loads(path.read_text())["models"]}
+    assert got["sag_canal_unet"] == canal_own
+    assert got["sag_disc_unet"]["disc_dice"] == {"value": 0.87} and "disc_gradings" not in got["sag_disc_unet"]
+    assert got["sag_disc_grades"]["disc_gradings"] == {"narrowing": {"positives": 3}}
+    assert got["ax_disc_seg"] is None                                     # not measured by this report
