@@ -38,6 +38,7 @@ from SpineAssistLib.findings import (
     Level,
     value_type_of,
 )
+from SpineAssistLib.models.registry import held_out_figures
 
 DISCLAIMER = ("Research use only. SpineAssist is not validated for clinical use: its sagittal models were "
               "developed on 29 patients of a public research set (SPIDER) and on synthetic data, its axial models "
@@ -209,7 +210,34 @@ def _other_sagittal_table(a: Assessment) -> str:
     return (f'<table class="levels other"><tr><th>Level</th>{head}</tr>{rows}</table>'
             '<p class="meas">Modic type 1-3 for the endplates above and below the disc together. Canal AP: the '
             "central canal's antero-posterior diameter at the disc on the mid-sagittal slice, graded by Verbiest's "
-            "rule: absolute stenosis below 10 mm, relative from 10 to 12 mm.</p>")
+            "rule: absolute stenosis below 10 mm, relative from 10 to 12 mm.</p>" + _held_out_note(a))
+
+
+DISC_GRADES_MODEL = "sag_disc_grades"
+HELD_OUT_GRADINGS = (("endplate_upper", "upper endplate defect"), ("endplate_lower", "lower endplate defect"),
+                     ("narrowing", "narrowing"), ("bulging", "bulging"))
+
+
+def _held_out_note(a: Assessment) -> str:
+    """Say how far the disc-grades model's calls held on held-out real patients, from the figures the
+    manifest records for the very weights this assessment used (none for other weights)."""
+    info = next((m for m in a.models if m.name == DISC_GRADES_MODEL), None)
+    figures = {} if info is None else held_out_figures(info.name, info.sha256)
+    g = figures.get("disc_gradings") or {}
+    binary = [f"{label} {g[k]['balanced_accuracy']['value']:.2f}" for k, label in HELD_OUT_GRADINGS
+              if g.get(k, {}).get("balanced_accuracy", {}).get("value") is not None]
+    parts = ["balanced accuracy " + ", ".join(binary)] if binary else []
+    modic = g.get("modic", {})
+    if modic.get("type_accuracy", {}).get("value") is not None:
+        parts.append(f"Modic type accuracy {modic['type_accuracy']['value']:.2f} (answering \"none\" everywhere: "
+                     f"{modic['majority_accuracy']:.2f})")
+    if not parts:
+        return ('<p class="meas"><b>How far to trust these:</b> no held-out figures are on record for the '
+                "disc-grades weights of this assessment; read Modic, endplates, narrowing and bulging on the images.</p>")
+    return ('<p class="meas"><b>How far to trust these:</b> graded as this software grades them, on '
+            f"{_e(figures.get('patients', 'the'))} held-out patients of a public research set (SPIDER): "
+            f"{_e('; '.join(parts))}. Where a figure is below 0.80, read that grade as a pointer to where to look, not "
+            "a finding; the model card gives each figure with its interval.</p>")
 
 
 def _caption(image: KeyImage, assessment: Assessment) -> str:

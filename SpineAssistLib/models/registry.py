@@ -52,6 +52,8 @@ class ModelSpec:
     description: str = ""
     thresholds: Mapping[str, float] = field(default_factory=dict)
     outputs: Mapping[str, Any] = field(default_factory=dict)
+    # held-out real-patient figures, with the sha256 of the weights they were measured with
+    real_metrics: Mapping[str, Any] = field(default_factory=dict)
     models_dir: Path = field(default=Path("."), compare=False)
 
     @property
@@ -85,7 +87,8 @@ class ModelSpec:
                    keypoints=tuple(d.get("keypoints", ())), size_bytes=d.get("size_bytes"),
                    description=d.get("description", ""),
                    thresholds={str(k): float(v) for k, v in thresholds.items()},
-                   outputs=dict(d.get("outputs", {})), models_dir=models_dir)
+                   outputs=dict(d.get("outputs", {})), real_metrics=dict(d.get("real_metrics", {})),
+                   models_dir=models_dir)
 
 
 def models_dir() -> Path:
@@ -121,6 +124,20 @@ def model_spec(name: str, manifest: Mapping[str, ModelSpec] | None = None) -> Mo
     if name not in specs:
         raise ModelError(f"no bundled model named {name!r}; models are {', '.join(sorted(specs)) or '(none)'}")
     return specs[name]
+
+
+def held_out_figures(name: str, sha256: str, manifest: Mapping[str, ModelSpec] | None = None) -> Mapping[str, Any]:
+    """Return the held-out real-patient figures the manifest records for model ``name`` measured with
+    the weights ``sha256``; empty where there are none for those weights (a site's own model, weights
+    retrained and not yet scored, no manifest)."""
+    try:
+        specs = load_manifest() if manifest is None else manifest
+    except ModelError:
+        return {}
+    spec = specs.get(name)
+    if spec is None or spec.real_metrics.get("sha256") != sha256:
+        return {}
+    return spec.real_metrics
 
 
 def sha256_file(path: str | Path) -> str:

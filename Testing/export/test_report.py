@@ -278,3 +278,27 @@ def test_report_says_when_the_study_needs_review(tmp_path):
     assert re.search(r'<div class="review"><b>Needs review.</b> Look closely at: levels found or named with low '
                      r'confidence: L4-L5 \(0\.31\)</div>', html)
     assert "confidence 0.31" in html
+
+
+def test_the_gradings_table_says_how_the_bundled_weights_did_on_held_out_patients(report):
+    """The figures come from the manifest, for the very weights the assessment used."""
+    from SpineAssistLib.export.report_html import render_report_html
+    from SpineAssistLib.findings import ModelInfo
+    from SpineAssistLib.models.registry import load_manifest
+
+    # the fixture's models are not the bundled disc-grades weights: no figures claimed
+    assert "no held-out figures are on record for the disc-grades weights" in report
+    spec = load_manifest()["sag_disc_grades"]
+    g = spec.real_metrics["disc_gradings"]
+    a = S.assessment()
+    a.models = [*a.models, ModelInfo("sag_disc_grades", spec.sha256)]
+    bundled = a
+    html = render_report_html(bundled)
+    note = re.search(r"<b>How far to trust these:</b>([^<]*)</p>", html).group(1)
+    assert f"on {spec.real_metrics['patients']} held-out patients" in note
+    for key, label in (("endplate_upper", "upper endplate defect"), ("narrowing", "narrowing"), ("bulging", "bulging")):
+        assert f"{label} {g[key]['balanced_accuracy']['value']:.2f}" in note
+    assert f"Modic type accuracy {g['modic']['type_accuracy']['value']:.2f}" in note
+    # other weights under the same name (a site's retrained model): the bundled figures are not theirs
+    a.models = [ModelInfo("sag_disc_grades", "0" * 64)]
+    assert "no held-out figures are on record" in render_report_html(a)
