@@ -155,8 +155,7 @@ def _presence_summary(lv: Sequence[Sequence[Mapping[str, Any]]], key: str, n_boo
         return M.sensitivity_specificity([t for t, _, _ in items], [q for _, q, _ in items])
 
     def balanced(items: list) -> float | None:
-        sens, spec = rates(items)
-        return None if np.isnan(sens) or np.isnan(spec) else (sens + spec) / 2
+        return _balanced([t for t, _, _ in items], [q for _, q, _ in items])
 
     def auc(items: list) -> float | None:
         scored = [(t, p) for t, _, p in items if p is not None]
@@ -176,18 +175,21 @@ def _none_if_nan(v: float) -> float | None:
     return None if np.isnan(v) else v
 
 
+def _balanced(truth: Sequence[bool], pred: Sequence[bool]) -> float | None:
+    """Return the mean of sensitivity and specificity; None where the truth lacks a class."""
+    sens, spec = M.sensitivity_specificity(truth, pred)
+    return None if np.isnan(sens) or np.isnan(spec) else (sens + spec) / 2
+
+
 def _modic_summary(lv: Sequence[Sequence[Mapping[str, Any]]], n_boot: int) -> dict[str, Any]:
     """Return the Modic type accuracy, the balanced accuracy of any change against none, and the
     accuracy of always answering "no change" on the same discs."""
     pairs = [[(x["modic_truth"], x["modic_pred"]) for x in p
               if x.get("modic_truth") is not None and x.get("modic_pred") is not None] for p in lv]
 
-    def change(items: list) -> float | None:
-        sens, spec = M.sensitivity_specificity([t != 0 for t, _ in items], [q != 0 for _, q in items])
-        return None if np.isnan(sens) or np.isnan(spec) else (sens + spec) / 2
-
     return {"type_accuracy": _patient_bootstrap(pairs, lambda i: float(np.mean([t == q for t, q in i])), n_boot),
-            "change_balanced_accuracy": _patient_bootstrap(pairs, change, n_boot),
+            "change_balanced_accuracy": _patient_bootstrap(
+                pairs, lambda i: _balanced([t != 0 for t, _ in i], [q != 0 for _, q in i]), n_boot),
             "majority_accuracy": M._round(float(np.mean([t == 0 for p in pairs for t, _ in p]))) if any(pairs) else None,
             "changes": sum(1 for p in pairs for t, _ in p if t != 0)}
 
