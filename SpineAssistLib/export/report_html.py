@@ -214,8 +214,7 @@ def _other_sagittal_table(a: Assessment) -> str:
 
 
 DISC_GRADES_MODEL = "sag_disc_grades"
-HELD_OUT_GRADINGS = (("endplate_upper", "upper endplate defect"), ("endplate_lower", "lower endplate defect"),
-                     ("narrowing", "narrowing"), ("bulging", "bulging"))
+HELD_OUT_GRADINGS = ("endplate_upper", "endplate_lower", "narrowing", "bulging")   # sag_disc_grades' yes/no calls
 
 
 def _held_out_note(a: Assessment) -> str:
@@ -224,7 +223,7 @@ def _held_out_note(a: Assessment) -> str:
     info = next((m for m in a.models if m.name == DISC_GRADES_MODEL), None)
     figures = {} if info is None else held_out_figures(info.name, info.sha256)
     g = figures.get("disc_gradings") or {}
-    binary = [f"{label} {g[k]['balanced_accuracy']['value']:.2f}" for k, label in HELD_OUT_GRADINGS
+    binary = [f"{FINDING_TITLES[k]} {g[k]['balanced_accuracy']['value']:.2f}" for k in HELD_OUT_GRADINGS
               if g.get(k, {}).get("balanced_accuracy", {}).get("value") is not None]
     parts = ["balanced accuracy " + ", ".join(binary)] if binary else []
     modic = g.get("modic", {})

@@ -72,7 +72,8 @@ from SpineAssistLib.models.disc_grades_net import (
 from SpineAssistLib.models.imaging import normalize_slice
 from SpineAssistLib.models.registry import models_dir, sha256_file
 from SpineAssistLib.training import metrics as M
-from SpineAssistLib.training.real_eval import _patient_bootstrap, variant_case
+from SpineAssistLib.training.metrics import balanced_accuracy
+from SpineAssistLib.training.real_eval import variant_case
 from SpineAssistLib.training.spider import (
     HELD_OUT_PATIENTS,
     iter_cases,
@@ -226,12 +227,6 @@ def targets(samples: Sequence[DiscSample]) -> tuple[np.ndarray, np.ndarray, np.n
 
 
 # ---- thresholds and scores -----------------------------------------------------------------
-
-def balanced_accuracy(truth: Sequence[bool], pred: Sequence[bool]) -> float:
-    """Return the mean of sensitivity and specificity (nan where a class is absent)."""
-    sens, spec = M.sensitivity_specificity(truth, pred)
-    return float((sens + spec) / 2)
-
 
 def choose_threshold(truth: Sequence[bool], prob: Sequence[float]) -> float:
     """Return the threshold that maximises the balanced accuracy of ``prob >= t`` (ties: the middle
@@ -563,7 +558,7 @@ def summarise(records: Sequence[Mapping[str, Any]], n_boot: int = M.N_BOOTSTRAP)
         if n_boot == 0:
             v = stat(list(records))
             return {"value": M._round(v), "ci95": [None, None], "n": len(records)}
-        return _patient_bootstrap(groups, stat, n_boot)
+        return M.cluster_ci(groups, stat, n_boot)
 
     def nan_none(f: Callable[[list], float]) -> Callable[[list], float | None]:
         def g(items: list) -> float | None:

@@ -102,6 +102,12 @@ def sensitivity_specificity(truth: Sequence[bool], pred: Sequence[bool]) -> tupl
     return sens, spec
 
 
+def balanced_accuracy(truth: Sequence[bool], pred: Sequence[bool]) -> float:
+    """Return the mean of sensitivity and specificity (nan where the truth lacks a class)."""
+    sens, spec = sensitivity_specificity(truth, pred)
+    return float((sens + spec) / 2)
+
+
 def auc(truth: Sequence[bool], score: Sequence[float]) -> float:
     """Return the ROC AUC of scores for a binary truth (Mann-Whitney U with tie correction)."""
     t = np.asarray(truth, bool)

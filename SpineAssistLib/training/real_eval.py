@@ -39,7 +39,7 @@ import numpy as np
 
 from SpineAssistLib.anatomy import DISC_LABELS, VERTEBRA_LABELS
 from SpineAssistLib.errors import SpineAssistError
-from SpineAssistLib.findings import LOW_LEVEL_CONFIDENCE, STANDARD_LUMBAR_LEVELS
+from SpineAssistLib.findings import FINDING_TITLES, LOW_LEVEL_CONFIDENCE, STANDARD_LUMBAR_LEVELS
 from SpineAssistLib.geometry import flip_index
 from SpineAssistLib.models.registry import models_dir
 from SpineAssistLib.pipeline.assess import SAGITTAL_MODELS, ModelSet, assess
@@ -151,34 +151,22 @@ def _presence_summary(lv: Sequence[Sequence[Mapping[str, Any]]], key: str, n_boo
               if x.get(f"{key}_truth") is not None and x.get(f"{key}_pred") is not None] for p in lv]
     graded = [[x for x in p if x.get(f"{key}_truth") is not None] for p in lv]
 
+    # a statistic undefined on a resample (one class only) is nan: cluster_ci leaves it out
     def rates(items: list) -> tuple[float, float]:
         return M.sensitivity_specificity([t for t, _, _ in items], [q for _, q, _ in items])
 
-    def balanced(items: list) -> float | None:
-        return _balanced([t for t, _, _ in items], [q for _, q, _ in items])
-
-    def auc(items: list) -> float | None:
+    def auc(items: list) -> float:
         scored = [(t, p) for t, _, p in items if p is not None]
-        v = M.auc([t for t, _ in scored], [p for _, p in scored]) if scored else float("nan")
-        return None if np.isnan(v) else v
+        return M.auc([t for t, _ in scored], [p for _, p in scored])
 
-    return {"balanced_accuracy": _patient_bootstrap(pairs, balanced, n_boot),
-            "sensitivity": _patient_bootstrap(pairs, lambda i: _none_if_nan(rates(i)[0]), n_boot),
-            "specificity": _patient_bootstrap(pairs, lambda i: _none_if_nan(rates(i)[1]), n_boot),
-            "auc": _patient_bootstrap(pairs, auc, n_boot),
+    return {"balanced_accuracy": M.cluster_ci(
+                pairs, lambda i: M.balanced_accuracy([t for t, _, _ in i], [q for _, q, _ in i]), n_boot),
+            "sensitivity": M.cluster_ci(pairs, lambda i: rates(i)[0], n_boot),
+            "specificity": M.cluster_ci(pairs, lambda i: rates(i)[1], n_boot),
+            "auc": M.cluster_ci(pairs, auc, n_boot),
             "positives": sum(1 for p in pairs for t, _, _ in p if t),
-            "graded_share": _patient_bootstrap(graded, lambda i: float(np.mean(
+            "graded_share": M.cluster_ci(graded, lambda i: float(np.mean(
                 [x[f"{key}_pred"] is not None for x in i])), n_boot)}
-
-
-def _none_if_nan(v: float) -> float | None:
-    return None if np.isnan(v) else v
-
-
-def _balanced(truth: Sequence[bool], pred: Sequence[bool]) -> float | None:
-    """Return the mean of sensitivity and specificity; None where the truth lacks a class."""
-    sens, spec = M.sensitivity_specificity(truth, pred)
-    return None if np.isnan(sens) or np.isnan(spec) else (sens + spec) / 2
 
 
 def _modic_summary(lv: Sequence[Sequence[Mapping[str, Any]]], n_boot: int) -> dict[str, Any]:
@@ -187,30 +175,11 @@ def _modic_summary(lv: Sequence[Sequence[Mapping[str, Any]]], n_boot: int) -> di
     pairs = [[(x["modic_truth"], x["modic_pred"]) for x in p
               if x.get("modic_truth") is not None and x.get("modic_pred") is not None] for p in lv]
 
-    return {"type_accuracy": _patient_bootstrap(pairs, lambda i: float(np.mean([t == q for t, q in i])), n_boot),
-            "change_balanced_accuracy": _patient_bootstrap(
-                pairs, lambda i: _balanced([t != 0 for t, _ in i], [q != 0 for _, q in i]), n_boot),
+    return {"type_accuracy": M.cluster_ci(pairs, lambda i: float(np.mean([t == q for t, q in i])), n_boot),
+            "change_balanced_accuracy": M.cluster_ci(
+                pairs, lambda i: M.balanced_accuracy([t != 0 for t, _ in i], [q != 0 for _, q in i]), n_boot),
             "majority_accuracy": M._round(float(np.mean([t == 0 for p in pairs for t, _ in p]))) if any(pairs) else None,
             "changes": sum(1 for p in pairs for t, _ in p if t != 0)}
-
-
-def _patient_bootstrap(per_patient: Sequence[Sequence[Any]], statistic: Callable[[list], float | None],
-                       n_boot: int, seed: int = 0) -> dict[str, Any]:
-    """Return the statistic over all items and its 95 % interval, resampling patients."""
-    flat = [x for p in per_patient for x in p]
-    value = statistic(flat) if flat else None
-    rng = np.random.default_rng(seed)
-    boots = []
-    n = len(per_patient)
-    for _ in range(n_boot if flat else 0):
-        pick = rng.integers(0, n, n)
-        items = [x for i in pick for x in per_patient[i]]
-        v = statistic(items) if items else None
-        if v is not None and np.isfinite(v):
-            boots.append(v)
-    lo, hi = (np.percentile(boots, [2.5, 97.5]).tolist() if boots else [None, None])
-    r = M._round
-    return {"value": r(value), "ci95": [r(lo), r(hi)], "n": len(flat)}
 
 
 def summarise(cases: Sequence[Mapping[str, Any]], n_boot: int = M.N_BOOTSTRAP) -> dict[str, Any]:
@@ -240,22 +209,22 @@ def summarise(cases: Sequence[Mapping[str, Any]], n_boot: int = M.N_BOOTSTRAP) -
     return {
         "patients": len(cases), "failed_runs": sum(1 for c in cases if c["error"]),
         "levels": sum(len(p) for p in lv),
-        "disc_dice": _patient_bootstrap(lv, mean_of("dice"), n_boot),
-        "disc_named_dice": _patient_bootstrap(lv, mean_of("named_dice"), n_boot),
-        "discs_found": _patient_bootstrap(lv, mean_of("found"), n_boot),
-        "discs_named_right": _patient_bootstrap(lv, mean_of("named"), n_boot),
+        "disc_dice": M.cluster_ci(lv, mean_of("dice"), n_boot),
+        "disc_named_dice": M.cluster_ci(lv, mean_of("named_dice"), n_boot),
+        "discs_found": M.cluster_ci(lv, mean_of("found"), n_boot),
+        "discs_named_right": M.cluster_ci(lv, mean_of("named"), n_boot),
         "patients_all_named": sum(1 for p in lv if p and all(x["named"] for x in p)),
-        "vertebra_box_iou": _patient_bootstrap(box, mean_of("iou"), n_boot),
-        "pfirrmann_exact": _patient_bootstrap(graded, lambda i: float(np.mean(
+        "vertebra_box_iou": M.cluster_ci(box, mean_of("iou"), n_boot),
+        "pfirrmann_exact": M.cluster_ci(graded, lambda i: float(np.mean(
             [x["pfirrmann_truth"] == x["pfirrmann_pred"] for x in i])), n_boot),
-        "pfirrmann_within_one": _patient_bootstrap(graded, lambda i: float(np.mean(
+        "pfirrmann_within_one": M.cluster_ci(graded, lambda i: float(np.mean(
             [abs(x["pfirrmann_truth"] - x["pfirrmann_pred"]) <= 1 for x in i])), n_boot),
-        "pfirrmann_kappa": _patient_bootstrap(graded, kappa, n_boot),
-        "pfirrmann_graded_share": _patient_bootstrap(all_graded, lambda i: float(np.mean(
+        "pfirrmann_kappa": M.cluster_ci(graded, kappa, n_boot),
+        "pfirrmann_graded_share": M.cluster_ci(all_graded, lambda i: float(np.mean(
             [x["pfirrmann_pred"] is not None for x in i])), n_boot),
         "pfirrmann_confusion": _confusion(graded),
-        "listhesis_sensitivity": _patient_bootstrap(flagged, sens, n_boot),
-        "listhesis_specificity": _patient_bootstrap(flagged, spec, n_boot),
+        "listhesis_sensitivity": M.cluster_ci(flagged, sens, n_boot),
+        "listhesis_specificity": M.cluster_ci(flagged, spec, n_boot),
         "listhesis_positives": sum(1 for p in flagged for x in p if x["listhesis_truth"]),
         # does the confidence tell right names from wrong ones? (levels the pipeline reported)
         "named_right_when_confident": _share_named([x for p in lv for x in p], lambda c: c >= LOW_LEVEL_CONFIDENCE),
@@ -394,10 +363,6 @@ def markdown_table(report: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-GRADING_NAMES = {"endplate_upper": "upper endplate defect", "endplate_lower": "lower endplate defect",
-                 "narrowing": "disc narrowing", "bulging": "disc bulging"}
-
-
 def _gradings_table(g: Mapping[str, Any] | None) -> list[str]:
     """Return the lines of the disc-gradings table (none for a report made before they were scored)."""
     if not g:
@@ -406,9 +371,9 @@ def _gradings_table(g: Mapping[str, Any] | None) -> list[str]:
              "only discs found and named right):", "",
              "| grading | positives | balanced accuracy | sensitivity | specificity | AUC | discs given a value | target |",
              "|---|---|---|---|---|---|---|---|"]
-    for key, label in GRADING_NAMES.items():
+    for key, _ in PRESENCE_GRADINGS:
         m = g[key]
-        lines.append(f"| {label} | {m['positives']} of {m['balanced_accuracy']['n']} | {_fmt(m['balanced_accuracy'])} | "
+        lines.append(f"| {FINDING_TITLES[key]} | {m['positives']} of {m['balanced_accuracy']['n']} | {_fmt(m['balanced_accuracy'])} | "
                      f"{_fmt(m['sensitivity'])} | {_fmt(m['specificity'])} | {_fmt(m['auc'])} | "
                      f"{_fmt(m['graded_share'])} | balanced accuracy >= 0.80 |")
     m = g["modic"]

@@ -146,11 +146,6 @@ def _depths(records: Iterable[Mapping[str, Any]], option: str) -> tuple[np.ndarr
     return np.array(t, bool), np.array(d, float)
 
 
-def balanced_accuracy(truth: Sequence[bool], pred: Sequence[bool]) -> float:
-    sens, spec = M.sensitivity_specificity(truth, pred)
-    return 0.5 * (sens + spec)
-
-
 def best_threshold(truth: np.ndarray, depth: np.ndarray) -> tuple[float, float]:
     """Return (threshold mm, balanced accuracy) maximising the balanced accuracy of depth >= threshold:
     candidates are midpoints between neighbouring distinct depths (and below the smallest); ties go to
@@ -159,7 +154,7 @@ def best_threshold(truth: np.ndarray, depth: np.ndarray) -> tuple[float, float]:
     candidates = np.r_[values[0] - 0.05, 0.5 * (values[1:] + values[:-1])] if len(values) else np.array([0.0])
     best = (float("nan"), -1.0)
     for c in candidates:
-        ba = balanced_accuracy(truth, depth >= c)
+        ba = M.balanced_accuracy(truth, depth >= c)
         if ba > best[1] + 1e-12:
             best = (round(float(c), 3), float(ba))
     return best
@@ -217,7 +212,7 @@ def score(records_by_patient: Sequence[Sequence[Mapping[str, Any]]], option: str
         "patients": len(per_patient), "discs": len(flat), "positives": int(t.sum()),
         "discs_graded": len(graded), "positives_graded": sum(int(r["herniation"]) for r in graded),
         "accuracy": ci(lambda t, d: float(np.mean(pred(d) == t))),
-        "balanced_accuracy": ci(lambda t, d: balanced_accuracy(t, pred(d))),
+        "balanced_accuracy": ci(lambda t, d: M.balanced_accuracy(t, pred(d))),
         "sensitivity": ci(lambda t, d: M.sensitivity_specificity(t, pred(d))[0]),
         "specificity": ci(lambda t, d: M.sensitivity_specificity(t, pred(d))[1]),
         "auc": ci(lambda t, d: M.auc(t, d)),

@@ -296,7 +296,8 @@ def test_the_gradings_table_says_how_the_bundled_weights_did_on_held_out_patient
     html = render_report_html(bundled)
     note = re.search(r"<b>How far to trust these:</b>([^<]*)</p>", html).group(1)
     assert f"on {spec.real_metrics['patients']} held-out patients" in note
-    for key, label in (("endplate_upper", "upper endplate defect"), ("narrowing", "narrowing"), ("bulging", "bulging")):
+    for key, label in (("endplate_upper", "upper endplate defect"), ("narrowing", "disc narrowing"),
+                       ("bulging", "disc bulging")):
         assert f"{label} {g[key]['balanced_accuracy']['value']:.2f}" in note
     assert f"Modic type accuracy {g['modic']['type_accuracy']['value']:.2f}" in note
     # other weights under the same name (a site's retrained model): the bundled figures are not theirs
