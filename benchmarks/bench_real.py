@@ -27,12 +27,8 @@ GRADING_KEYS = (("upper endplate", ("disc_gradings", "endplate_upper", "balanced
                 ("Modic type accuracy", ("disc_gradings", "modic", "type_accuracy")))
 
 
-def _cell(m) -> str:
-    return "n/a" if m["value"] is None else f"{m['value']:.3f} ({m['ci95'][0]:.3f}-{m['ci95'][1]:.3f})"
-
-
 def main(argv: list[str] | None = None) -> int:
-    from SpineAssistLib.training.real_eval import VARIANTS, evaluate_real
+    from SpineAssistLib.training.real_eval import VARIANTS, evaluate_real, format_ci
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--spider", type=Path, default=os.environ.get("SPINEASSIST_SPIDER_DIR"))
@@ -56,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     for variant in VARIANTS:
         r = evaluate_real(a.spider, gradings, n_boot=a.bootstrap, variant=variant)
         s = r["summary"]
-        cells = [_cell(s[key]) for _, key in KEYS]
+        cells = [format_ci(s[key]) for _, key in KEYS]
         rows.append(f"| {variant} | " + " | ".join(cells) + f" | {s['patients_all_named']} of {s['patients']} | "
                     f"{s['patients_flagged_for_review']} | {r['seconds_per_patient']} |")
         cells = []
@@ -64,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
             m = s
             for k in path:
                 m = m[k]
-            cells.append(_cell(m))
+            cells.append(format_ci(m))
         graded.append(f"| {variant} | " + " | ".join(cells) + " |")
     body = (f"The 12 held-out SPIDER patients ({', '.join(r['patients'])}), scored as `spineassist evaluate --real "
             "--variant V` scores them (value and 95 % interval, patients resampled). flipped: anterior on the image "

@@ -320,7 +320,8 @@ def evaluate_real(root: str | Path, gradings_csv: str | Path, patients: Sequence
             "models": [{"name": i.name, "sha256": i.sha256} for i in models.infos], "targets": TARGETS}
 
 
-def _fmt(m: Mapping[str, Any] | None) -> str:
+def format_ci(m: Mapping[str, Any] | None) -> str:
+    """Return a figure as "value (low-high)" at 3 decimals, or "n/a"."""
     if not m or m.get("value") is None:
         return "n/a"
     lo, hi = m["ci95"]
@@ -354,7 +355,7 @@ def markdown_table(report: Mapping[str, Any]) -> str:
              f"{s['named_right_when_unsure']['of']}.", "",
              "| metric | value (95 % CI, patients resampled) | n | target |", "|---|---|---|---|"]
     for label, key, target in rows:
-        lines.append(f"| {label} | {_fmt(s[key])} | {s[key]['n']} | {target} |")
+        lines.append(f"| {label} | {format_ci(s[key])} | {s[key]['n']} | {target} |")
     lines += _gradings_table(s.get("disc_gradings"))
     cm = s["pfirrmann_confusion"]
     lines += ["", "Pfirrmann confusion (rows: SPIDER's radiologists, columns: SpineAssist):", "",
@@ -373,13 +374,13 @@ def _gradings_table(g: Mapping[str, Any] | None) -> list[str]:
              "|---|---|---|---|---|---|---|---|"]
     for key, _ in PRESENCE_GRADINGS:
         m = g[key]
-        lines.append(f"| {FINDING_TITLES[key]} | {m['positives']} of {m['balanced_accuracy']['n']} | {_fmt(m['balanced_accuracy'])} | "
-                     f"{_fmt(m['sensitivity'])} | {_fmt(m['specificity'])} | {_fmt(m['auc'])} | "
-                     f"{_fmt(m['graded_share'])} | balanced accuracy >= 0.80 |")
+        lines.append(f"| {FINDING_TITLES[key]} | {m['positives']} of {m['balanced_accuracy']['n']} | {format_ci(m['balanced_accuracy'])} | "
+                     f"{format_ci(m['sensitivity'])} | {format_ci(m['specificity'])} | {format_ci(m['auc'])} | "
+                     f"{format_ci(m['graded_share'])} | balanced accuracy >= 0.80 |")
     m = g["modic"]
-    lines.append(f"| any Modic change | {m['changes']} of {m['type_accuracy']['n']} | {_fmt(m['change_balanced_accuracy'])} "
+    lines.append(f"| any Modic change | {m['changes']} of {m['type_accuracy']['n']} | {format_ci(m['change_balanced_accuracy'])} "
                  f"| | | | | |")
-    lines += ["", f"Modic type (0/1/2/3) accuracy: {_fmt(m['type_accuracy'])}, target >= 0.85 (always answering "
+    lines += ["", f"Modic type (0/1/2/3) accuracy: {format_ci(m['type_accuracy'])}, target >= 0.85 (always answering "
                   f"\"no change\" on the same discs: {m['majority_accuracy']})."]
     return lines
 
